@@ -1,0 +1,1 @@
+"""Throughput and leaderboard benchmarks. Each script prints its numbers; none is part of the test suite."""

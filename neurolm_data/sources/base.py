@@ -1,0 +1,166 @@
+"""The typed ``Source`` interface: discover the recordings of a native corpus layout, read one recording.
+
+Adding a corpus is one module in ``neurolm_data/sources/`` that subclasses ``Source`` and decorates it with
+``@register_source``. Data flows one way: a source yields ``RecordingRef`` rows (from paths first, headers
+second), ``read`` turns one into a ``RawSignal`` (µV, native sfreq), and everything after that
+(channel mapping, preprocessing, storage, splitting, windowing) is source-agnostic.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class RecordingError(Exception):
+    """A recording (or its annotation file) cannot be used. The message names the file and the problem.
+
+    Ingest catches it, records ``(path, reason)`` in the ledger and goes on with the other recordings.
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One annotated interval of a recording, in seconds from the recording start.
+
+    ``label`` is the task's integer class; ``description`` is the annotation text as written in the file.
+    """
+
+    onset_s: float
+    duration_s: float
+    label: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RecordingRef:
+    """One recording as discovered in a native layout, before it is read.
+
+    Attributes:
+        source: the source name (``workload``, ``tueg``, ...).
+        subject: subject identifier as the corpus writes it (``Subject00``, ``aaaaaaaa``).
+        session: session identifier (``s001_2015``), or ``""``.
+        run: run / token identifier (``t000``, ``1``), or ``""``.
+        path: the signal file.
+        label: recording-level label (Workload rest=0/task=1, TUAB normal=0/abnormal=1), or None.
+        official_split: the corpus's own split for this recording (``train``/``eval``), or None.
+        annotation_path: a partner annotation file, if the corpus has one.
+        extra: source-specific metadata that must survive into the manifest (JSON-serializable).
+    """
+
+    source: str
+    subject: str
+    session: str
+    run: str
+    path: Path
+    label: int | None = None
+    official_split: str | None = None
+    annotation_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def recording_id(self) -> str:
+        """Stable identifier, safe as a file name and a WebDataset key (letters, digits, ``_``, ``-``)."""
+        parts = [self.source, self.subject, self.session, self.run]
+        return safe_key("_".join(p for p in parts if p))
+
+
+@dataclass
+class RawSignal:
+    """One recording as read from disk, before preprocessing.
+
+    Attributes:
+        data: float64 array (n_channels, n_samples) in µV.
+        ch_names: channel names as written in the file (``len == n_channels``).
+        sfreq: sampling frequency in Hz (all channels share it; readers resample or drop odd-rate
+            channels such as TUH's 1-Hz IBI/BURSTS/SUPPR and say so in ``dropped``).
+        events: annotated intervals (for event-labelled corpora), possibly empty.
+        dropped: ``(raw channel name, reason)`` for channels the reader itself skipped.
+    """
+
+    data: np.ndarray
+    ch_names: list[str]
+    sfreq: float
+    events: list[Event] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Source(ABC):
+    """A corpus in its native, as-distributed layout.
+
+    Class attributes (documented per subclass with their sources):
+        name: registry key, used on the command line (``neurolm-data ingest NAME ROOT``).
+        mains_hz: mains frequency of the recording site; the notch is applied there.
+        channels: canonical channel names kept, in order, or None to keep every EEG channel.
+        citation, license: shown in the README's source table.
+    """
+
+    name: ClassVar[str]
+    mains_hz: ClassVar[float] = 50.0
+    channels: ClassVar[tuple[str, ...] | None] = None
+    citation: ClassVar[str] = ""
+    license: ClassVar[str] = ""
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    @abstractmethod
+    def discover(self, root: Path) -> list[RecordingRef]:
+        """All recordings under ``root``, sorted by path. Never reads signal data.
+
+        Raises:
+            FileNotFoundError: ``root`` does not exist or holds no recognisable files of this layout.
+        """
+
+    @abstractmethod
+    def read(self, ref: RecordingRef) -> RawSignal:
+        """Read one recording (and its annotations). Raises ``RecordingError`` naming the file and the problem."""
+
+
+_REGISTRY: dict[str, type[Source]] = {}
+
+
+def register_source(cls: type[Source]) -> type[Source]:
+    """Class decorator: make a ``Source`` subclass available under ``cls.name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"source name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_source(name: str, **options: Any) -> Source:
+    """Instantiate a registered source by name. Raises KeyError listing the known names."""
+    from neurolm_data import sources  # noqa: F401  (imports every source module, filling the registry)
+
+    try:
+        return _REGISTRY[name](**options)
+    except KeyError:
+        raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def available_sources() -> dict[str, type[Source]]:
+    """Name -> class of every registered source."""
+    from neurolm_data import sources  # noqa: F401
+
+    return dict(sorted(_REGISTRY.items()))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_key(s: str) -> str:
+    """Replace every run of characters other than letters, digits, ``_`` and ``-`` with ``-``.
+
+    WebDataset splits keys at the first dot, so keys and recording ids must not contain one.
+    """
+    return _UNSAFE.sub("-", s).strip("-")
