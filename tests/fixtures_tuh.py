@@ -114,7 +114,7 @@ def write_tuh_edf(
     *,
     montage: str = "REF",
     sfreq: int = 250,
-    seconds: float = 20.0,
+    seconds: float = 60.0,
     source_edf: str | Path | None = None,
     start_s: float = 0.0,
     electrodes: Sequence[str] | None = None,
@@ -232,19 +232,21 @@ class TuhSpec:
     token: str
     montage: str = "REF"
     sfreq: int = 250
-    seconds: float = 20.0
+    seconds: float = 60.0
     source: str = "Subject00_1.edf"
     start_s: float = 0.0
     leftovers: bool = False
 
 
 #: Default TUEG tree: REF and LE montages, the AR_A folder, 250 and 256 Hz, two groups, a leftover channel.
+#: Every file lasts >= 60 s so that it holds at least one ``pretrain`` window (floor(1024 / 19) = 53 s,
+#: neurolm-spec.md §2.1).
 DEFAULT_TUEG_SPECS: tuple[TuhSpec, ...] = (
-    TuhSpec("000", "aaaaaaaa", "s001_2015", "t000", "REF", 250, 20, "Subject00_1.edf", 0.0),
-    TuhSpec("000", "aaaaaaaa", "s001_2015", "t001", "REF", 256, 20, "Subject00_2.edf", 10.0),
-    TuhSpec("000", "aaaaaaab", "s002_2016", "t000", "LE", 250, 20, "Subject01_1.edf", 30.0),
-    TuhSpec("001", "aaaaaabc", "s001_2013", "t000", "LE", 256, 15, "Subject02_2.edf", 5.0, True),
-    TuhSpec("001", "aaaaaabd", "s003_2014", "t002", "AR_A", 250, 12, "Subject03_1.edf", 60.0),
+    TuhSpec("000", "aaaaaaaa", "s001_2015", "t000", "REF", 250, 60, "Subject00_1.edf", 0.0),
+    TuhSpec("000", "aaaaaaaa", "s001_2015", "t001", "REF", 256, 60, "Subject00_2.edf", 1.0),
+    TuhSpec("000", "aaaaaaab", "s002_2016", "t000", "LE", 250, 90, "Subject01_1.edf", 30.0),
+    TuhSpec("001", "aaaaaabc", "s001_2013", "t000", "LE", 256, 60, "Subject02_2.edf", 2.0, True),
+    TuhSpec("001", "aaaaaabd", "s003_2014", "t002", "AR_A", 250, 60, "Subject03_1.edf", 60.0),
 )
 
 
