@@ -1,0 +1,143 @@
+"""Typed, JSON-serialisable model configs for the NeuroLM tokenizer (stage 1) and GPT (stages 2-3).
+
+Every default is the official value; the source of each is given as a spec section
+(``../shared/reference/neurolm-spec.md``, "spec §x") or a checkpoint-document section
+(``neurolm-official-checkpoints.md``, "ckpt §x"). ``asdict(cfg)`` gives plain JSON; ``NeuroLMConfig.from_dict``
+reads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+PATCH = 200  # samples per token: 1 s at 200 Hz (spec §1.1, §1.2)
+PAD_CHANNEL = 136  # `standard_1020` index of 'pad' (spec §1.3)
+TEXT_VOCAB = 50257  # GPT-2 BPE vocabulary; 50256 = <|endoftext|> (spec §4.1)
+SEP_TOKEN = 50257  # first added row of the enlarged wte, used as [SEP] (spec §4.1, §5.1)
+EOT_TOKEN = 50256  # <|endoftext|>, also the text padding id (spec §5.1)
+
+
+@dataclass
+class VQConfig:
+    """Stage-1 tokenizer shape (spec §3.2; ckpt §1.1 ``encoder_args``/``decoder_args``)."""
+
+    n_embd: int = 768  # encoder/decoder width (spec §3.2)
+    n_layer: int = 12  # encoder blocks (spec §3.2)
+    n_head: int = 12  # heads (spec §3.2; not recoverable from shapes, ckpt §1.3)
+    decoder_layers: int = 4  # blocks of each of the two decoders (spec §3.2)
+    code_dim: int = 128  # quantizer vector size (spec §3.2)
+    n_codes: int = 8192  # codebook size (spec §3.2)
+    ema_decay: float = 0.99  # codebook EMA decay (spec §3.2)
+    beta: float = 1.0  # commitment weight (spec §3.2)
+    kmeans_iters: int = 10  # cosine k-means iterations at init (spec §3.2)
+    patch: int = PATCH  # samples per token (spec §1.2)
+    conv_chans: int = 16  # TemporalConv channels, `out_chans` (spec §3.2, ckpt §1.1)
+    n_freq: int = 100  # |FFT| bins reconstructed, 0..99 (spec §3.1)
+    domain_hidden: int = 256  # domain classifier hidden width (spec §3.2)
+    n_chan_emb: int = 256  # channel-embedding rows (spec §1.2)
+    n_time_emb: int = 64  # time-embedding rows: at most 64 s per window (spec §1.2, §9.7)
+    bias: bool = False  # no bias in the encoder/decoder blocks (spec §3.2, ckpt §2.1)
+    dropout: float = 0.0  # (spec §3.2)
+
+
+@dataclass
+class GPTConfig:
+    """GPT-2 backbone shape (spec §4.1; ckpt §1.1 ``model_args``).
+
+    ``init_from`` names the GPT-2 weights: a Hugging Face model id looked up in the local cache only
+    (``gpt2``, ``gpt2-medium``, ``gpt2-xl``), or a local directory; ``None`` means random init.
+    """
+
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    vocab_size: int = TEXT_VOCAB  # GPT-2 text vocabulary (before the [SEP]/padding rows, spec §4.1)
+    block_size: int = 1024  # wpe rows: max position (spec §4.1)
+    bias: bool = True  # GPT-2 blocks have biases (ckpt §2.2)
+    dropout: float = 0.0  # (spec §4.1)
+    init_from: str | None = "gpt2"
+
+
+@dataclass
+class NeuroLMConfig:
+    """The whole model: tokenizer, backbone and the NeuroLM-specific choices.
+
+    - ``text_vocab_padded``: wte rows (ckpt §1.1: 50304); the lm_head has ``text_vocab_padded + n_eeg_codes``
+      rows, EEG code k at row ``text_vocab_padded + k`` (ckpt §2.2).
+    - ``features``: ``"bidirectional"`` feeds the official bidirectional tokenizer features to the GPT
+      (they leak the next-second target, spec §4.4); ``"causal"`` runs the tokenizer encoder with the
+      stair-step mask so token (t, c) sees no second after t (spec §4.4 option b).
+    - ``eeg_head``: ``"full"`` takes the EEG-target cross-entropy over all lm_head rows (official);
+      ``"eeg_only"`` over the ``n_eeg_codes`` EEG rows only (spec §9.24).
+    - ``text_positions``: text after EEG starts at wpe position ``max(time) + 1`` of the ``"sample"``
+      (batch-independent, default) or of the whole ``"batch"`` (official, ckpt §4.4).
+    - ``new_row_std``: init std of the added wte/lm_head rows and of the channel embedding (spec §9.9;
+      official: N(0, 1)).
+    """
+
+    gpt: GPTConfig = field(default_factory=GPTConfig)
+    vq: VQConfig = field(default_factory=VQConfig)
+    n_eeg_codes: int = 8192  # = vq.n_codes (spec §4.1)
+    text_vocab_padded: int = 50304  # (spec §4.1, ckpt §1.1)
+    features: Literal["bidirectional", "causal"] = "bidirectional"
+    eeg_head: Literal["full", "eeg_only"] = "full"
+    text_positions: Literal["sample", "batch"] = "sample"
+    new_row_std: float = 0.02
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.gpt, dict):
+            self.gpt = GPTConfig(**self.gpt)
+        if isinstance(self.vq, dict):
+            self.vq = VQConfig(**self.vq)
+        if self.n_eeg_codes != self.vq.n_codes:
+            raise ValueError(f"n_eeg_codes={self.n_eeg_codes} must equal vq.n_codes={self.vq.n_codes}")
+        if self.features not in ("bidirectional", "causal"):
+            raise ValueError(f"features must be 'bidirectional' or 'causal', got {self.features!r}")
+        if self.eeg_head not in ("full", "eeg_only"):
+            raise ValueError(f"eeg_head must be 'full' or 'eeg_only', got {self.eeg_head!r}")
+        if self.text_positions not in ("sample", "batch"):
+            raise ValueError(f"text_positions must be 'sample' or 'batch', got {self.text_positions!r}")
+        if self.text_vocab_padded <= SEP_TOKEN:
+            raise ValueError("text_vocab_padded must leave room for the [SEP] row 50257")
+
+    @property
+    def output_size(self) -> int:
+        """lm_head rows: text rows then EEG codes (58496 for the official models, ckpt §2.2)."""
+        return self.text_vocab_padded + self.n_eeg_codes
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (nested dataclasses become dicts)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NeuroLMConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
+# GPT-2 shapes per variant (spec §4.1): (hf name, layers, heads, width)
+_GPT2 = {"B": ("gpt2", 12, 12, 768), "L": ("gpt2-medium", 24, 16, 1024), "XL": ("gpt2-xl", 48, 25, 1600)}
+
+
+def model_config(name: str, **overrides: Any) -> NeuroLMConfig:
+    """Named configs: ``tiny`` (CPU, minutes), ``B``, ``L``, ``XL`` (spec §4.1; VQ per spec §3.2).
+
+    ``tiny`` keeps the token layout (200-sample patches, 256/64 embedding rows, 16 conv channels) but is
+    narrow: tokenizer 64 wide, 2 blocks, 512 codes of 32 dims; GPT 128 wide, 2 blocks, random init (its
+    width differs from the tokenizer's, so it exercises the L/XL ``encode_transform_layer`` path).
+    ``overrides`` set top-level ``NeuroLMConfig`` fields (e.g. ``features="causal"``).
+    Raises ``KeyError`` for an unknown name.
+    """
+    if name == "tiny":
+        vq = VQConfig(
+            n_embd=64, n_layer=2, n_head=4, decoder_layers=2, code_dim=32, n_codes=512, domain_hidden=64
+        )
+        gpt = GPTConfig(n_layer=2, n_head=4, n_embd=128, init_from=None)
+        return NeuroLMConfig(gpt=gpt, vq=vq, n_eeg_codes=512, name="tiny", **overrides)
+    if name not in _GPT2:
+        raise KeyError(f"unknown model config {name!r}: expected one of tiny, B, L, XL")
+    hf, n_layer, n_head, n_embd = _GPT2[name]
+    gpt = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, init_from=hf)
+    return NeuroLMConfig(gpt=gpt, vq=VQConfig(), name=name, **overrides)
