@@ -1,0 +1,269 @@
+"""Subject-level splits from a protocol, the leakage audit, and ``OUT/splits.parquet``.
+
+``run_split(out, protocol)`` reads ``OUT/recordings.parquet`` (written by ingest), assigns every subject of
+the protocol's source to ``train``/``val``/``test`` by the protocol's rule (``neurolm_data.protocols``),
+audits the result (no subject in two splits) and writes ``OUT/splits.parquet`` atomically: one row per
+``(source, subject)``, sorted, with the columns of docs/architecture.md. The parquet's key-value metadata
+holds the full protocol (JSON), its hash and the sha256 of the ``recordings.parquet`` it was computed from.
+The same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from neurolm_data.manifest_io import sha256_file, write_parquet_atomic
+from neurolm_data.protocols import SPLITS, Protocol, hash_bucket, load_protocol
+
+#: Columns and types of ``OUT/splits.parquet`` (docs/architecture.md).
+SPLITS_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("subject", pa.string()),
+        ("split", pa.string()),
+        ("rule", pa.string()),
+        ("protocol", pa.string()),
+        ("protocol_version", pa.int64()),
+        ("salt", pa.string()),
+    ]
+)
+#: Parquet key-value metadata keys written with ``splits.parquet``.
+META_PROTOCOL = b"neurolm.protocol"
+META_PROTOCOL_HASH = b"neurolm.protocol_hash"
+META_RECORDINGS_SHA256 = b"neurolm.recordings_sha256"
+
+
+class LeakageError(Exception):
+    """A subject would land in more than one split.
+
+    Attributes:
+        leaks: ``[(source, subject, [splits...]), ...]`` for every offending subject, sorted.
+    """
+
+    def __init__(self, leaks: list[tuple[str, str, list[str]]], context: str = ""):
+        self.leaks = sorted(leaks)
+        shown = "; ".join(f"{src}/{subj} in {'+'.join(sp)}" for src, subj, sp in self.leaks[:20])
+        more = f" (and {len(self.leaks) - 20} more)" if len(self.leaks) > 20 else ""
+        prefix = f"{context}: " if context else ""
+        super().__init__(f"{prefix}{len(self.leaks)} subject(s) in more than one split: {shown}{more}")
+
+
+class SplitError(ValueError):
+    """The recordings cannot be split by this protocol (no recordings of its source, unlisted subjects,
+    unmapped ``official_split`` values). The message names the protocol file and the offending ids."""
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What ``run_split`` wrote.
+
+    Attributes:
+        path: ``OUT/splits.parquet``.
+        protocol: the protocol used.
+        subjects: split -> number of subjects.
+        recordings: split -> number of recordings of those subjects.
+        dropped: subjects in the manifest that the protocol leaves out (``unlisted = "drop"``).
+        absent: subjects the protocol lists that have no recording in the manifest (explicit rule).
+    """
+
+    path: Path
+    protocol: Protocol
+    subjects: dict[str, int]
+    recordings: dict[str, int]
+    dropped: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+
+
+def read_recordings(out: str | Path) -> pl.DataFrame:
+    """``OUT/recordings.parquet`` as a polars DataFrame. Raises FileNotFoundError naming the path."""
+    path = Path(out) / "recordings.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run `neurolm-data ingest ... --out {out}` first")
+    return pl.read_parquet(path)
+
+
+def _select(recordings: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
+    rec = recordings if protocol.source == "*" else recordings.filter(pl.col("source") == protocol.source)
+    if rec.height == 0:
+        have = sorted(recordings["source"].unique().to_list())
+        raise SplitError(f"{protocol.path}: no recordings of source {protocol.source!r} (manifest has {have})")
+    return rec
+
+
+def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.DataFrame, list[str], list[str]]:
+    """Apply the protocol's rule to the recordings' subjects, without auditing.
+
+    Args:
+        recordings: rows of ``recordings.parquet`` (needs ``source``, ``subject``, ``recording_id``,
+            and ``official_split`` for the official rule).
+        protocol: a loaded protocol.
+
+    Returns:
+        ``(assignments, dropped, absent)``: a DataFrame ``(source, subject, split)`` that may hold a subject
+        more than once when the rule puts it in two splits (``audit_splits`` rejects that); the subjects
+        dropped by ``unlisted = "drop"``; the listed subjects with no recording.
+
+    Raises:
+        SplitError: see the class. LeakageError: an explicit protocol lists a subject in two splits.
+    """
+    rec = _select(recordings, protocol)
+    pairs = rec.select("source", "subject").unique().sort("source", "subject").rows()
+    rows: list[tuple[str, str, str]] = []
+    dropped: list[str] = []
+    absent: list[str] = []
+    if protocol.rule == "explicit":
+        where: dict[str, list[str]] = defaultdict(list)
+        for split_name in SPLITS:
+            for subj in protocol.subjects.get(split_name, ()):
+                where[subj].append(split_name)
+        twice = [(protocol.source, s, sp) for s, sp in where.items() if len(sp) > 1]
+        if twice:
+            raise LeakageError(twice, f"{protocol.path}: protocol lists subjects in two splits")
+        unlisted = [f"{src}/{s}" for src, s in pairs if s not in where]
+        if unlisted and protocol.unlisted == "error":
+            raise SplitError(
+                f"{protocol.path}: {len(unlisted)} subject(s) in no split list: {', '.join(unlisted[:20])}"
+                " (list them, or set split.unlisted = \"drop\")"
+            )
+        dropped = unlisted
+        present = {s for _, s in pairs}
+        absent = sorted(s for s in where if s not in present)
+        rows = [(src, s, sp) for src, s in pairs for sp in where.get(s, [])]
+    elif protocol.rule == "hash":
+        bounds: list[tuple[float, str]] = []
+        acc = 0.0
+        for split_name in SPLITS:
+            if split_name in protocol.fractions:
+                acc += protocol.fractions[split_name]
+                bounds.append((acc, split_name))
+        for src, s in pairs:
+            u = hash_bucket(protocol.salt, src, s)
+            rows.append((src, s, next((sp for b, sp in bounds if u < b), bounds[-1][1])))
+    else:  # official
+        off = rec.select("source", "subject", "recording_id", "official_split").sort("recording_id")
+        bad = off.filter(~pl.col("official_split").is_in(list(protocol.official)) | pl.col("official_split").is_null())
+        if bad.height:
+            ids = ", ".join(f"{r}={o!r}" for r, o in bad.select("recording_id", "official_split").rows()[:20])
+            raise SplitError(
+                f"{protocol.path}: {bad.height} recording(s) with an official_split not in "
+                f"{sorted(protocol.official)}: {ids}"
+            )
+        mapped = off.with_columns(pl.col("official_split").replace_strict(protocol.official).alias("split"))
+        for src, s, sp in mapped.select("source", "subject", "split").unique().sort(pl.all()).rows():
+            if sp == "train" and hash_bucket(protocol.salt, src, s) < protocol.val_fraction:
+                sp = "val"
+            rows.append((src, s, sp))
+    df = pl.DataFrame(rows, schema={"source": pl.String, "subject": pl.String, "split": pl.String}, orient="row")
+    return df, dropped, absent
+
+
+def audit_splits(assignments: pl.DataFrame, context: str = "") -> None:
+    """Leakage audit: every ``(source, subject)`` must have exactly one split.
+
+    Raises:
+        LeakageError: naming each subject found in two or more splits.
+    """
+    multi = (
+        assignments.group_by("source", "subject")
+        .agg(pl.col("split").unique().sort())
+        .filter(pl.col("split").list.len() > 1)
+        .sort("source", "subject")
+    )
+    if multi.height:
+        raise LeakageError([(a, b, list(c)) for a, b, c in multi.rows()], context)
+
+
+def compute_splits(recordings: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
+    """Audited splits table: one row per ``(source, subject)`` with the ``SPLITS_SCHEMA`` columns, sorted.
+
+    Raises:
+        LeakageError, SplitError: see ``assign_subjects`` and ``audit_splits``.
+    """
+    assignments, _, _ = assign_subjects(recordings, protocol)
+    return _finalize(assignments, protocol)
+
+
+def _finalize(assignments: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
+    audit_splits(assignments, str(protocol.path))
+    return (
+        assignments.unique()
+        .sort("source", "subject")
+        .with_columns(
+            rule=pl.lit(protocol.rule),
+            protocol=pl.lit(protocol.name),
+            protocol_version=pl.lit(protocol.version, dtype=pl.Int64),
+            salt=pl.lit(protocol.salt),
+        )
+    )
+
+
+def run_split(out: str | Path, protocol: str | Path | Protocol) -> SplitResult:
+    """Split the subjects of ``OUT/recordings.parquet`` and write ``OUT/splits.parquet`` atomically.
+
+    Args:
+        out: the ingest output folder.
+        protocol: a protocol name in ``manifests/protocols``, a path to a protocol file, or a ``Protocol``.
+
+    Returns:
+        A ``SplitResult`` with per-split subject and recording counts.
+
+    Raises:
+        FileNotFoundError: no ``recordings.parquet``. ProtocolError: bad protocol. SplitError, LeakageError:
+            the recordings cannot be split cleanly; nothing is written.
+    """
+    out = Path(out)
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    recordings = read_recordings(out)
+    assignments, dropped, absent = assign_subjects(recordings, proto)
+    table = _finalize(assignments, proto)
+    meta = {
+        META_PROTOCOL: json.dumps(proto.to_dict(), sort_keys=True, ensure_ascii=False).encode(),
+        META_PROTOCOL_HASH: proto.protocol_hash.encode(),
+        META_RECORDINGS_SHA256: sha256_file(out / "recordings.parquet").encode(),
+    }
+    arrow = table.select(SPLITS_SCHEMA.names).to_arrow().cast(SPLITS_SCHEMA).replace_schema_metadata(meta)
+    path = out / "splits.parquet"
+    write_parquet_atomic(arrow, path)
+    per_rec = _select(recordings, proto).join(table, on=["source", "subject"], how="inner")
+    return SplitResult(
+        path=path,
+        protocol=proto,
+        subjects={s: int((table["split"] == s).sum()) for s in SPLITS if (table["split"] == s).any()},
+        recordings={s: int((per_rec["split"] == s).sum()) for s in SPLITS if (per_rec["split"] == s).any()},
+        dropped=dropped,
+        absent=absent,
+    )
+
+
+def read_splits(out: str | Path) -> tuple[pl.DataFrame, dict[str, object]]:
+    """``OUT/splits.parquet`` and its metadata.
+
+    Returns:
+        ``(table, meta)``: the table (``SPLITS_SCHEMA`` columns) and ``{"protocol": dict, "protocol_hash":
+        str, "recordings_sha256": str}``.
+
+    Raises:
+        FileNotFoundError: no splits file (the message says which command writes it).
+        ValueError: the file lacks the columns or metadata ``run_split`` writes.
+    """
+    path = Path(out) / "splits.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run `neurolm-data split {out} --protocol NAME` first")
+    arrow = pq.read_table(path)
+    md = arrow.schema.metadata or {}
+    missing = [c for c in SPLITS_SCHEMA.names if c not in arrow.column_names]
+    if missing or META_PROTOCOL_HASH not in md:
+        raise ValueError(f"{path}: not a splits file written by neurolm-data split (missing {missing or 'metadata'})")
+    meta = {
+        "protocol": json.loads(md[META_PROTOCOL]),
+        "protocol_hash": md[META_PROTOCOL_HASH].decode(),
+        "recordings_sha256": md[META_RECORDINGS_SHA256].decode(),
+    }
+    return pl.from_arrow(arrow.replace_schema_metadata(None)), meta
