@@ -24,6 +24,80 @@ train_app = typer.Typer(
 # ---------------------------------------------------------------- neurolm-data ingest (data-ingest)
 
 # ---------------------------------------------------------------- neurolm-data split / shard (data-split-shard)
+@data_app.command("split")
+def split_cmd(
+    out: str = typer.Argument(..., help="Ingest output folder holding recordings.parquet."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol name in manifests/protocols, or a .toml path."),
+) -> None:
+    """Assign every subject to train/val/test by a protocol; write OUT/splits.parquet (leakage-audited)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from neurolm_data.protocols import ProtocolError
+    from neurolm_data.split import LeakageError, SplitError, run_split
+
+    console = Console()
+    try:
+        res = run_split(out, protocol)
+    except (FileNotFoundError, ProtocolError, SplitError, LeakageError) as e:
+        console.print(f"[bold red]split failed[/]: {e}")
+        raise typer.Exit(1) from None
+    p = res.protocol
+    table = Table(title=f"{res.path}  (protocol {p.name} v{p.version}, rule {p.rule})")
+    for col in ("split", "subjects", "recordings"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for s, n in res.subjects.items():
+        table.add_row(s, str(n), str(res.recordings.get(s, 0)))
+    console.print(table)
+    if res.dropped:
+        console.print(f"[yellow]{len(res.dropped)} unlisted subject(s) dropped[/]: {', '.join(res.dropped[:10])}")
+    if res.absent:
+        console.print(f"[yellow]{len(res.absent)} listed subject(s) have no recording[/]: {', '.join(res.absent[:10])}")
+
+
+@data_app.command("shard")
+def shard_cmd(
+    out: str = typer.Argument(..., help="Ingest output folder (recordings.parquet, recordings/, splits.parquet)."),
+    task: str = typer.Option(..., "--task", "-t", help="Task name (workload, pretrain, ...)."),
+    protocol: str = typer.Option(
+        None, "--protocol", "-p", help="Run `split` with this protocol first (default: existing splits.parquet)."
+    ),
+    max_shard_bytes: int = typer.Option(256 * 1024 * 1024, "--max-shard-bytes", help="Upper bound per tar shard."),
+) -> None:
+    """Cut a task's windows into WebDataset shards: OUT/shards/TASK/{SPLIT/*.tar, windows.parquet, shards.json}."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from neurolm_data.protocols import ProtocolError
+    from neurolm_data.shard import ShardConfig, run_shard
+    from neurolm_data.split import LeakageError, SplitError
+
+    console = Console()
+    columns = (TextColumn("[bold]shard[/] windows"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            job = bar.add_task("shard", total=None)
+            res = run_shard(
+                out, task, protocol=protocol, config=ShardConfig(max_shard_bytes=max_shard_bytes),
+                progress=lambda done, total: bar.update(job, completed=done, total=total),
+            )
+    except (FileNotFoundError, KeyError, ValueError, ProtocolError, SplitError, LeakageError) as e:
+        console.print(f"[bold red]shard failed[/]: {e}")
+        raise typer.Exit(1) from None
+    m = res.manifest
+    state = "up to date, nothing written" if res.noop else "written"
+    table = Table(title=f"{res.task_dir}  ({state}; protocol {m['inputs']['protocol']['name']})")
+    for col in ("split", "subjects", "recordings", "windows", "shards", "labels"):
+        table.add_column(col, justify="left" if col in ("split", "labels") else "right")
+    for s, d in m["splits"].items():
+        labels = " ".join(f"{k}:{v}" for k, v in d["labels"].items())
+        table.add_row(s, str(d["subjects"]), str(d["recordings"]), str(d["windows"]), str(d["shards"]), labels)
+    console.print(table)
+    if m["skipped"]:
+        console.print(f"[yellow]{len(m['skipped'])} recording(s) skipped[/] (reasons in shards.json), e.g. "
+                      f"{m['skipped'][0]['recording']}: {m['skipped'][0]['reason']}")
+
 
 # ---------------------------------------------------------------- neurolm-data audit (corpora)
 
