@@ -1,0 +1,505 @@
+"""Official NeuroLM checkpoints (``VQ.pt``, ``NeuroLM-{B,L,XL}.pt``): load, check, export (issue 6).
+
+The layout is ``../shared/reference/neurolm-official-checkpoints.md`` ("ckpt §x"). Loading strips the
+``_orig_mod.`` prefix (ckpt §1.2), infers the shapes from the tensors (ckpt §1.3, §5), checks every key and
+shape against a model of the inferred config (a missing, unexpected or mis-shaped key raises
+``OfficialCheckpointError`` naming it), and maps the keys onto the project's modules:
+
+=====================================  =========================================================
+official (after the prefix)            project
+=====================================  =========================================================
+``VQ.<part>.*``                        ``VQTokenizer.<part>.*`` (encoder, decoders, task layers)
+``VQ.quantize.embedding.weight``       ``VQTokenizer.quantize.codebook``
+``VQ.quantize.embedding.cluster_size`` ``VQTokenizer.quantize.init_counts``
+``VQ.quantize.embedding.initted``      ``VQTokenizer.quantize.initted``
+``VQ.quantize.cluster_size``           ``VQTokenizer.quantize.cluster_size``
+``VQ.quantize.embedding.embed_avg``    none: never used nor updated officially (all zeros, ckpt §3)
+``domain_classifier.*``                ``VQTokenizer.domain_classifier.*``
+``wte.weight``                         returned in ``info["wte"]`` (the stage-1 text side)
+``GPT2.*``                             ``NeuroLM.gpt.*``
+``tokenizer.*``                        ``NeuroLM.tokenizer.encoder.*``
+``pos_embed.weight``                   ``NeuroLM.pos_embed.weight``
+``encode_transform_layer.0.*``         ``NeuroLM.encode_transform_layer.0.*`` (L/XL only)
+=====================================  =========================================================
+
+Linear weights are stored ``(out, in)`` in both layouts, so no tensor is transposed. Files are read with
+``map_location="cpu"``, ``weights_only=True`` and ``mmap=True``; the optimizer state is not read unless asked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .models.config import GPTConfig, NeuroLMConfig, VQConfig
+from .models.neurolm import NeuroLM
+from .models.tokenizer import VQTokenizer
+
+PREFIX = "_orig_mod."  # torch.compile wrapper prefix on every saved key (ckpt §1.2)
+HF_REPO = "Weibang/NeuroLM"  # where the released files live (ckpt §0)
+# GPT-2 head counts by width (spec §4.1); the official files store n_head only in model_args
+_GPT2_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25}
+_VARIANTS = {(12, 768): "B", (24, 1024): "L", (48, 1600): "XL"}
+# project quantizer buffer <-> official key under VQ.quantize. (ckpt §2.1, §3)
+_QUANT = {
+    "codebook": "embedding.weight",
+    "init_counts": "embedding.cluster_size",
+    "initted": "embedding.initted",
+    "cluster_size": "cluster_size",
+}
+_QUANT_BACK = {v: k for k, v in _QUANT.items()}
+_EMBED_AVG = "VQ.quantize.embedding.embed_avg"
+
+
+class OfficialCheckpointError(ValueError):
+    """A checkpoint does not have the official layout; the message names the offending keys."""
+
+
+# --------------------------------------------------------------------------------------------- reading
+def strip_prefix(sd: dict[str, Tensor]) -> OrderedDict[str, Tensor]:
+    """Remove a leading ``_orig_mod.`` from every key that has it; other keys are kept (ckpt §1.2)."""
+    return OrderedDict((k[len(PREFIX) :] if k.startswith(PREFIX) else k, v) for k, v in sd.items())
+
+
+def resolve(path: str | Path) -> Path:
+    """A local file, or a file name of ``Weibang/NeuroLM`` already in the Hugging Face cache (never the
+    network). Raises FileNotFoundError saying how to fetch it."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(HF_REPO, str(path), local_files_only=True))
+    except Exception as err:  # noqa: BLE001 - any lookup failure means "not available offline"
+        raise FileNotFoundError(
+            f"{path}: no such file, nor in the Hugging Face cache; on a machine with internet run "
+            f"`huggingface-cli download {HF_REPO} {Path(path).name}` and pass the local path"
+        ) from err
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` an official file on the CPU (memory-mapped, weights only); ``model`` has the prefix
+    stripped. Raises OfficialCheckpointError when there is no ``model`` state dict."""
+    ck = torch.load(resolve(path), map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict):
+        raise OfficialCheckpointError(f"{path}: not an official checkpoint (no 'model' state dict)")
+    ck["model"] = strip_prefix(ck["model"])
+    return ck
+
+
+def _depth(sd: dict[str, Tensor], prefix: str) -> int:
+    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
+    idx = {int(m.group(1)) for k in sd if (m := pat.match(k))}
+    if not idx:
+        raise OfficialCheckpointError(f"no '{prefix}<i>.*' keys: cannot infer the depth")
+    return max(idx) + 1
+
+
+def _shape(sd: dict[str, Tensor], key: str) -> tuple[int, ...]:
+    if key not in sd:
+        raise OfficialCheckpointError(f"missing key '{key}'")
+    return tuple(sd[key].shape)
+
+
+def encoder_config(sd: dict[str, Tensor], prefix: str, n_head: int = 12, **vq: Any) -> VQConfig:
+    """The tokenizer encoder's shape from official keys under ``prefix`` (``VQ.encoder.`` or ``tokenizer.``):
+    depth from the block indices, width and embedding rows from ``pos_embed``/``time_embed``, conv channels
+    from ``conv1``. The head count is not in the shapes (ckpt §1.3): 12 by convention, or ``encoder_args``."""
+    rows, d = _shape(sd, prefix + "pos_embed.weight")
+    kw = dict(
+        n_layer=_depth(sd, prefix + "blocks."),
+        n_head=n_head,
+        n_embd=d,
+        n_chan_emb=rows,
+        n_time_emb=_shape(sd, prefix + "time_embed.weight")[0],
+        conv_chans=_shape(sd, prefix + "patch_embed.conv1.weight")[0],
+        bias=prefix + "blocks.0.attn.c_attn.bias" in sd,
+    )
+    kw.update(vq)
+    return VQConfig(**kw)
+
+
+def vq_config_from_state(sd: dict[str, Tensor], encoder_args: dict | None = None) -> VQConfig:
+    """Full ``VQConfig`` of a (prefix-stripped) ``VQ.pt`` state dict (ckpt §2.1)."""
+    n_codes, code_dim = _shape(sd, "VQ.quantize.embedding.weight")
+    return encoder_config(
+        sd,
+        "VQ.encoder.",
+        n_head=int((encoder_args or {}).get("n_head", 12)),
+        decoder_layers=_depth(sd, "VQ.decoder_freq.blocks."),
+        n_codes=n_codes,
+        code_dim=code_dim,
+        n_freq=_shape(sd, "VQ.decode_task_layer_freq.2.weight")[0],
+        patch=_shape(sd, "VQ.decode_task_layer_raw.2.weight")[0],
+        domain_hidden=_shape(sd, "domain_classifier.0.weight")[0],
+    )
+
+
+def neurolm_config_from_state(
+    sd: dict[str, Tensor], model_args: dict | None = None, vq: VQConfig | None = None, **overrides: Any
+) -> NeuroLMConfig:
+    """``NeuroLMConfig`` of a (prefix-stripped) ``NeuroLM-*.pt`` state dict (ckpt §2.2-§2.3, §5).
+
+    GPT depth from ``GPT2.transformer.h.<i>``, width and input rows from ``wte``, EEG codes = lm_head rows -
+    wte rows, heads from ``model_args`` or the GPT-2 convention for the width. The tokenizer shape comes from
+    ``tokenizer.*`` with the quantizer and head count of ``vq`` (from ``VQ.pt``) when given.
+    ``overrides`` set ``NeuroLMConfig`` fields (``features``, ``eeg_head``, ``text_positions``).
+    Raises OfficialCheckpointError when the head count cannot be determined.
+    """
+    n_in, d = _shape(sd, "GPT2.transformer.wte.weight")
+    n_layer = _depth(sd, "GPT2.transformer.h.")
+    n_head = (model_args or {}).get("n_head") or _GPT2_HEADS.get(d)
+    if n_head is None:
+        raise OfficialCheckpointError(
+            f"GPT width {d} is not a GPT-2 width and the file has no model_args n_head"
+        )
+    gpt = GPTConfig(
+        n_layer=n_layer,
+        n_head=int(n_head),
+        n_embd=d,
+        block_size=_shape(sd, "GPT2.transformer.wpe.weight")[0],
+        bias="GPT2.transformer.h.0.attn.c_attn.bias" in sd,
+        init_from=None,
+    )
+    n_codes = _shape(sd, "GPT2.lm_head.weight")[0] - n_in
+    base = (
+        {} if vq is None else {k: getattr(vq, k) for k in ("n_head", "code_dim", "decoder_layers", "n_freq")}
+    )
+    vq_cfg = encoder_config(sd, "tokenizer.", **{"n_head": 12, **base, "n_codes": n_codes})
+    name = _VARIANTS.get((n_layer, d), "custom")
+    return NeuroLMConfig(
+        gpt=gpt, vq=vq_cfg, n_eeg_codes=n_codes, text_vocab_padded=n_in, name=name, **overrides
+    )
+
+
+# --------------------------------------------------------------------------------------------- mapping
+def vq_to_official(tok: VQTokenizer, wte: Tensor, prefix: bool = True) -> OrderedDict[str, Tensor]:
+    """The project tokenizer as an official ``VQ.pt`` ``model`` state dict (ckpt §2.1), 172 entries for the
+    official shape. ``wte`` (50257, n_embd) is the frozen text embedding of stage 1. Raises ValueError for a
+    tokenizer built without decoders."""
+    if not tok.has_decoders:
+        raise ValueError("an official VQ.pt needs the decoders: export a full VQTokenizer")
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    for k, v in tok.state_dict().items():
+        part, rest = k.split(".", 1)
+        if part == "quantize":
+            out["VQ.quantize." + _QUANT[rest]] = v
+            if rest == "codebook":
+                out[_EMBED_AVG] = torch.zeros_like(v)
+        elif part == "domain_classifier":
+            out[k] = v
+        else:
+            out["VQ." + k] = v
+    out["wte.weight"] = wte
+    return _with_prefix(out, prefix)
+
+
+def neurolm_to_official(model: NeuroLM, prefix: bool = True) -> OrderedDict[str, Tensor]:
+    """The project NeuroLM as an official ``NeuroLM-*.pt`` ``model`` state dict (ckpt §2.2-§2.3): 240
+    entries for B. The tokenizer's quantizer head is not part of that layout (it lives in ``VQ.pt``)."""
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    for k, v in model.state_dict().items():
+        if k.startswith("gpt."):
+            out["GPT2." + k[4:]] = v
+        elif k.startswith("tokenizer.encoder."):
+            out["tokenizer." + k[len("tokenizer.encoder.") :]] = v
+        elif not k.startswith("tokenizer."):
+            out[k] = v
+    return _with_prefix(out, prefix)
+
+
+def _with_prefix(sd: OrderedDict[str, Tensor], prefix: bool) -> OrderedDict[str, Tensor]:
+    return OrderedDict((PREFIX + k, v) for k, v in sd.items()) if prefix else sd
+
+
+def check_layout(sd: dict[str, Tensor], expected: dict[str, Tensor], what: str) -> None:
+    """Raise OfficialCheckpointError naming every missing, unexpected and mis-shaped key of ``sd``."""
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shaped = [
+        f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
+    problems = [
+        f"{name} key(s): {', '.join(keys)}"
+        for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped))
+        if keys
+    ]
+    if problems:
+        raise OfficialCheckpointError(f"{what} does not have the official layout: " + "; ".join(problems))
+
+
+def vq_from_official(sd: dict[str, Tensor], encoder_args: dict | None = None) -> tuple[VQTokenizer, Tensor]:
+    """Build a ``VQTokenizer`` (eval mode) and the ``wte`` (50257, d) from a prefix-stripped ``VQ.pt``
+    state dict. Raises OfficialCheckpointError on any missing, unexpected or mis-shaped key."""
+    sd = strip_prefix(sd)
+    with torch.device("meta"):
+        tok = VQTokenizer(vq_config_from_state(sd, encoder_args))
+    check_layout(sd, vq_to_official(tok, torch.empty(sd["wte.weight"].shape, device="meta"), False), "VQ.pt")
+    own: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if k.startswith("VQ.quantize."):
+            if k != _EMBED_AVG:
+                own["quantize." + _QUANT_BACK[k[len("VQ.quantize.") :]]] = v
+        elif k != "wte.weight":
+            own[k[3:] if k.startswith("VQ.") else k] = v
+    tok.load_state_dict({k: v.clone() for k, v in own.items()}, strict=True, assign=True)
+    return tok.eval(), sd["wte.weight"].clone()
+
+
+def neurolm_from_official(
+    sd: dict[str, Tensor],
+    model_args: dict | None = None,
+    vq: VQTokenizer | None = None,
+    **overrides: Any,
+) -> NeuroLM:
+    """Build a ``NeuroLM`` (eval mode) from a prefix-stripped ``NeuroLM-*.pt`` state dict; ``vq`` (from
+    ``VQ.pt``) supplies the quantizer head and codebook, without it ``model.tokenizer`` cannot make codes
+    (``get_codes`` raises). ``overrides`` as in ``neurolm_config_from_state``.
+    Raises OfficialCheckpointError on any missing, unexpected or mis-shaped key."""
+    sd = strip_prefix(sd)
+    cfg = neurolm_config_from_state(sd, model_args, None if vq is None else vq.cfg, **overrides)
+    with torch.device("meta"):
+        model = NeuroLM(cfg)
+    check_layout(sd, neurolm_to_official(model, prefix=False), "NeuroLM checkpoint")
+    own: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if k.startswith("GPT2."):
+            k = "gpt." + k[len("GPT2.") :]
+        elif k.startswith("tokenizer."):
+            k = "tokenizer.encoder." + k[len("tokenizer.") :]
+        own[k] = v.clone()
+    model.load_state_dict(own, strict=False, assign=True)
+    # the quantizer head is not in NeuroLM-*.pt (ckpt §0): from VQ.pt, or left uninitialised (codes raise)
+    head = nn.ModuleDict(
+        {"encode_task_layer": model.tokenizer.encode_task_layer, "quantize": model.tokenizer.quantize}
+    )
+    head.to_empty(device="cpu")
+    if vq is not None:
+        if vq.cfg != cfg.vq:
+            raise OfficialCheckpointError(
+                f"VQ.pt tokenizer {vq.cfg} does not match the NeuroLM tokenizer {cfg.vq}"
+            )
+        head.load_state_dict(
+            {f"{name}.{k}": v for name in head for k, v in getattr(vq, name).state_dict().items()}
+        )
+    else:
+        model.tokenizer.encode_task_layer.apply(
+            lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None
+        )
+        for b in model.tokenizer.quantize.buffers():
+            b.zero_()
+    model.tokenizer.requires_grad_(False)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------------------- export
+def encoder_args(cfg: VQConfig) -> dict[str, Any]:
+    """``encoder_args`` of an official ``VQ.pt`` for ``cfg`` (ckpt §1.1)."""
+    return dict(
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        block_size=1024,
+        bias=cfg.bias,
+        dropout=cfg.dropout,
+        num_classes=0,
+        in_chans=1,
+        out_chans=cfg.conv_chans,
+    )
+
+
+def decoder_args(cfg: VQConfig) -> dict[str, Any]:
+    """``decoder_args`` of an official ``VQ.pt`` for ``cfg`` (ckpt §1.1; no ``out_chans``)."""
+    return dict(
+        n_layer=cfg.decoder_layers,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        block_size=1024,
+        bias=cfg.bias,
+        dropout=cfg.dropout,
+        num_classes=0,
+        in_chans=cfg.code_dim,
+    )
+
+
+def model_args(cfg: NeuroLMConfig) -> dict[str, Any]:
+    """``model_args`` of an official ``NeuroLM-*.pt`` (ckpt §1.1): ``vocab_size`` is the wte rows (50304)."""
+    g = cfg.gpt
+    return dict(
+        n_layer=g.n_layer,
+        n_head=g.n_head,
+        n_embd=g.n_embd,
+        block_size=g.block_size,
+        bias=g.bias,
+        vocab_size=cfg.text_vocab_padded,
+        dropout=g.dropout,
+    )
+
+
+def save_official_vq(
+    tok: VQTokenizer,
+    path: str | Path,
+    wte: Tensor,
+    iter_num: int = 0,
+    epoch: int = 0,
+    optimizer: dict | None = None,
+) -> None:
+    """Write ``tok`` as an official ``VQ.pt`` (ckpt §0-§1.1, keys with ``_orig_mod.``). ``wte`` (50257, d)
+    is the stage-1 text embedding table; ``optimizer`` (an AdamW state dict over
+    ``official_param_groups(tok)``) is included only when given."""
+    ck: dict[str, Any] = {"model": vq_to_official(tok, wte)}
+    if optimizer is not None:
+        ck["optimizer"] = optimizer
+    ck.update(
+        encoder_args=encoder_args(tok.cfg), decoder_args=decoder_args(tok.cfg), iter_num=iter_num, epoch=epoch
+    )
+    torch.save(ck, path)
+
+
+def save_official_neurolm(
+    model: NeuroLM, path: str | Path, iter_num: int = 0, epoch: int = 0, optimizer: dict | None = None
+) -> None:
+    """Write ``model`` as an official ``NeuroLM-*.pt`` (ckpt §0-§1.1, keys with ``_orig_mod.``), readable by
+    the official ``train_instruction.py``. ``optimizer`` as in ``save_official_vq``."""
+    ck: dict[str, Any] = {"model": neurolm_to_official(model)}
+    if optimizer is not None:
+        ck["optimizer"] = optimizer
+    ck.update(model_args=model_args(model.cfg), iter_num=iter_num, epoch=epoch)
+    torch.save(ck, path)
+
+
+def official_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups in the official order (ckpt §1.4): trainable params with dim >= 2 (decayed),
+    then dim < 2 (no decay), each in ``named_parameters`` order. An optimizer built on them accepts the
+    ``optimizer`` entry of an official file (``info["optimizer"]`` of ``load_official``)."""
+    ps = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in ps if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+# --------------------------------------------------------------------------------------------- public
+def load_official(
+    paths: str | Path | Sequence[str | Path], keep_optimizer: bool = False, **overrides: Any
+) -> tuple[VQTokenizer | None, NeuroLM | None, dict[str, Any]]:
+    """Build the project's models from official files: the entry point of ``--checkpoint``/``--init``.
+
+    Args:
+        paths: one path, a comma-separated string (``"VQ.pt,NeuroLM-B.pt"``) or a sequence; at most one
+            ``VQ.pt``-like and one ``NeuroLM-*.pt``-like file, told apart by their keys. A bare file name
+            not found locally is looked up in the Hugging Face cache of ``Weibang/NeuroLM`` (offline).
+        keep_optimizer: return each file's AdamW state in ``info["optimizer"]`` (to seed a resumed run
+            with ``official_param_groups``); by default it is never read.
+        overrides: ``NeuroLMConfig`` fields for the NeuroLM, e.g. ``features="causal"``,
+            ``text_positions="batch"`` (official), ``eeg_head="eeg_only"``.
+
+    Returns ``(tokenizer, model, info)``: the full ``VQTokenizer`` from ``VQ.pt`` (or None), the
+    ``NeuroLM`` (or None; its frozen tokenizer gets the ``VQ.pt`` quantizer when both are given), both in
+    eval mode on the CPU, and ``info`` with ``variant`` ("B", "L", "XL" or "custom"), ``config``
+    (``NeuroLMConfig`` or None), ``vq_config``, ``wte`` (VQ.pt text table or None), ``has_codebook``,
+    ``tokenizer_matches_vq`` (NeuroLM's ``tokenizer.*`` equals VQ.pt's encoder; None unless both given),
+    ``iter_num``/``epoch``/``optimizer`` per kind (``{"vq": ..., "neurolm": ...}``) and ``paths``.
+    Raises OfficialCheckpointError for a file of neither kind, two of one kind, or a layout mismatch
+    (naming the key), FileNotFoundError for a missing file.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [p for p in str(paths).split(",") if p.strip()]
+    files: dict[str, tuple[str, dict[str, Any]]] = {}
+    for p in paths:
+        ck = read_checkpoint(str(p).strip())
+        kind = (
+            "vq"
+            if "VQ.encoder.pos_embed.weight" in ck["model"]
+            else "neurolm"
+            if "GPT2.lm_head.weight" in ck["model"]
+            else None
+        )
+        if kind is None:
+            raise OfficialCheckpointError(
+                f"{p}: neither a VQ.pt (VQ.encoder.*) nor a NeuroLM-*.pt (GPT2.*) checkpoint"
+            )
+        if kind in files:
+            raise OfficialCheckpointError(f"two {kind} checkpoints given: {files[kind][0]} and {p}")
+        files[kind] = (str(p), ck)
+    tok = wte = model = None
+    info: dict[str, Any] = {"paths": {k: v[0] for k, v in files.items()}, "tokenizer_matches_vq": None}
+    for key in ("iter_num", "epoch", "optimizer"):
+        info[key] = {
+            k: (ck.get(key) if key != "optimizer" or keep_optimizer else None) for k, (_, ck) in files.items()
+        }
+    if "vq" in files:
+        ck = files["vq"][1]
+        tok, wte = vq_from_official(ck["model"], ck.get("encoder_args"))
+    if "neurolm" in files:
+        ck = files["neurolm"][1]
+        model = neurolm_from_official(ck["model"], ck.get("model_args"), tok, **overrides)
+        if tok is not None:
+            enc = tok.encoder.state_dict()
+            info["tokenizer_matches_vq"] = all(
+                torch.equal(v, enc[k]) for k, v in model.tokenizer.encoder.state_dict().items()
+            )
+    info.update(
+        variant=model.cfg.name if model is not None else None,
+        config=model.cfg if model is not None else None,
+        vq_config=tok.cfg if tok is not None else (model.cfg.vq if model is not None else None),
+        wte=wte,
+        has_codebook=bool((tok or model.tokenizer).quantize.is_initialized)
+        if (tok or model) is not None
+        else False,
+    )
+    return tok, model, info
+
+
+@torch.no_grad()
+def features_codes_logits(
+    model: NeuroLM | None,
+    x: Tensor,
+    chans: Tensor,
+    times: Tensor,
+    mask: Tensor,
+    n_chans: Tensor,
+    text_ids: Tensor | None = None,
+    tokenizer: VQTokenizer | None = None,
+) -> dict[str, Tensor | None]:
+    """Tokenizer features, codes and NeuroLM logits for a batch of windows from loaded checkpoints.
+
+    Args:
+        model: the NeuroLM of ``load_official`` (or None for tokenizer outputs only).
+        x: (B, N, 200) float32 patches in units of 100 µV (µV / 100), time-major: token k is second k // C,
+            channel k % C; zero-padded after the valid tokens.
+        chans: (B, N) int64 ``standard_1020`` indices (136 = pad); times: (B, N) int64 seconds (0 at pad,
+            < 64); mask: (B, N) bool, True = valid; n_chans: (B,) int64 channels per window.
+        text_ids: optional (B, T) int64 text after the EEG, e.g. ``[50257] + tiktoken("gpt2") prompt``.
+        tokenizer: a ``VQTokenizer`` (from ``VQ.pt``); default ``model.tokenizer``.
+
+    Returns a dict:
+        ``features`` (B, N, 768) bidirectional tokenizer features (fc_norm output, what the GPT consumes);
+        ``codes`` (B, N) int64 VQ codes in [0, 8192), -1 at padding, or None without a codebook (no VQ.pt);
+        ``logits`` (B, N + T, 58496) NeuroLM outputs at every position under the stair-step mask (text rows
+        0..50303, EEG code k at 50304 + k; row i predicts position i+1, or the code of the same channel one
+        second later for EEG), or None without a model.
+    Raises ValueError when neither a model nor a tokenizer is given.
+    """
+    tok = tokenizer if tokenizer is not None else (model.tokenizer if model is not None else None)
+    if tok is None:
+        raise ValueError("give a NeuroLM model or a VQTokenizer")
+    out: dict[str, Tensor | None] = {
+        "features": tok.encode(x, chans, times, mask),
+        "codes": None,
+        "logits": None,
+    }
+    if tok.quantize.is_initialized:
+        out["codes"] = tok.get_codes(x, chans, times, mask)
+    if model is not None:
+        out["logits"] = model.logits(model.hidden_states(x, chans, times, mask, n_chans, text_ids))
+    return out
