@@ -1,0 +1,214 @@
+"""Typed configurations of the leaderboard rows and their content hash.
+
+A leaderboard *row* is a named model (``chance-majority``, ``chance-stratified``, ``bandpower-lr``,
+``smallnet``) of one *kind* (``chance``, ``bandpower``, ``smallnet``) with one frozen dataclass config. The
+config and the data selection (:class:`DataConfig`) are hashed together; the hash keys the results store
+(``store.py``), so a changed hyper-parameter re-runs the row and is never averaged with the old one.
+
+The code version (git commit) is recorded with every result but is deliberately **not** part of the hash:
+otherwise every unrelated commit would invalidate all results. Change :data:`SCHEMA_VERSION` when a code
+change alters what a config means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+#: Bump when the meaning of a config or the record layout changes (invalidates every stored record).
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which windows of a task a run uses.
+
+    ``max_windows_per_split``: ``None`` = every window (the real leaderboard). An integer keeps a
+    deterministic subset of about that many windows per split, spread evenly over every (subject, label)
+    group so that no subject or class disappears (``windows.select_keys``); for reduced test runs only.
+    """
+
+    max_windows_per_split: int | None = None
+
+
+@dataclass(frozen=True)
+class ChanceConfig:
+    """Chance baselines (``sklearn.dummy.DummyClassifier``).
+
+    ``strategy``: ``"prior"`` predicts the training class prior for every window (the majority class;
+    AUROC exactly 0.5, BAcc exactly 1/K); ``"stratified"`` draws one-hot random predictions with the
+    training class frequencies (seed-dependent); ``"uniform"`` draws classes uniformly.
+    """
+
+    strategy: str = "prior"
+
+
+@dataclass(frozen=True)
+class BandPowerConfig:
+    """Log band power per channel (Welch) + standardised logistic regression.
+
+    Bands in Hz as ``(name, low, high)``; the top edge 75 Hz is the low-pass of the preprocessing
+    (neurolm-spec.md §1.1), the bottom edge 0.5 Hz excludes the DC bin. ``nperseg`` = 200 samples is 1 s
+    at 200 Hz (1 Hz resolution); ``noverlap`` = 100 samples. ``c_grid``: inverse regularisation strengths
+    tried; the one with the best ``select_metric`` on the val split is kept (test is never looked at).
+    """
+
+    bands: tuple[tuple[str, float, float], ...] = (
+        ("delta", 0.5, 4.0),
+        ("theta", 4.0, 8.0),
+        ("alpha", 8.0, 13.0),
+        ("beta", 13.0, 30.0),
+        ("gamma", 30.0, 75.0),
+    )
+    nperseg: int = 200
+    noverlap: int = 100
+    c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+    class_weight: str = "balanced"
+    max_iter: int = 5000
+    select_metric: str = "bacc"
+
+
+@dataclass(frozen=True)
+class SmallNetConfig:
+    """A compact ShallowConvNet-style network trained from scratch on the windows (``smallnet.py``).
+
+    Architecture (Schirrmeister et al. 2017, reordered spatial-first so that it is cheap on a CPU):
+    ``n_spatial`` spatial filters (1x1 conv over channels) -> ``n_temporal`` depthwise temporal filters per
+    spatial filter (``kernel`` samples; 25 = 125 ms at 200 Hz) -> BatchNorm -> square -> average pool
+    (``pool``/``pool_stride`` samples; 75/15 as in ShallowConvNet) -> log -> dropout -> linear.
+    Input is µV / 100 (the trainer's unit, docs/architecture.md). AdamW, class-balanced cross-entropy;
+    the epoch with the best ``select_metric`` on val is kept (test is never looked at).
+    """
+
+    n_spatial: int = 16
+    n_temporal: int = 4
+    kernel: int = 25
+    pool: int = 75
+    pool_stride: int = 15
+    dropout: float = 0.5
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    select_metric: str = "bacc"
+    threads: int = 1
+
+
+#: Config class per model kind.
+KIND_CONFIGS: dict[str, type] = {
+    "chance": ChanceConfig,
+    "bandpower": BandPowerConfig,
+    "smallnet": SmallNetConfig,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named leaderboard row: ``name`` (as shown), ``kind`` (key of :data:`KIND_CONFIGS`), ``config``."""
+
+    name: str
+    kind: str
+    config: Any
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_CONFIGS:
+            raise ValueError(f"unknown model kind {self.kind!r}; known: {sorted(KIND_CONFIGS)}")
+        if not isinstance(self.config, KIND_CONFIGS[self.kind]):
+            raise TypeError(f"{self.name}: config must be {KIND_CONFIGS[self.kind].__name__}")
+
+
+#: The built-in rows, in the order they are run and shown.
+DEFAULT_MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("chance-majority", "chance", ChanceConfig("prior")),
+        ModelSpec("chance-stratified", "chance", ChanceConfig("stratified")),
+        ModelSpec("bandpower-lr", "bandpower", BandPowerConfig()),
+        ModelSpec("smallnet", "smallnet", SmallNetConfig()),
+    )
+}
+
+
+def _coerce(value: str, like: Any, where: str) -> Any:
+    """Convert the string ``value`` to the type of the current value ``like`` (bool/int/float/str/None/tuple)."""
+    if isinstance(like, bool):
+        if value.lower() in ("1", "true", "yes"):
+            return True
+        if value.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"{where}: expected a boolean, got {value!r}")
+    if isinstance(like, int):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    if isinstance(like, tuple) or like is None:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value if like is None else tuple(v.strip() for v in value.split(","))
+        return _tuplify(parsed) if isinstance(parsed, list) else parsed
+    return value
+
+
+def _tuplify(obj: Any) -> Any:
+    """Lists (from JSON or TOML) to tuples, recursively, so that configs stay hashable and frozen."""
+    if isinstance(obj, list):
+        return tuple(_tuplify(v) for v in obj)
+    if isinstance(obj, dict):
+        return tuple((k, _tuplify(v)) for k, v in obj.items())
+    return obj
+
+
+def with_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
+    """Return ``spec`` with config fields replaced; string values are coerced to the field's current type.
+
+    Raises ``KeyError`` for an unknown field (the message lists the valid ones).
+    """
+    names = {f.name for f in dataclasses.fields(spec.config)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise KeyError(f"{spec.name}: no config field {key!r}; fields: {sorted(names)}")
+        current = getattr(spec.config, key)
+        changes[key] = _coerce(value, current, f"{spec.name}.{key}") if isinstance(value, str) else _tuplify(value)
+    return ModelSpec(spec.name, spec.kind, dataclasses.replace(spec.config, **changes))
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    """Parse CLI ``--set MODEL.FIELD=VALUE`` items into ``{model: {field: value}}``.
+
+    Raises ``ValueError`` on a malformed item.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        lhs, sep, value = item.partition("=")
+        model, dot, fld = lhs.rpartition(".")
+        if not sep or not dot or not model or not fld:
+            raise ValueError(f"--set expects MODEL.FIELD=VALUE, got {item!r}")
+        out.setdefault(model.strip(), {})[fld.strip()] = value.strip()
+    return out
+
+
+def config_payload(spec: ModelSpec, data: DataConfig) -> dict[str, Any]:
+    """The JSON-able description that is hashed and stored with every record."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": spec.name,
+        "kind": spec.kind,
+        "config": dataclasses.asdict(spec.config),
+        "data": dataclasses.asdict(data),
+    }
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 hex of the canonical JSON of ``obj`` (sorted keys, no whitespace; tuples become lists)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def config_hash(spec: ModelSpec, data: DataConfig) -> str:
+    """Hash of :func:`config_payload`: the key that decides whether a stored record is still valid."""
+    return stable_hash(config_payload(spec, data))

@@ -1,0 +1,186 @@
+"""``leaderboard run``: fit every (model, task, seed) that has no current record, and store it.
+
+For each task the windows manifest is loaded and hashed first; a record whose config hash and manifest
+hash both match is skipped (and its files are not touched). Anything else (no record, a stale hash, a
+damaged predictions file, or ``force``) is re-run and replaces the old record. Windows are read from the
+shards at most once per task and run, and only if something has to be fitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolm_train.leaderboard import store
+from neurolm_train.leaderboard.baselines import Fit, fit_bandpower, fit_chance
+from neurolm_train.leaderboard.config import DataConfig, ModelSpec, config_hash, config_payload
+from neurolm_train.leaderboard.provenance import code_version
+from neurolm_train.leaderboard.scoring import metric_names, score_all
+from neurolm_train.leaderboard.smallnet import fit_smallnet
+from neurolm_train.leaderboard.windows import (
+    TaskManifest,
+    WindowSplit,
+    available_tasks,
+    load_manifest,
+    read_split,
+    select_keys,
+)
+
+
+@dataclass
+class FitContext:
+    """What a fitter may use: the task manifest, the data selection, the seed and lazily read splits.
+
+    ``train``/``val``/``test`` are read from the shards on first access and shared by every model and
+    seed of the task (:func:`run_leaderboard` keeps one context per task and swaps ``seed``).
+    """
+
+    out_dir: Path
+    manifest: TaskManifest
+    data: DataConfig
+    seed: int = 0
+    max_bytes: int = 8 << 30
+    _cache: dict[str, WindowSplit] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return self.manifest.n_classes
+
+    def keys(self, split: str) -> list[str]:
+        """Selected keys of ``split`` (sorted); the row order of every prediction array."""
+        return select_keys(self.manifest, split, self.data.max_windows_per_split)
+
+    def split(self, name: str) -> WindowSplit:
+        if name not in self._cache:
+            self._cache[name] = read_split(self.manifest, name, self.keys(name), self.max_bytes)
+        return self._cache[name]
+
+    @property
+    def train(self) -> WindowSplit:
+        return self.split("train")
+
+    @property
+    def val(self) -> WindowSplit:
+        return self.split("val")
+
+    @property
+    def test(self) -> WindowSplit:
+        return self.split("test")
+
+
+Fitter = Callable[[FitContext, Any], Fit]
+
+
+def _windows_fitter(fn: Callable[..., Fit]) -> Fitter:
+    """Adapt ``fn(train, val, test, n_classes, seed, config)`` to the :data:`Fitter` signature."""
+    return lambda ctx, cfg: fn(ctx.train, ctx.val, ctx.test, ctx.n_classes, ctx.seed, cfg)
+
+
+#: Fitter per model kind.
+FITTERS: dict[str, Fitter] = {
+    "chance": _windows_fitter(fit_chance),
+    "bandpower": _windows_fitter(fit_bandpower),
+    "smallnet": _windows_fitter(fit_smallnet),
+}
+#: Kinds whose fitter reads the raw windows (read before timing starts).
+WINDOW_KINDS = frozenset({"chance", "bandpower", "smallnet"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one (task, model, seed): ``status`` is ``"ran"``, ``"replaced"`` or ``"skipped"``."""
+
+    task: str
+    model: str
+    seed: int
+    status: str
+    wall_s: float
+    scores: dict[str, float]
+
+
+def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False) -> Outcome:
+    """Fit ``spec`` on ``ctx`` (task, seed) unless a current record exists; store and return the outcome."""
+    task, seed = ctx.manifest.task, ctx.seed
+    chash = config_hash(spec, ctx.data)
+    old = store.load_record(store.record_dir(results, task, spec.name, seed))
+    if not force and store.is_current(old, chash, ctx.manifest.manifest_hash):
+        return Outcome(task, spec.name, seed, "skipped", 0.0, old.meta["scores"])  # type: ignore[union-attr]
+    if spec.kind not in FITTERS:
+        raise KeyError(f"no fitter for model kind {spec.kind!r}; known: {sorted(FITTERS)}")
+    if spec.kind in WINDOW_KINDS:  # read the windows before the clock starts: wall_s is fitting only
+        for name in ("train", "val"):
+            ctx.split(name)
+    test = ctx.test
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    fit = FITTERS[spec.kind](ctx, spec.config)
+    wall = time.perf_counter() - t0
+    if fit.test_prob.shape != (test.y.size, ctx.n_classes):
+        raise ValueError(f"{spec.name}: test probabilities {fit.test_prob.shape}, expected {(test.y.size, ctx.n_classes)}")
+    if not np.all(np.isfinite(fit.test_prob)):
+        raise ValueError(f"{spec.name}: non-finite test probabilities")
+    scores = score_all(test.y, fit.test_prob, ctx.n_classes)
+    meta = {
+        **config_payload(spec, ctx.data),
+        "task": task,
+        "seed": seed,
+        "config_hash": chash,
+        "manifest_hash": ctx.manifest.manifest_hash,
+        "n_classes": ctx.n_classes,
+        "metrics": list(metric_names(ctx.n_classes)),
+        "scores": scores,
+        "val_scores": fit.val_scores,
+        "details": fit.details,
+        "n_test_windows": int(test.y.size),
+        "n_test_subjects": int(np.unique(test.subjects).size),
+        "channel_indices": list(test.channel_indices),
+        "provenance": ctx.manifest.provenance,
+        "code": code_version(),
+        "started_utc": started.isoformat(timespec="microseconds"),
+        "wall_s": round(wall, 3),
+    }
+    predictions = store.predictions_frame(test.keys, test.subjects, test.y, fit.test_prob)
+    store.write_record(results, meta, predictions)
+    return Outcome(task, spec.name, seed, "replaced" if old is not None else "ran", wall, scores)
+
+
+def run_leaderboard(
+    out_dir: Path,
+    models: Iterable[ModelSpec],
+    seeds: Iterable[int] = (0, 1, 2),
+    tasks: Iterable[str] | None = None,
+    results: Path | None = None,
+    data: DataConfig = DataConfig(),
+    force: bool = False,
+    max_bytes: int = 8 << 30,
+    log: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Run ``models`` x ``seeds`` on ``tasks`` (default: every labelled task under ``OUT/shards``).
+
+    ``results`` defaults to ``OUT/leaderboard``. ``log`` is called after each (task, model, seed).
+    Raises ``FileNotFoundError`` when a task has no shards and ``ShardIntegrityError`` when shards and
+    manifest disagree; a fitter's exception propagates (records already written stay valid).
+    """
+    out_dir = Path(out_dir)
+    results = Path(results) if results is not None else out_dir / "leaderboard"
+    task_list = list(tasks) if tasks is not None else available_tasks(out_dir)
+    if not task_list:
+        raise FileNotFoundError(f"no labelled task under {out_dir}/shards; run `neurolm-data shard` first")
+    models = list(models)
+    outcomes = []
+    for task in task_list:
+        ctx = FitContext(out_dir, load_manifest(out_dir, task), data, max_bytes=max_bytes)
+        for spec in models:
+            for seed in seeds:
+                ctx.seed = int(seed)
+                outcome = run_one(ctx, spec, results, force)
+                outcomes.append(outcome)
+                if log is not None:
+                    log(outcome)
+    return outcomes

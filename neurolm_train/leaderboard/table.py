@@ -1,0 +1,225 @@
+"""Build the leaderboard table: computed rows from the store (checked against the current manifests),
+reported rows from ``manifests/reported``, bootstrap CIs and paired comparisons.
+
+A stored record enters the table only if its ``manifest_hash`` equals the hash of the task's current
+``windows.parquet``; within a (task, model) row only records sharing one config hash are averaged (the
+most recently run config wins). Everything left out is listed in :attr:`Leaderboard.excluded` with the
+reason, never mixed in.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolm_train.leaderboard.reported import DEFAULT_DIR, ReportedRow, load_reported
+from neurolm_train.leaderboard.scoring import metric_names
+from neurolm_train.leaderboard.stats import Interval, Paired, bootstrap_ci, paired_wilcoxon, subject_scores
+from neurolm_train.leaderboard.store import Record, iter_records
+from neurolm_train.leaderboard.windows import load_manifest
+
+#: Classes per NeuroLM task (neurolm-spec.md §5.2, the answer lists): decides the metric set of a task
+#: that has only reported rows here. Tasks with records use the stored ``n_classes``.
+TASK_CLASSES = {"tuab": 2, "tuev": 6, "seed": 3, "hmc": 5, "workload": 2, "tusl": 3}
+#: Display order of tasks (spec §5.2 order); unknown tasks follow alphabetically.
+TASK_ORDER = ("workload", "tuab", "tuev", "seed", "hmc", "tusl")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One metric of one row: ``mean`` (fraction), ``std`` over seeds (computed) or as published
+    (reported; ``None`` if not given), the bootstrap ``ci`` (computed only), trust ``tag`` (reported
+    only) and ``hard_labels`` (reported AUROC/AUC-PR from hard predictions, spec §5.3)."""
+
+    mean: float
+    std: float | None
+    ci: Interval | None = None
+    tag: str | None = None
+    hard_labels: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    """A leaderboard row. ``origin`` is ``"computed here"`` or ``"reported (<source>)"``; ``evidence``
+    holds, for computed rows, the config/manifest hashes, code commit(s), seeds, test subjects/windows
+    and wall time; for reported rows the citation and where it was transcribed from."""
+
+    task: str
+    model: str
+    origin: str
+    metrics: dict[str, Cell]
+    n_seeds: int | None
+    evidence: dict[str, Any]
+    params: str | None = None
+    note: str | None = None
+
+    @property
+    def computed(self) -> bool:
+        return self.origin == "computed here"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired comparison of two computed rows of one task (:func:`stats.paired_wilcoxon`)."""
+
+    task: str
+    model_a: str
+    model_b: str
+    result: Paired
+
+
+@dataclass
+class Leaderboard:
+    """Everything ``show`` renders. ``metrics[task]`` is the task's metric set (spec §5.3)."""
+
+    tasks: list[str]
+    metrics: dict[str, tuple[str, ...]]
+    rows: list[Row]
+    comparisons: list[Comparison] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    n_resamples: int = 1000
+
+    def task_rows(self, task: str) -> list[Row]:
+        return [r for r in self.rows if r.task == task]
+
+
+def _select_current(task: str, model: str, records: list[Record], manifest_hash: str | None,
+                    excluded: list[str]) -> list[Record]:
+    """Records of (task, model) made on the current manifest with the most recently run config."""
+    if manifest_hash is None:
+        excluded.extend(f"{task}/{model}/seed-{r.meta['seed']}: no shards for task {task!r} here, cannot "
+                        "verify its windows manifest" for r in records)
+        return []
+    fresh = [r for r in records if r.meta["manifest_hash"] == manifest_hash]
+    excluded.extend(f"{task}/{model}/seed-{r.meta['seed']}: stale windows manifest "
+                    f"{r.meta['manifest_hash'][:12]} (current {manifest_hash[:12]}); re-run `leaderboard run`"
+                    for r in records if r not in fresh)
+    if not fresh:
+        return []
+    latest = max(fresh, key=lambda r: r.meta.get("started_utc", "")).meta["config_hash"]
+    keep = [r for r in fresh if r.meta["config_hash"] == latest]
+    excluded.extend(f"{task}/{model}/seed-{r.meta['seed']}: config {r.meta['config_hash'][:12]} differs from the "
+                    f"row's latest config {latest[:12]}; re-run `leaderboard run` with the seeds it lacks"
+                    for r in fresh if r not in keep)
+    return keep
+
+
+def _computed_row(task: str, model: str, records: list[Record], n_resamples: int, seed: int) -> Row:
+    runs = [r.probabilities() for r in records]
+    names = tuple(records[0].meta["metrics"])
+    cells = {}
+    for m in names:
+        values = np.array([r.meta["scores"][m] for r in records], dtype=float)
+        std = float(values.std(ddof=1)) if values.size > 1 else None
+        cells[m] = Cell(float(values.mean()), std, bootstrap_ci(runs, m, n_resamples, seed=seed))
+    meta = records[0].meta
+    commits = sorted({str((r.meta.get("code") or {}).get("commit") or "unknown")[:12] for r in records})
+    evidence = {
+        "config_hash": meta["config_hash"],
+        "manifest_hash": meta["manifest_hash"],
+        "commits": commits,
+        "dirty": any(bool((r.meta.get("code") or {}).get("dirty")) for r in records),
+        "seeds": [int(r.meta["seed"]) for r in records],
+        "n_test_subjects": int(meta["n_test_subjects"]),
+        "n_test_windows": int(meta["n_test_windows"]),
+        "wall_s_per_seed": float(np.mean([r.meta["wall_s"] for r in records])),
+        "max_windows_per_split": meta["data"].get("max_windows_per_split"),
+        "records": [str(r.path) for r in records],
+    }
+    return Row(task, model, "computed here", cells, len(records), evidence, note=meta["kind"])
+
+
+def _reported_row(row: ReportedRow) -> Row:
+    cells = {m: Cell(v.value, v.std, None, v.tag, v.hard_labels) for m, v in row.metrics.items()}
+    evidence = {"citation": row.citation, "via": row.via, "file": row.file, "file_sha256": row.file_sha256}
+    return Row(row.task, row.model, f"reported ({row.source})", cells, None, evidence, row.params, row.note)
+
+
+def _task_sort_key(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+
+
+def build_leaderboard(
+    out_dir: Path,
+    results: Path | None = None,
+    reported_dir: Path | None = DEFAULT_DIR,
+    tasks: Iterable[str] | None = None,
+    compare: Sequence[tuple[str, str]] | None = None,
+    compare_metric: str = "bacc",
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Leaderboard:
+    """Assemble the leaderboard from the store under ``results`` (default ``OUT/leaderboard``).
+
+    ``tasks``: restrict to these; default = tasks with records plus tasks with reported rows.
+    ``reported_dir``: folder of reported TOML files (``None`` = no reported rows). ``compare``: pairs of
+    computed model names to test on every task that has both; default = every pair of computed rows
+    except chance-vs-chance.
+    ``n_resamples``/``seed``: the subject bootstrap (deterministic for a given seed).
+    """
+    out_dir = Path(out_dir)
+    results = Path(results) if results is not None else out_dir / "leaderboard"
+    wanted = set(tasks) if tasks is not None else None
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for rec in iter_records(results):
+        if wanted is None or rec.meta["task"] in wanted:
+            groups[(rec.meta["task"], rec.meta["model"])].append(rec)
+    reported = [r for r in (load_reported(reported_dir) if reported_dir is not None else [])
+                if wanted is None or r.task in wanted]
+    manifests: dict[str, str | None] = {}
+    for task in {t for t, _ in groups}:
+        try:
+            manifests[task] = load_manifest(out_dir, task).manifest_hash
+        except FileNotFoundError:
+            manifests[task] = None
+    excluded: list[str] = []
+    rows: list[Row] = []
+    n_classes: dict[str, int] = {}
+    for (task, model), records in sorted(groups.items()):
+        keep = _select_current(task, model, records, manifests[task], excluded)
+        if keep:
+            n_classes[task] = int(keep[0].meta["n_classes"])
+            rows.append(_computed_row(task, model, sorted(keep, key=lambda r: r.meta["seed"]), n_resamples, seed))
+    rows.sort(key=lambda r: (r.task, -r.metrics[next(iter(r.metrics))].mean))  # best computed row first
+    rows.extend(_reported_row(r) for r in reported)
+    task_list = sorted({r.task for r in rows} | (wanted or set()), key=_task_sort_key)
+    metrics = {}
+    for task in task_list:
+        k = n_classes.get(task, TASK_CLASSES.get(task))
+        if k is None:  # a task known neither here nor in the spec: show whichever metrics its rows carry
+            seen = {m for r in rows if r.task == task for m in r.metrics}
+            metrics[task] = tuple(m for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted") if m in seen)
+        else:
+            metrics[task] = metric_names(k)
+    board = Leaderboard(task_list, metrics, rows, excluded=excluded, n_resamples=n_resamples)
+    board.comparisons = _comparisons(board, groups, manifests, compare, compare_metric)
+    return board
+
+
+def _comparisons(board: Leaderboard, groups: dict[tuple[str, str], list[Record]], manifests: dict[str, str | None],
+                 compare: Sequence[tuple[str, str]] | None, metric: str) -> list[Comparison]:
+    out = []
+    for task in board.tasks:
+        computed = {r.model: r for r in board.task_rows(task) if r.computed}
+        if compare is not None:
+            pairs = list(compare)
+        else:  # every pair, except two chance rows against each other
+            pairs = [(a, b) for a, b in itertools.combinations(sorted(computed), 2)
+                     if not (computed[a].note == "chance" and computed[b].note == "chance")]
+        for a, b in pairs:
+            if a not in computed or b not in computed:
+                continue
+            if metric not in board.metrics[task]:
+                raise ValueError(f"metric {metric!r} is not in task {task}'s set {board.metrics[task]}")
+            scores = []
+            for name in (a, b):
+                recs = [r for r in groups[(task, name)] if str(r.path) in computed[name].evidence["records"]]
+                scores.append(subject_scores([r.probabilities() for r in recs], metric))
+            out.append(Comparison(task, a, b, paired_wilcoxon(scores[0], scores[1], metric)))
+    return out
