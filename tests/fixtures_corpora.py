@@ -483,7 +483,7 @@ def build_sleep_edf(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
            edfio.EdfSignal(np.zeros(sec), 1, label="Event marker", physical_range=(-1, 1))]
     edfio.Edf(sig, data_record_duration=30).write(d / "SC4002E0-PSG.edf")
     h = mne.read_annotations(SAMPLES / "sleep-edf" / "SC4001EC-Hypnogram.edf")
-    t0 = 31200.0  # a window with W, 1, 2 in the real hypnogram
+    t0 = 31800.0  # a window of the real hypnogram with stages W, 3 and 2 in its first 180 s
     rows = [(max(o, t0) - t0, min(o + dd, t0 + 3600) - max(o, t0), t)
             for o, dd, t in zip(h.onset, h.duration, h.description, strict=True) if o < t0 + 3600 and o + dd > t0]
     edfio.Edf([], annotations=[edfio.EdfAnnotation(o, dd, t) for o, dd, t in rows]).write(
