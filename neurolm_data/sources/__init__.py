@@ -22,6 +22,16 @@ _MODULES: tuple[str, ...] = (
     "workload",
     "edf",
     "tueg",
+    "tuab",
+    "tuev",
+    "tusl",
+    "seed",
+    "hmc",
+    "sleep_edf",
+    "eegmmidb",
+    "tusz",
+    "seed_family",
+    "siena",
 )
 
 for _m in _MODULES:
