@@ -123,6 +123,7 @@ def build_tuab(root: Path, eegmat_dir: Path, specs=DEFAULT_TUAB, layout: str = "
 #: TUEV fixture: subject -> (official split, EEGMAT source, offset, .rec rows ``(channel, start, stop, id)``).
 #: Several channels share one event time (the near-duplicates of spec §2.3), events sit at both edges (no
 #: circular wrap allowed), and all six label ids occur. ``aaaaaaas`` has a conflicting label at one time.
+#: The train subject ``aaaaaaan`` falls in the ``tuev`` protocol's val bucket (hash < 0.2).
 DEFAULT_TUEV: dict[str, tuple[str, str, float, tuple[tuple[int, float, float, int], ...]]] = {
     "aaaaaaar": ("train", "Subject10_1.edf", 0.0, (
         (0, 0.2, 1.2, 4), (4, 0.2, 1.2, 4),                          # eyem at the start edge, 2 channels
@@ -138,7 +139,7 @@ DEFAULT_TUEV: dict[str, tuple[str, str, float, tuple[tuple[int, float, float, in
     "aaaaaaat": ("train", "Subject12_1.edf", 20.0, (
         (1, 2.0, 3.0, 3), (12, 8.0, 9.0, 5), (13, 8.0, 9.0, 5), (17, 15.0, 16.0, 6),
     )),
-    "aaaaaaau": ("train", "Subject13_1.edf", 30.0, (
+    "aaaaaaan": ("train", "Subject13_1.edf", 30.0, (
         (6, 4.0, 5.0, 1), (11, 12.0, 13.0, 4), (18, 16.0, 17.0, 2),
     )),
     "aaaaaaav": ("eval", "Subject14_1.edf", 0.0, (
@@ -197,13 +198,14 @@ def write_tuh_csv(path: Path, rows, *, duration_s: float, channels: tuple[str, .
 
 #: TUSL fixture: subject -> (annotation kind, EEGMAT source, offset, term rows). 30-s recordings tiled by
 #: 10-s segments (the official maker requires 10-s segments, spec §2.4) plus one 15-s segment that gives one
-#: window and a 5-s remainder.
+#: window and a 5-s remainder. Under the ``tusl`` protocol's hash rule ``aaaaaakg`` falls in test, ``aaaaaakk`` in
+#: val, the others in train.
 DEFAULT_TUSL: dict[str, tuple[str, str, float, tuple[tuple[float, float, str], ...]]] = {
     "aaaaaaka": ("tse_agg", "Subject20_1.edf", 0.0, ((0, 10, "bckg"), (10, 20, "slow"), (20, 30, "seiz"))),
     "aaaaaakb": ("tse_agg", "Subject21_1.edf", 10.0, ((0, 10, "slow"), (10, 20, "bckg"), (20, 30, "slow"))),
     "aaaaaakc": ("csv", "Subject22_1.edf", 20.0, ((0, 15, "seiz"), (15, 20, "bckg"), (20, 30, "slow"))),
-    "aaaaaakd": ("tse", "Subject23_1.edf", 30.0, ((0, 10, "bckg"), (10, 20, "seiz"), (20, 30, "bckg"))),
-    "aaaaaake": ("csv", "Subject24_1.edf", 40.0, ((0, 10, "slow"), (10, 30, "bckg"))),
+    "aaaaaakg": ("tse", "Subject23_1.edf", 30.0, ((0, 10, "bckg"), (10, 20, "seiz"), (20, 30, "bckg"))),
+    "aaaaaakk": ("csv", "Subject24_1.edf", 40.0, ((0, 10, "slow"), (10, 30, "bckg"))),
 }
 TUSL_SECONDS = 30
 TCP_CHANNELS = ("FP1-F7", "F7-T3", "T3-T5", "T5-O1")

@@ -22,6 +22,11 @@ from neurolm_data.tasks.base import (
 _MODULES: tuple[str, ...] = (
     "workload",
     "pretrain",
+    "tuab",
+    "tuev",
+    "tusl",
+    "seed",
+    "hmc",
 )
 
 for _m in _MODULES:
