@@ -126,12 +126,16 @@ def encoder_config(sd: dict[str, Tensor], prefix: str, n_head: int = 12, **vq: A
     return VQConfig(**kw)
 
 
-def vq_config_from_state(sd: dict[str, Tensor], encoder_args: dict | None = None) -> VQConfig:
-    """Full ``VQConfig`` of a (prefix-stripped) ``VQ.pt`` state dict (ckpt §2.1)."""
+def vq_config_from_state(
+    sd: dict[str, Tensor], encoder_args: dict | None = None, patch_norm: str = "sample"
+) -> VQConfig:
+    """Full ``VQConfig`` of a (prefix-stripped) ``VQ.pt`` state dict (ckpt §2.1); ``patch_norm`` as in
+    ``VQConfig`` (default the official ``"sample"``)."""
     n_codes, code_dim = _shape(sd, "VQ.quantize.embedding.weight")
     return encoder_config(
         sd,
         "VQ.encoder.",
+        patch_norm=patch_norm,
         n_head=int((encoder_args or {}).get("n_head", 12)),
         decoder_layers=_depth(sd, "VQ.decoder_freq.blocks."),
         n_codes=n_codes,
@@ -143,15 +147,20 @@ def vq_config_from_state(sd: dict[str, Tensor], encoder_args: dict | None = None
 
 
 def neurolm_config_from_state(
-    sd: dict[str, Tensor], model_args: dict | None = None, vq: VQConfig | None = None, **overrides: Any
+    sd: dict[str, Tensor],
+    model_args: dict | None = None,
+    vq: VQConfig | None = None,
+    patch_norm: str = "sample",
+    **overrides: Any,
 ) -> NeuroLMConfig:
     """``NeuroLMConfig`` of a (prefix-stripped) ``NeuroLM-*.pt`` state dict (ckpt §2.2-§2.3, §5).
 
     GPT depth from ``GPT2.transformer.h.<i>``, width and input rows from ``wte``, EEG codes = lm_head rows -
     wte rows, heads from ``model_args`` or the GPT-2 convention for the width. The tokenizer shape comes from
-    ``tokenizer.*`` with the quantizer and head count of ``vq`` (from ``VQ.pt``) when given.
+    ``tokenizer.*``; when ``vq`` (the ``VQ.pt`` config) is given it must agree with those shapes and is used
+    as is (head count, quantizer, ``patch_norm``), else 12 heads, 128-d codes and ``patch_norm``.
     ``overrides`` set ``NeuroLMConfig`` fields (``features``, ``eeg_head``, ``text_positions``).
-    Raises OfficialCheckpointError when the head count cannot be determined.
+    Raises OfficialCheckpointError when the head count cannot be determined or ``vq`` does not match.
     """
     n_in, d = _shape(sd, "GPT2.transformer.wte.weight")
     n_layer = _depth(sd, "GPT2.transformer.h.")
@@ -169,10 +178,17 @@ def neurolm_config_from_state(
         init_from=None,
     )
     n_codes = _shape(sd, "GPT2.lm_head.weight")[0] - n_in
-    base = (
-        {} if vq is None else {k: getattr(vq, k) for k in ("n_head", "code_dim", "decoder_layers", "n_freq")}
-    )
-    vq_cfg = encoder_config(sd, "tokenizer.", **{"n_head": 12, **base, "n_codes": n_codes})
+    vq_cfg = encoder_config(sd, "tokenizer.", n_codes=n_codes, patch_norm=patch_norm)
+    if vq is not None:
+        keys = ("n_layer", "n_embd", "n_chan_emb", "n_time_emb", "conv_chans", "bias", "n_codes")
+        diff = [
+            f"{k}: {getattr(vq, k)} vs {getattr(vq_cfg, k)}"
+            for k in keys
+            if getattr(vq, k) != getattr(vq_cfg, k)
+        ]
+        if diff:
+            raise OfficialCheckpointError(f"VQ.pt does not match the NeuroLM tokenizer ({'; '.join(diff)})")
+        vq_cfg = vq
     name = _VARIANTS.get((n_layer, d), "custom")
     return NeuroLMConfig(
         gpt=gpt, vq=vq_cfg, n_eeg_codes=n_codes, text_vocab_padded=n_in, name=name, **overrides
@@ -237,12 +253,14 @@ def check_layout(sd: dict[str, Tensor], expected: dict[str, Tensor], what: str) 
         raise OfficialCheckpointError(f"{what} does not have the official layout: " + "; ".join(problems))
 
 
-def vq_from_official(sd: dict[str, Tensor], encoder_args: dict | None = None) -> tuple[VQTokenizer, Tensor]:
+def vq_from_official(
+    sd: dict[str, Tensor], encoder_args: dict | None = None, patch_norm: str = "sample"
+) -> tuple[VQTokenizer, Tensor]:
     """Build a ``VQTokenizer`` (eval mode) and the ``wte`` (50257, d) from a prefix-stripped ``VQ.pt``
     state dict. Raises OfficialCheckpointError on any missing, unexpected or mis-shaped key."""
     sd = strip_prefix(sd)
     with torch.device("meta"):
-        tok = VQTokenizer(vq_config_from_state(sd, encoder_args))
+        tok = VQTokenizer(vq_config_from_state(sd, encoder_args, patch_norm))
     check_layout(sd, vq_to_official(tok, torch.empty(sd["wte.weight"].shape, device="meta"), False), "VQ.pt")
     own: dict[str, Tensor] = {}
     for k, v in sd.items():
@@ -259,14 +277,16 @@ def neurolm_from_official(
     sd: dict[str, Tensor],
     model_args: dict | None = None,
     vq: VQTokenizer | None = None,
+    patch_norm: str = "sample",
     **overrides: Any,
 ) -> NeuroLM:
     """Build a ``NeuroLM`` (eval mode) from a prefix-stripped ``NeuroLM-*.pt`` state dict; ``vq`` (from
     ``VQ.pt``) supplies the quantizer head and codebook, without it ``model.tokenizer`` cannot make codes
-    (``get_codes`` raises). ``overrides`` as in ``neurolm_config_from_state``.
+    (``get_codes`` raises). ``patch_norm`` (used without ``vq``) and ``overrides`` as in
+    ``neurolm_config_from_state``.
     Raises OfficialCheckpointError on any missing, unexpected or mis-shaped key."""
     sd = strip_prefix(sd)
-    cfg = neurolm_config_from_state(sd, model_args, None if vq is None else vq.cfg, **overrides)
+    cfg = neurolm_config_from_state(sd, model_args, None if vq is None else vq.cfg, patch_norm, **overrides)
     with torch.device("meta"):
         model = NeuroLM(cfg)
     check_layout(sd, neurolm_to_official(model, prefix=False), "NeuroLM checkpoint")
@@ -390,7 +410,10 @@ def official_param_groups(model: nn.Module, weight_decay: float) -> list[dict[st
 
 # --------------------------------------------------------------------------------------------- public
 def load_official(
-    paths: str | Path | Sequence[str | Path], keep_optimizer: bool = False, **overrides: Any
+    paths: str | Path | Sequence[str | Path],
+    keep_optimizer: bool = False,
+    patch_norm: str = "sample",
+    **overrides: Any,
 ) -> tuple[VQTokenizer | None, NeuroLM | None, dict[str, Any]]:
     """Build the project's models from official files: the entry point of ``--checkpoint``/``--init``.
 
@@ -400,6 +423,9 @@ def load_official(
             not found locally is looked up in the Hugging Face cache of ``Weibang/NeuroLM`` (offline).
         keep_optimizer: return each file's AdamW state in ``info["optimizer"]`` (to seed a resumed run
             with ``official_param_groups``); by default it is never read.
+        patch_norm: tokenizer TemporalConv GroupNorm statistics (``VQConfig.patch_norm``): the official
+            ``"sample"`` (over all N tokens, padding included, so to reproduce official numbers pad as the
+            official loaders do: 1024 tokens in stages 1-2, 276 EEG tokens in stage 3) or ``"valid"``.
         overrides: ``NeuroLMConfig`` fields for the NeuroLM, e.g. ``features="causal"``,
             ``text_positions="batch"`` (official), ``eeg_head="eeg_only"``.
 
@@ -439,10 +465,10 @@ def load_official(
         }
     if "vq" in files:
         ck = files["vq"][1]
-        tok, wte = vq_from_official(ck["model"], ck.get("encoder_args"))
+        tok, wte = vq_from_official(ck["model"], ck.get("encoder_args"), patch_norm)
     if "neurolm" in files:
         ck = files["neurolm"][1]
-        model = neurolm_from_official(ck["model"], ck.get("model_args"), tok, **overrides)
+        model = neurolm_from_official(ck["model"], ck.get("model_args"), tok, patch_norm, **overrides)
         if tok is not None:
             enc = tok.encoder.state_dict()
             info["tokenizer_matches_vq"] = all(
@@ -453,9 +479,9 @@ def load_official(
         config=model.cfg if model is not None else None,
         vq_config=tok.cfg if tok is not None else (model.cfg.vq if model is not None else None),
         wte=wte,
-        has_codebook=bool((tok or model.tokenizer).quantize.is_initialized)
-        if (tok or model) is not None
-        else False,
+        has_codebook=any(
+            t is not None and t.quantize.is_initialized for t in (tok, model and model.tokenizer)
+        ),
     )
     return tok, model, info
 

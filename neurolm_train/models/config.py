@@ -39,6 +39,13 @@ class VQConfig:
     n_time_emb: int = 64  # time-embedding rows: at most 64 s per window (spec §1.2, §9.7)
     bias: bool = False  # no bias in the encoder/decoder blocks (spec §3.2, ckpt §2.1)
     dropout: float = 0.0  # (spec §3.2)
+    # TemporalConv GroupNorm statistics: "sample" = official, over all N tokens incl. padding (ckpt §4.2);
+    # "valid" = over the valid tokens only (padding-invariant, see tokenizer.TemporalConv)
+    patch_norm: Literal["sample", "valid"] = "valid"
+
+    def __post_init__(self) -> None:
+        if self.patch_norm not in ("sample", "valid"):
+            raise ValueError(f"patch_norm must be 'sample' or 'valid', got {self.patch_norm!r}")
 
 
 @dataclass

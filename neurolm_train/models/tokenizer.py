@@ -31,11 +31,20 @@ class TemporalConv(nn.Module):
     ``Conv2d(1,16,(1,15),stride (1,8),pad (0,7))`` (200 -> 25 steps), GroupNorm(4,16), GELU, then twice
     ``Conv2d(16,16,(1,3),pad (0,1))``, GroupNorm, GELU; flatten time-outer/channel-inner to 25·16 = 400
     (ckpt §4.2), ``Linear(400, d)`` and GELU.
+
+    The convolutions act on each patch alone, but the official GroupNorm runs on the (B, 16, N, 25) map, so
+    its statistics mix **all N tokens of a sample, padding included** (ckpt §4.2): features then depend on
+    the padded length and on future seconds. ``cfg.patch_norm`` chooses the statistics:
+    ``"sample"`` = official (all N tokens); ``"valid"`` = the valid tokens only (padding-invariant; equal to
+    the official values for an unpadded window). With ``causal_n_chans`` (the causal variant, spec §4.4),
+    token (t, c) is normalised with the statistics of the valid tokens of seconds <= t, so nothing after
+    second t reaches it. The affine parameters are the GroupNorm's either way.
     """
 
     def __init__(self, cfg: VQConfig) -> None:
         super().__init__()
         c = cfg.conv_chans
+        self.patch_norm = cfg.patch_norm
         self.conv1 = nn.Conv2d(1, c, kernel_size=(1, 15), stride=(1, 8), padding=(0, 7))
         self.norm1 = nn.GroupNorm(4, c)
         self.conv2 = nn.Conv2d(c, c, kernel_size=(1, 3), padding=(0, 1))
@@ -46,12 +55,41 @@ class TemporalConv(nn.Module):
         steps = (cfg.patch + 2 * 7 - 15) // 8 + 1
         self.l = nn.Sequential(nn.Linear(steps * c, cfg.n_embd), nn.GELU())
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.gelu(self.norm1(self.conv1(x.unsqueeze(1))))  # (B, c, N, 25)
-        x = self.gelu(self.norm2(self.conv2(x)))
-        x = self.gelu(self.norm3(self.conv3(x)))
-        B, C, N, T = x.shape
-        return self.l(x.permute(0, 2, 3, 1).reshape(B, N, T * C))
+    def _norm(self, norm: nn.GroupNorm, h: Tensor, mask: Tensor, causal_n_chans: Tensor | None) -> Tensor:
+        if causal_n_chans is None and self.patch_norm == "sample":
+            return norm(h)
+        B, c, N, T = h.shape
+        G = norm.num_groups
+        hg = h.view(B, G, c // G, N, T)
+        m = mask.to(h.dtype).view(B, 1, 1, N, 1)
+        s1 = (hg * m).sum(dim=(2, 4), dtype=torch.float64)  # (B, G, N) per-token sums
+        s2 = (hg * hg * m).sum(dim=(2, 4), dtype=torch.float64)
+        cnt = (mask.to(torch.float64) * (c // G) * T).unsqueeze(1).expand(B, G, N)
+        if causal_n_chans is None:  # valid tokens of the sample
+            s1, s2, cnt = (t.sum(-1, keepdim=True) for t in (s1, s2, cnt))
+        else:  # valid tokens of seconds <= t: the first (t+1)·C tokens (time-major)
+            second = (
+                torch.arange(N, device=h.device)[None, :]
+                // causal_n_chans.to(h.device).long().clamp(min=1)[:, None]
+            )
+            last = ((second + 1) * causal_n_chans.to(h.device).long()[:, None] - 1).clamp(max=N - 1)
+            last = (
+                torch.minimum(last, (mask.sum(1, keepdim=True) - 1).clamp(min=0)).unsqueeze(1).expand(B, G, N)
+            )
+            s1, s2, cnt = (t.cumsum(-1).gather(-1, last) for t in (s1, s2, cnt))
+        mean = s1 / cnt.clamp(min=1)
+        var = (s2 / cnt.clamp(min=1) - mean**2).clamp(min=0)
+        mean, std = mean.to(h.dtype), (var + norm.eps).sqrt().to(h.dtype)
+        out = ((hg - mean[:, :, None, :, None]) / std[:, :, None, :, None]).view(B, c, N, T)
+        return out * norm.weight.view(1, c, 1, 1) + norm.bias.view(1, c, 1, 1)
+
+    def forward(self, x: Tensor, mask: Tensor, causal_n_chans: Tensor | None = None) -> Tensor:
+        """x (B, N, 200), mask (B, N) bool, causal_n_chans (B,) or None -> (B, N, d)."""
+        h = self.gelu(self._norm(self.norm1, self.conv1(x.unsqueeze(1)), mask, causal_n_chans))  # (B,c,N,25)
+        h = self.gelu(self._norm(self.norm2, self.conv2(h), mask, causal_n_chans))
+        h = self.gelu(self._norm(self.norm3, self.conv3(h), mask, causal_n_chans))
+        B, C, N, T = h.shape
+        return self.l(h.permute(0, 2, 3, 1).reshape(B, N, T * C))
 
 
 class NeuralTransformer(nn.Module):
@@ -81,13 +119,23 @@ class NeuralTransformer(nn.Module):
                 blk.attn.c_proj.weight.div_(math.sqrt(2.0 * (i + 1)))
                 blk.mlp.c_proj.weight.div_(math.sqrt(2.0 * (i + 1)))
 
-    def forward(self, x: Tensor, chans: Tensor, times: Tensor, attn_mask: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, causal_n_chans: Tensor | None = None
+    ) -> Tensor:
         """x (B, N, 200) patches (encoder) or (B, N, in_dim) vectors (decoder); chans, times (B, N) int;
-        attn_mask bool, broadcastable to (B, 1, N, N), True = may attend. Returns (B, N, d) fc_norm features.
+        mask (B, N) bool. Attention is bidirectional over the valid keys, or the stair-step mask when
+        ``causal_n_chans`` (B,) is given. Returns (B, N, d) fc_norm features for every token.
         Raises IndexError when a channel index is >= 256 or a time index >= 64 (spec §1.2, §9.7)."""
-        h = self.patch_embed(x) + self.pos_embed(chans) + self.time_embed(times)
+        if isinstance(self.patch_embed, TemporalConv):
+            h = self.patch_embed(x, mask, causal_n_chans)
+        else:
+            h = self.patch_embed(x)
+        h = h + self.pos_embed(chans) + self.time_embed(times)
+        attn = (
+            key_padding_mask(mask) if causal_n_chans is None else build_attention_mask(mask, causal_n_chans)
+        )
         for blk in self.blocks:
-            h, _ = blk(h, attn_mask)
+            h, _ = blk(h, attn)
         return self.fc_norm(h)
 
 
@@ -282,10 +330,7 @@ class VQTokenizer(nn.Module):
         Bidirectional with key padding by default (official, spec §3.2). With ``causal_n_chans`` (B,) the
         stair-step mask is used instead, so token (t, c) sees only seconds <= t (spec §4.4 option b).
         """
-        attn = (
-            key_padding_mask(mask) if causal_n_chans is None else build_attention_mask(mask, causal_n_chans)
-        )
-        return self.encoder(x, chans, times, attn)
+        return self.encoder(x, chans, times, mask, causal_n_chans)
 
     def quantizer_input(self, h: Tensor) -> Tensor:
         """``l2norm(encode_task_layer(h))`` in float32 with autocast off (spec §3.2): (B, N, d) -> (B, N, D)."""
@@ -329,9 +374,8 @@ class VQTokenizer(nn.Module):
         h = self.encode(x, chans, times, mask)
         z = self.quantizer_input(h)
         z_q, codes, commit = self.quantize(z, mask)
-        attn = key_padding_mask(mask)
-        rec_freq = self.decode_task_layer_freq(self.decoder_freq(z_q, chans, times, attn))
-        rec_raw = self.decode_task_layer_raw(self.decoder_raw(z_q, chans, times, attn))
+        rec_freq = self.decode_task_layer_freq(self.decoder_freq(z_q, chans, times, mask))
+        rec_raw = self.decode_task_layer_raw(self.decoder_raw(z_q, chans, times, mask))
         out = {
             "commit": commit,
             "rec_freq": _masked_mse(rec_freq.float(), y_freq, mask),
