@@ -65,7 +65,7 @@ class BandPowerConfig:
     )
     nperseg: int = 200
     noverlap: int = 100
-    c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+    c_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
     class_weight: str = "balanced"
     max_iter: int = 5000
     select_metric: str = "bacc"
@@ -80,7 +80,8 @@ class SmallNetConfig:
     spatial filter (``kernel`` samples; 25 = 125 ms at 200 Hz) -> BatchNorm -> square -> average pool
     (``pool``/``pool_stride`` samples; 75/15 as in ShallowConvNet) -> log -> dropout -> linear.
     Input is µV / 100 (the trainer's unit, docs/architecture.md). AdamW, class-balanced cross-entropy;
-    the epoch with the best ``select_metric`` on val is kept (test is never looked at).
+    the epoch with the best ``select_metric`` on val is kept (test is never looked at); training stops
+    after ``patience`` epochs without a val improvement (at most ``epochs``).
     """
 
     n_spatial: int = 16
@@ -90,6 +91,7 @@ class SmallNetConfig:
     pool_stride: int = 15
     dropout: float = 0.5
     epochs: int = 30
+    patience: int = 8
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-2

@@ -61,8 +61,9 @@ def _predict(model: nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 def fit_smallnet(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int,
                  config: SmallNetConfig) -> Fit:
-    """Train :class:`ShallowNet` for ``config.epochs``; keep the epoch with the best val ``select_metric``.
+    """Train :class:`ShallowNet` for up to ``config.epochs``; keep the epoch with the best val ``select_metric``.
 
+    Stops early after ``config.patience`` epochs without a val improvement.
     Class-balanced cross-entropy (weights ``N / (K * n_k)`` from train), AdamW, shuffled mini-batches from
     a ``numpy`` generator seeded with ``seed`` (``torch.manual_seed(seed)`` for the initial weights and
     dropout). Ties on val keep the earlier epoch. Uses ``config.threads`` torch threads.
@@ -96,6 +97,8 @@ def fit_smallnet(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_clas
         history.append({"epoch": epoch, "train_loss": total / order.size, config.select_metric: val_score})
         if val_score > best_score:
             best_score, best_epoch, best_state = val_score, epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= config.patience:
+            break
     if best_state is None:
         raise ValueError("SmallNetConfig.epochs must be >= 1")
     model.load_state_dict(best_state)

@@ -87,28 +87,28 @@ def manifest_hash(windows: pl.DataFrame) -> str:
     return stable_hash([list(table[c].to_list()) for c in MANIFEST_COLUMNS])
 
 
-def _task_n_classes(task: str) -> int | None:
-    """K from the data engineers' task registry (``neurolm_data.tasks``), when it is importable."""
+def _task_classes(task: str, shards_info: dict[str, Any] | None) -> tuple[str, ...] | None:
+    """Class names of ``task``: from ``shards.json`` (``config.task.classes``, written by the shard step),
+    else from the task registry ``neurolm_data.tasks``; ``None`` when neither knows the task."""
+    if shards_info is not None:
+        classes = ((shards_info.get("config") or {}).get("task") or {}).get("classes")
+        if classes:
+            return tuple(classes)
     try:
-        from neurolm_data.tasks import base as task_base
+        from neurolm_data.tasks import get_task
     except ImportError:
         return None
-    getter = getattr(task_base, "get_task", None)
-    if getter is None:
-        return None
     try:
-        spec = getter(task)
+        return tuple(get_task(task).classes) or None
     except (KeyError, ValueError):
         return None
-    n = getattr(spec, "n_classes", None)
-    return int(n) if n else None
 
 
 def load_manifest(out_dir: Path, task: str) -> TaskManifest:
     """Load ``OUT/shards/TASK/windows.parquet`` (+ ``shards.json``, ``OUT/splits.parquet`` if present).
 
-    ``n_classes`` is taken from the task registry when it declares one, else ``max(label) + 1`` over all
-    splits (a class absent from every split would be missed; the task registry avoids that).
+    ``n_classes`` is the number of task classes declared in ``shards.json`` (or the task registry), else
+    ``max(label) + 1`` over all splits (a class absent from every split would then be missed).
     Raises ``FileNotFoundError`` (with the command that builds the shards) or ``ShardIntegrityError``
     when a labelled split is missing.
     """
@@ -120,16 +120,19 @@ def load_manifest(out_dir: Path, task: str) -> TaskManifest:
     missing = [s for s in SPLITS if windows.filter(pl.col("split") == s).height == 0]
     if missing:
         raise ShardIntegrityError(f"{path}: no labelled windows in split(s) {missing}")
-    k_data = int(windows["label"].max()) + 1
-    k_task = _task_n_classes(task)
-    if k_task is not None and k_task < k_data:
-        raise ShardIntegrityError(f"{path}: label {k_data - 1} outside the task's {k_task} classes")
     provenance: dict[str, Any] = {"windows_parquet": str(path)}
     shards_json = root / "shards.json"
+    info = None
     if shards_json.is_file():
         info = json.loads(shards_json.read_text())
-        provenance["shards_json"] = {k: v for k, v in info.items() if k != "shards"}
+        provenance["shards_json"] = {k: v for k, v in info.items() if k not in ("shards", "skipped")}
+        provenance["shards_json"]["n_skipped_recordings"] = len(info.get("skipped", []))
         provenance["shards_json_sha256"] = hashlib.sha256(shards_json.read_bytes()).hexdigest()
+    k_data = int(windows["label"].max()) + 1
+    classes = _task_classes(task, info)
+    if classes is not None and len(classes) < k_data:
+        raise ShardIntegrityError(f"{path}: label {k_data - 1} outside the task's {len(classes)} classes")
+    provenance["classes"] = list(classes) if classes else None
     splits_path = Path(out_dir) / "splits.parquet"
     if splits_path.is_file():
         splits = pl.read_parquet(splits_path)
@@ -141,7 +144,8 @@ def load_manifest(out_dir: Path, task: str) -> TaskManifest:
         s: sorted(windows.filter(pl.col("split") == s)["subject"].unique().to_list()) for s in SPLITS
     }
     provenance["n_windows"] = {s: windows.filter(pl.col("split") == s).height for s in SPLITS}
-    return TaskManifest(task, root, windows, manifest_hash(windows), k_task or k_data, provenance)
+    n_classes = len(classes) if classes else k_data
+    return TaskManifest(task, root, windows, manifest_hash(windows), n_classes, provenance)
 
 
 def select_keys(manifest: TaskManifest, split: str, max_windows: int | None) -> list[str]:
