@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from neurolm_train.models import (
+    GPTConfig,
     NeuroLM,
     NeuroLMConfig,
     VQConfig,
@@ -341,3 +342,60 @@ def test_patch_norm_modes():
     assert not torch.allclose(
         official.encode(*padded[:4])[:, :12][m], official.encode(*full[:4])[m], atol=1e-3
     )
+
+
+def test_gpt2_weights_load_from_a_local_directory(tmp_path, caplog):
+    """Hugging Face GPT-2 weights (Conv1D layout) load by state dict: the backbone then computes what
+    GPT2LMHeadModel computes on text (exact GELU, as the official code uses)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(3)
+    hf = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, activation_function="gelu")).eval()
+    hf.save_pretrained(tmp_path)
+    cfg = NeuroLMConfig(
+        gpt=GPTConfig(n_layer=2, n_head=4, n_embd=64, init_from=str(tmp_path)),
+        vq=VQConfig(n_embd=32, n_layer=1, n_head=2, decoder_layers=1, code_dim=16, n_codes=8),
+        n_eeg_codes=8,
+    )
+    model = build_neurolm(cfg).eval()
+    assert model.backbone_init == str(tmp_path)
+    ids = torch.randint(0, 50257, (2, 9))
+    with torch.no_grad():
+        ref = hf(ids).logits
+        hidden, _ = model.gpt(model.gpt.transformer.wte(ids), torch.arange(9).expand(2, 9), None)
+    assert torch.allclose(model.logits(hidden)[..., :50257], ref, atol=1e-4)
+    assert model.gpt.transformer.wte.weight[50257:].std() < 0.05  # added rows: N(0, 0.02), spec §9.9
+    missing = NeuroLMConfig(
+        **{**cfg.to_dict(), "gpt": {**cfg.gpt.__dict__, "init_from": str(tmp_path / "none")}}
+    )
+    with caplog.at_level("WARNING"):
+        assert build_neurolm(missing).backbone_init == "random"
+    assert "randomly initialised" in caplog.text
+    wrong = NeuroLMConfig(**{**cfg.to_dict(), "gpt": {**cfg.gpt.__dict__, "n_embd": 128}})
+    with pytest.raises(ValueError, match="does not fit"):
+        build_neurolm(wrong)
+
+
+def _ddp_worker(rank: int, path: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    cfg = VQConfig(n_embd=32, n_layer=1, n_head=2, decoder_layers=1, code_dim=16, n_codes=8, domain_hidden=8)
+    tok = VQTokenizer(cfg).train()
+    torch.manual_seed(10 + rank)  # different k-means draws per rank
+    for step in range(2):
+        tok(*make_batch([3, 2], [4, 5], 12, seed=rank * 10 + step)[:4])  # different data per rank
+    torch.save({k: v for k, v in tok.quantize.state_dict().items()}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_codebook_stays_identical_across_ddp_ranks(tmp_path):
+    """k-means init is broadcast from rank 0 and the EMA statistics are all-reduced (spec §3.2)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "rdv"), str(tmp_path / "q")), nprocs=2)
+    a, b = torch.load(tmp_path / "q.0"), torch.load(tmp_path / "q.1")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert a["initted"].item() == 1.0 and a["cluster_size"].sum() > 0

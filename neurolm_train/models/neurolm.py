@@ -32,8 +32,6 @@ __all__ = [
     "load_gpt2_state",
 ]
 
-_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
 
 class GPT(nn.Module):
     """nanoGPT GPT-2: ``transformer.{wte, wpe, h, ln_f}`` and an untied ``lm_head`` (ckpt §2.2).
@@ -93,11 +91,14 @@ def load_gpt2_state(source: str | None) -> dict[str, Tensor] | None:
             "GPT-2 weights %r not found locally (%s): the backbone is randomly initialised", source, err
         )
         return None
+    from transformers.pytorch_utils import Conv1D
+
     out = {}
     for k, v in hf.state_dict().items():
         if not k.startswith("transformer.") or k.endswith((".attn.bias", ".attn.masked_bias")):
             continue
-        out[k] = v.t().contiguous() if k.endswith(_CONV1D) else v
+        conv1d = isinstance(hf.get_submodule(k.rsplit(".", 1)[0]), Conv1D)
+        out[k] = v.t().contiguous() if conv1d and k.endswith(".weight") else v
     return out
 
 

@@ -60,8 +60,8 @@ class TemporalConv(nn.Module):
             return norm(h)
         B, c, N, T = h.shape
         G = norm.num_groups
-        hg = h.view(B, G, c // G, N, T)
-        m = mask.to(h.dtype).view(B, 1, 1, N, 1)
+        hg = h.float().view(B, G, c // G, N, T)  # float32 statistics, as GroupNorm under autocast
+        m = mask.to(hg.dtype).view(B, 1, 1, N, 1)
         s1 = (hg * m).sum(dim=(2, 4), dtype=torch.float64)  # (B, G, N) per-token sums
         s2 = (hg * hg * m).sum(dim=(2, 4), dtype=torch.float64)
         cnt = (mask.to(torch.float64) * (c // G) * T).unsqueeze(1).expand(B, G, N)
@@ -79,7 +79,7 @@ class TemporalConv(nn.Module):
             s1, s2, cnt = (t.cumsum(-1).gather(-1, last) for t in (s1, s2, cnt))
         mean = s1 / cnt.clamp(min=1)
         var = (s2 / cnt.clamp(min=1) - mean**2).clamp(min=0)
-        mean, std = mean.to(h.dtype), (var + norm.eps).sqrt().to(h.dtype)
+        mean, std = mean.float(), (var + norm.eps).sqrt().float()
         out = ((hg - mean[:, :, None, :, None]) / std[:, :, None, :, None]).view(B, c, N, T)
         return out * norm.weight.view(1, c, 1, 1) + norm.bias.view(1, c, 1, 1)
 
