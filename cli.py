@@ -28,6 +28,11 @@ train_app = typer.Typer(
 def split_cmd(
     out: str = typer.Argument(..., help="Ingest output folder holding recordings.parquet."),
     protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol name in manifests/protocols, or a .toml path."),
+    exclude_eval_of: str = typer.Option(
+        "", "--exclude-eval-of",
+        help="Comma-separated ingest outputs of downstream corpora (e.g. OUT_TUAB,OUT_TUEV): drop their test "
+             "subjects (same id, or sharing a recording's signal) from these splits; see OUT/exclusions.parquet.",
+    ),
 ) -> None:
     """Assign every subject to train/val/test by a protocol; write OUT/splits.parquet (leakage-audited)."""
     from rich.console import Console
@@ -38,7 +43,7 @@ def split_cmd(
 
     console = Console()
     try:
-        res = run_split(out, protocol)
+        res = run_split(out, protocol, exclude_eval_of=[x for x in exclude_eval_of.split(",") if x.strip()])
     except (FileNotFoundError, ProtocolError, SplitError, LeakageError) as e:
         console.print(f"[bold red]split failed[/]: {e}")
         raise typer.Exit(1) from None
@@ -53,6 +58,9 @@ def split_cmd(
         console.print(f"[yellow]{len(res.dropped)} unlisted subject(s) dropped[/]: {', '.join(res.dropped[:10])}")
     if res.absent:
         console.print(f"[yellow]{len(res.absent)} listed subject(s) have no recording[/]: {', '.join(res.absent[:10])}")
+    if exclude_eval_of:
+        console.print(f"[yellow]{len(res.excluded)} subject(s) excluded as evaluation subjects of "
+                      f"{exclude_eval_of}[/]: {', '.join(res.excluded[:10])} (OUT/exclusions.parquet)")
 
 
 @data_app.command("shard")
@@ -100,6 +108,41 @@ def shard_cmd(
 
 
 # ---------------------------------------------------------------- neurolm-data audit (corpora)
+@data_app.command("audit")
+def audit_cmd(
+    outs: list[str] = typer.Argument(..., help="Ingest output folders to compare (each with recordings.parquet)."),
+    report: str = typer.Option("audit.json", "--report", "-r", help="Where to write the JSON report."),
+) -> None:
+    """Report subject and signal overlap between every pair of (corpus, split) groups of the given outputs.
+
+    Exit status 1 when an overlap is a leak (different splits, one of them test/val or an official eval).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from neurolm_data.audit import run_audit
+
+    console = Console()
+    try:
+        res = run_audit(outs, report)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[bold red]audit failed[/]: {e}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{report}: {len(res['pairs'])} group pairs, {res['overlapping_pairs']} with overlap")
+    for col in ("a", "b", "subjects", "recordings", "leak"):
+        table.add_column(col)
+    for p in res["pairs"]:
+        if p["subjects"] or p["content"]:
+            table.add_row(f"{p['a']['out']} {p['a']['source']}/{p['a']['split']}",
+                          f"{p['b']['out']} {p['b']['source']}/{p['b']['split']}",
+                          str(len(p["subjects"])), str(len(p["content"])),
+                          "[bold red]LEAK[/]" if p["leak"] else "")
+    console.print(table)
+    if not res["ok"]:
+        console.print(f"[bold red]{res['leaks']} leaking pair(s)[/]; exclude them with "
+                      "`neurolm-data split OUT --protocol NAME --exclude-eval-of OUT_EVAL,...`")
+        raise typer.Exit(1)
+
 
 # ---------------------------------------------------------------- neurolm-train vq/pretrain/instruct/evaluate (trainer)
 

@@ -36,6 +36,22 @@ Schema (``version = 1``)::
     train = "train"
     eval = "test"
 
+    # rule = "sorted": subjects sorted by id (per source); the first counts[train] go to train, the next
+    # counts[val] to val, ...(in SPLITS order), every remaining subject to ``rest`` (HMC: 100 / 25 / rest)
+    rest = "test"
+    [split.counts]
+    train = 100
+    val = 25
+
+    # rule = "group": a within-subject split. Every subject is assigned to the marker split "by_group" in
+    # splits.parquet, and each WINDOW goes to the split listing its group (``TaskSpec.window_group``, e.g.
+    # SEED's ``trial3``); windows of unlisted groups are left out. The window audit then checks that no
+    # (recording, group) and no two overlapping windows straddle splits.
+    [split.groups]
+    train = ["trial0", ...]
+    val = [...]
+    test = [...]
+
 Hash buckets (``hash_bucket``) are ``int(sha256(salt + "\\x1f" + source + "\\x1f" + subject)[:16], 16) / 2**64``,
 a number in [0, 1) that depends on nothing but that subject, so adding recordings or subjects never moves
 an existing subject.
@@ -59,7 +75,7 @@ PROTOCOL_DIR: Path = Path(__file__).resolve().parents[1] / "manifests" / "protoc
 #: Split names, in the canonical order used for hash-bucket boundaries and reports.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Split rules understood by ``neurolm_data.split``.
-RULES: tuple[str, ...] = ("explicit", "official", "hash")
+RULES: tuple[str, ...] = ("explicit", "official", "hash", "sorted", "group")
 #: The protocol schema versions this module reads.
 SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 
@@ -68,6 +84,8 @@ _SPLIT_KEYS = {
     "explicit": {"rule", "salt", "subjects", "unlisted"},
     "hash": {"rule", "salt", "fractions"},
     "official": {"rule", "salt", "official", "val_fraction"},
+    "sorted": {"rule", "salt", "counts", "rest"},
+    "group": {"rule", "salt", "groups"},
 }
 
 
@@ -84,13 +102,15 @@ class Protocol:
         version: protocol version, recorded in ``splits.parquet`` as ``protocol_version``.
         source: source name the protocol splits, or ``"*"`` for every source in the manifest.
         task: the task the protocol is meant for (``shard`` refuses another task).
-        rule: ``explicit``, ``official`` or ``hash``.
+        rule: ``explicit``, ``official``, ``hash``, ``sorted`` or ``group``.
         salt: string mixed into hash buckets (``hash`` rule, ``official`` val carving); "" for ``explicit``.
         subjects: ``explicit``: split -> sorted subject ids.
         unlisted: ``explicit``: what to do with manifest subjects in no list: ``error`` or ``drop``.
         fractions: ``hash``: split -> fraction of subjects (sums to 1).
         official: ``official``: ``official_split`` value -> our split name.
         val_fraction: ``official``: fraction of official-train subjects moved to ``val`` by hash bucket.
+        counts, rest: ``sorted``: split -> number of subjects taken in sorted-id order; the split of the rest.
+        groups: ``group``: split -> window groups (``TaskSpec.window_group``) assigned to it.
         description, reference: free text.
         path: the file it was loaded from (not part of ``protocol_hash``).
     """
@@ -106,6 +126,9 @@ class Protocol:
     fractions: dict[str, float] = field(default_factory=dict)
     official: dict[str, str] = field(default_factory=dict)
     val_fraction: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    rest: str = ""
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     description: str = ""
     reference: str = ""
     path: str = ""
@@ -114,6 +137,11 @@ class Protocol:
         """JSON-ready dict of every field except ``path`` (the content that defines the split)."""
         d = asdict(self)
         d.pop("path")
+        for k in ("counts", "rest", "groups"):  # rules "sorted"/"group" only: absent keys keep older hashes
+            if not d[k]:
+                d.pop(k)
+        if "groups" in d:
+            d["groups"] = {k: list(v) for k, v in self.groups.items()}
         d["subjects"] = {k: list(v) for k, v in self.subjects.items()}
         return d
 
@@ -247,6 +275,35 @@ def _validate(doc: dict[str, Any], path: Path) -> Protocol:
         if abs(sum(fr.values()) - 1.0) > 1e-9:
             raise fail(f"split.fractions must sum to 1, got {sum(fr.values())}")
         kw.update(fractions=fr)
+    elif rule == "sorted":
+        counts = get(split, "counts", dict, "split.")
+        check_split_names(counts, "split.counts")
+        for k, v in counts.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise fail(f"split.counts.{k} must be a non-negative integer, got {v!r}")
+        rest = get(split, "rest", str, "split.")
+        check_split_names([rest], "split.rest")
+        if rest in counts:
+            raise fail(f"split.rest {rest!r} must not also have a count")
+        kw.update(counts={k: counts[k] for k in SPLITS if k in counts}, rest=rest)
+    elif rule == "group":
+        groups = get(split, "groups", dict, "split.")
+        check_split_names(groups, "split.groups")
+        lists_g: dict[str, tuple[str, ...]] = {}
+        seen: dict[str, str] = {}
+        for k in SPLITS:
+            if k in groups:
+                v = groups[k]
+                if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                    raise fail(f"split.groups.{k} must be a list of non-empty strings")
+                for g in v:
+                    if g in seen:
+                        raise fail(f"group {g!r} is listed in split.groups.{seen[g]} and split.groups.{k}")
+                    seen[g] = k
+                lists_g[k] = tuple(v)
+        if not lists_g:
+            raise fail("split.groups lists no split")
+        kw.update(groups=lists_g)
     else:  # official
         mapping = get(split, "official", dict, "split.")
         if not mapping or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):

@@ -349,7 +349,8 @@ def run_shard(
     if existing is not None:
         return ShardResult(task_dir, True, existing)
 
-    plan = plan_windows(out, recordings, splits, task)
+    groups = {g: sp for sp, gs in (smeta["protocol"].get("groups") or {}).items() for g in gs}
+    plan = plan_windows(out, recordings, splits, task, groups=groups)
     audit_windows(plan.windows)
     staging = out / "shards" / f".{task.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)

@@ -34,10 +34,14 @@ SPLITS_SCHEMA = pa.schema(
         ("salt", pa.string()),
     ]
 )
+#: ``split`` value of every subject under a ``group`` protocol (within-subject split): each window's split
+#: comes from its group (``neurolm_data.windows.plan_windows``).
+GROUP_SPLIT = "by_group"
 #: Parquet key-value metadata keys written with ``splits.parquet``.
 META_PROTOCOL = b"neurolm.protocol"
 META_PROTOCOL_HASH = b"neurolm.protocol_hash"
 META_RECORDINGS_SHA256 = b"neurolm.recordings_sha256"
+META_EXCLUDED = b"neurolm.excluded_eval_of"
 
 
 class LeakageError(Exception):
@@ -71,6 +75,7 @@ class SplitResult:
         recordings: split -> number of recordings of those subjects.
         dropped: subjects in the manifest that the protocol leaves out (``unlisted = "drop"``).
         absent: subjects the protocol lists that have no recording in the manifest (explicit rule).
+        excluded: ``source/subject`` removed by ``exclude_eval_of`` (listed in ``OUT/exclusions.parquet``).
     """
 
     path: Path
@@ -79,6 +84,7 @@ class SplitResult:
     recordings: dict[str, int]
     dropped: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
 
 
 def read_recordings(out: str | Path) -> pl.DataFrame:
@@ -146,6 +152,18 @@ def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.Da
         for src, s in pairs:
             u = hash_bucket(protocol.salt, src, s)
             rows.append((src, s, next((sp for b, sp in bounds if u < b), bounds[-1][1])))
+    elif protocol.rule == "sorted":
+        by_source: dict[str, list[str]] = defaultdict(list)
+        for src, s in pairs:
+            by_source[src].append(s)
+        for src, subs in sorted(by_source.items()):
+            k = 0
+            for split_name, n in protocol.counts.items():
+                rows += [(src, s, split_name) for s in subs[k:k + n]]
+                k += n
+            rows += [(src, s, protocol.rest) for s in subs[k:]]
+    elif protocol.rule == "group":
+        rows = [(src, s, GROUP_SPLIT) for src, s in pairs]
     else:  # official
         off = rec.select("source", "subject", "recording_id", "official_split").sort("recording_id")
         bad = off.filter(~pl.col("official_split").is_in(list(protocol.official)) | pl.col("official_split").is_null())
@@ -204,12 +222,16 @@ def _finalize(assignments: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
     )
 
 
-def run_split(out: str | Path, protocol: str | Path | Protocol) -> SplitResult:
+def run_split(out: str | Path, protocol: str | Path | Protocol, *,
+              exclude_eval_of: list[str | Path] | tuple[str | Path, ...] = ()) -> SplitResult:
     """Split the subjects of ``OUT/recordings.parquet`` and write ``OUT/splits.parquet`` atomically.
 
     Args:
         out: the ingest output folder.
         protocol: a protocol name in ``manifests/protocols``, a path to a protocol file, or a ``Protocol``.
+        exclude_eval_of: ingest outputs of downstream corpora whose evaluation (``test``) subjects must not be
+            in these splits: subjects with the same id (same namespace) or sharing a recording's signal are
+            removed (``neurolm_data.audit.exclusion_table``) and listed in ``OUT/exclusions.parquet``.
 
     Returns:
         A ``SplitResult`` with per-split subject and recording counts.
@@ -222,12 +244,27 @@ def run_split(out: str | Path, protocol: str | Path | Protocol) -> SplitResult:
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     recordings = read_recordings(out)
     assignments, dropped, absent = assign_subjects(recordings, proto)
+    excluded: list[str] = []
+    if exclude_eval_of:
+        from neurolm_data.audit import exclusion_table, write_exclusions
+
+        ex = exclusion_table(out, list(exclude_eval_of))
+        gone = ex.select("source", "subject").unique()
+        excluded = [f"{a}/{b}" for a, b in gone.sort("source", "subject").rows()]
+        assignments = assignments.join(gone, on=["source", "subject"], how="anti")
+        write_exclusions(out, ex)
+    else:
+        (out / "exclusions.parquet").unlink(missing_ok=True)
     table = _finalize(assignments, proto)
     meta = {
         META_PROTOCOL: json.dumps(proto.to_dict(), sort_keys=True, ensure_ascii=False).encode(),
         META_PROTOCOL_HASH: proto.protocol_hash.encode(),
         META_RECORDINGS_SHA256: sha256_file(out / "recordings.parquet").encode(),
     }
+    if exclude_eval_of:
+        meta[META_EXCLUDED] = json.dumps(
+            {str(o): sha256_file(Path(o) / "recordings.parquet") for o in exclude_eval_of}, sort_keys=True
+        ).encode()
     arrow = table.select(SPLITS_SCHEMA.names).to_arrow().cast(SPLITS_SCHEMA).replace_schema_metadata(meta)
     path = out / "splits.parquet"
     write_parquet_atomic(arrow, path)
@@ -235,10 +272,12 @@ def run_split(out: str | Path, protocol: str | Path | Protocol) -> SplitResult:
     return SplitResult(
         path=path,
         protocol=proto,
-        subjects={s: int((table["split"] == s).sum()) for s in SPLITS if (table["split"] == s).any()},
-        recordings={s: int((per_rec["split"] == s).sum()) for s in SPLITS if (per_rec["split"] == s).any()},
+        subjects={s: int((table["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT) if (table["split"] == s).any()},
+        recordings={s: int((per_rec["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT)
+                    if (per_rec["split"] == s).any()},
         dropped=dropped,
         absent=absent,
+        excluded=excluded,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from neurolm_data.split import LeakageError
+from neurolm_data.split import GROUP_SPLIT, LeakageError
 from neurolm_data.tasks.base import PATCH, SFREQ, Recording, TaskError, TaskSpec
 
 #: Digits of the window index in a sample key (``<recording_id>_w00000``, docs/architecture.md).
@@ -34,6 +34,8 @@ class PlannedWindow:
         channels, channel_indices: canonical names and ``standard_1020`` indices of those rows.
         start, length: first sample and number of samples at 200 Hz.
         label: class index or None.
+        group: the window's group under a ``group`` (within-subject) protocol (``TaskSpec.window_group``, e.g.
+            ``trial3``), else None.
     """
 
     key: str
@@ -48,6 +50,7 @@ class PlannedWindow:
     start: int
     length: int
     label: int | None
+    group: str | None = None
 
     @property
     def start_s(self) -> float:
@@ -73,13 +76,16 @@ class WindowPlan:
     recordings: dict[str, int] = field(default_factory=dict)
 
 
-def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task: TaskSpec) -> WindowPlan:
+def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task: TaskSpec,
+                 groups: dict[str, str] | None = None) -> WindowPlan:
     """Plan the task's windows over every recording that has a split.
 
     Args:
         out: the ingest output folder (arrays are memory-mapped from ``OUT/<store_path>``).
         recordings: ``recordings.parquet``. splits: ``splits.parquet`` (one row per source/subject).
         task: the task.
+        groups: group -> split, for subjects whose split is ``GROUP_SPLIT`` (a ``group`` protocol): each window
+            goes to the split of ``task.window_group(rec, window)``; windows of unlisted groups are left out.
 
     Returns:
         A ``WindowPlan``.
@@ -111,6 +117,12 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
                 raise ValueError(f"{out / rec.store_path}: array {data.shape} {data.dtype} does not match "
                                  f"recordings.parquet ({len(rec.channels)}, {rec.n_samples}) float32")
             wins = task.windows(rec, data)
+            wgroups: list[str | None] = [None] * len(wins)
+            if split == GROUP_SPLIT:
+                wgroups = [task.window_group(rec, w) for w in wins]
+                if not any(g in (groups or {}) for g in wgroups):
+                    raise TaskError(f"{rec.recording_id}: no window in a group of the protocol "
+                                    f"(groups {sorted(set(wgroups))})")
         except TaskError as e:
             plan.skipped.append((rec.recording_id, str(e)))
             continue
@@ -121,19 +133,25 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
             raise ValueError(f"{rec.recording_id}: {len(wins)} windows exceed the {KEY_DIGITS}-digit key index")
         chans = tuple(rec.channels[r] for r in rows)
         idx = tuple(rec.channel_indices[r] for r in rows)
-        for k, w in enumerate(wins):
+        used: set[str] = set()
+        for k, (w, g) in enumerate(zip(wins, wgroups, strict=True)):
+            wsplit = split if g is None else (groups or {}).get(g)
+            if wsplit is None:
+                continue
+            used.add(wsplit)
             if w.length <= 0 or w.length % PATCH or w.start < 0 or w.start + w.length > rec.n_samples:
                 raise ValueError(f"task {task.name!r} bug: window {w} of {rec.recording_id} "
                                  f"(n_samples={rec.n_samples}) is outside the recording or not whole seconds")
             if task.labelled and w.label is None:
                 raise ValueError(f"task {task.name!r} bug: unlabeled window {w} of {rec.recording_id}")
             plan.windows.append(PlannedWindow(
-                key=f"{rec.recording_id}_w{k:0{KEY_DIGITS}d}", split=split, source=rec.source,
+                key=f"{rec.recording_id}_w{k:0{KEY_DIGITS}d}", split=wsplit, source=rec.source,
                 subject=rec.subject, recording=rec.recording_id, store_path=rec.store_path, rows=tuple(rows),
                 channels=chans, channel_indices=idx, start=int(w.start), length=int(w.length),
-                label=None if w.label is None else int(w.label),
+                label=None if w.label is None else int(w.label), group=g,
             ))
-        per_split[split] += 1
+        for u in used:
+            per_split[u] += 1
     plan.windows.sort(key=lambda w: (w.split, w.key))
     plan.skipped.sort()
     plan.recordings = dict(sorted(per_split.items()))
@@ -143,8 +161,8 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
 def audit_windows(windows: list[PlannedWindow]) -> None:
     """Window-level leakage audit.
 
-    Checks that keys are unique, that every ``(source, subject)`` (hence every recording) has one split,
-    and, directly, that no two windows overlapping in time (same recording, intersecting sample ranges) are
+    Checks that keys are unique, that every ``(source, subject)`` (hence every recording) has one split
+    (for windows of a ``group`` protocol: every ``(recording, group)``), and, directly, that no two windows overlapping in time (same recording, intersecting sample ranges) are
     in different splits: implied by the subject check, asserted anyway as the last guard before writing.
 
     Raises:
@@ -157,7 +175,10 @@ def audit_windows(windows: list[PlannedWindow]) -> None:
         if w.key in keys:
             raise ValueError(f"duplicate window key {w.key!r}")
         keys.add(w.key)
-        subj[(w.source, w.subject)].add(w.split)
+        if w.group is None:
+            subj[(w.source, w.subject)].add(w.split)
+        else:
+            subj[(w.source, f"{w.subject} (recording {w.recording}, group {w.group})")].add(w.split)
         by_rec[w.recording].append(w)
     leaks = [(a, b, sorted(s)) for (a, b), s in subj.items() if len(s) > 1]
     if leaks:

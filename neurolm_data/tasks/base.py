@@ -217,6 +217,15 @@ class TaskSpec(ABC):
             TaskError: the recording has nothing this task can use.
         """
 
+    def window_group(self, rec: Recording, window: Window) -> str:
+        """The group of a window under a ``group`` (within-subject) protocol, e.g. SEED's ``trial3``.
+
+        Raises:
+            TaskError: the task defines no window groups (the default), so it cannot follow such a protocol.
+        """
+        raise TaskError(f"{rec.recording_id}: task {self.name!r} defines no window groups, which a protocol "
+                        "with rule 'group' needs")
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready description saved in ``shards.json``: name, version, channels, classes, config."""
         return {

@@ -9,11 +9,12 @@ source's events (description ``trial<k>``, k = 0..14): one session recording wit
 1 neutral (N), 2 negative (S). Channels: the 62 SEED channels (62 x 4 = 248 tokens).
 
 Splits: two protocols.
-- ``seed_xsub`` (cross-subject): subject-level, like every other task.
-- The paper's within-subject split assigns whole TRIALS, all 45 sessions pooled (spec §2.7): trials 0-8 train,
-  9-11 val, 12-14 test (``SEED_TRIAL_SPLIT``; 22,815 / 7,965 / 7,695 windows). Every subject is then in every
-  split, which the subject-level split contract of ``neurolm_data.split`` forbids; ``trial_of`` and
-  ``trial_split`` give the per-window assignment for a group-level split (see the report of issue 4).
+- ``seed`` (default, the paper's): a within-subject ``group`` protocol that assigns whole TRIALS, all 45
+  sessions pooled (spec §2.7): trials 0-8 train, 9-11 val, 12-14 test (``SEED_TRIAL_SPLIT``; 22,815 / 7,965 /
+  7,695 windows). ``window_group`` names each window's trial (``trial3``); the window audit checks that no
+  trial and no two overlapping windows straddle splits.
+- ``seed_xsub`` (cross-subject): subject-level, like every other task; the subject-independent setting that
+  the within-subject split inflates against (spec §9.15).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class SeedTask(TaskSpec):
 
     name = "seed"
     version = 1
-    default_protocol = "seed_xsub"
+    default_protocol = "seed"
     labelled = True
     classes = SEED_CLASSES
     channels = SEED_CHANNELS
@@ -94,3 +95,11 @@ class SeedTask(TaskSpec):
             TaskError: no trial events, or a label outside 0..2.
         """
         return segment_windows(rec, self.config.window_s, len(SEED_CLASSES), "SEED trial")
+
+    def window_group(self, rec: Recording, window: Window) -> str:
+        """``trial<k>``: the trial holding the window (for the within-subject ``seed`` protocol).
+
+        Raises:
+            TaskError: the window lies in no trial event.
+        """
+        return f"trial{trial_of(rec, window)}"
