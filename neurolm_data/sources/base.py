@@ -86,6 +86,8 @@ class RawSignal:
             channels such as TUH's 1-Hz IBI/BURSTS/SUPPR and say so in ``dropped``).
         events: annotated intervals (for event-labelled corpora), possibly empty.
         dropped: ``(raw channel name, reason)`` for channels the reader itself skipped.
+        meta: header facts learned while reading (reader used, file type, ...), JSON-serializable; ingest
+            stores them in the manifest's ``extra`` column under ``"reader"``.
     """
 
     data: np.ndarray
@@ -93,6 +95,7 @@ class RawSignal:
     sfreq: float
     events: list[Event] = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Source(ABC):
@@ -102,12 +105,15 @@ class Source(ABC):
         name: registry key, used on the command line (``neurolm-data ingest NAME ROOT``).
         mains_hz: mains frequency of the recording site; the notch is applied there.
         channels: canonical channel names kept, in order, or None to keep every EEG channel.
+        min_duration_s: shortest usable recording in s (one window of the source's task); ingest records
+            shorter ones as failed. Default 1.0 = one 1-s patch, the smallest NeuroLM sample (spec §1.1).
         citation, license: shown in the README's source table.
     """
 
     name: ClassVar[str]
     mains_hz: ClassVar[float] = 50.0
     channels: ClassVar[tuple[str, ...] | None] = None
+    min_duration_s: ClassVar[float] = 1.0
     citation: ClassVar[str] = ""
     license: ClassVar[str] = ""
 
@@ -125,6 +131,14 @@ class Source(ABC):
     @abstractmethod
     def read(self, ref: RecordingRef) -> RawSignal:
         """Read one recording (and its annotations). Raises ``RecordingError`` naming the file and the problem."""
+
+    def skipped(self, root: Path) -> list[tuple[Path, str]]:
+        """Files under ``root`` that look like input but are deliberately not ingested, with the reason.
+
+        Ingest writes them to the ledger with status ``skipped``. The default is none; override in sources
+        whose layout lets a file be recognisably out of place (e.g. an EDF outside the TUEG folder pattern).
+        """
+        return []
 
 
 _REGISTRY: dict[str, type[Source]] = {}

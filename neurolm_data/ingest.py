@@ -1,0 +1,462 @@
+"""The ingest run: discover a corpus, preprocess every recording in a process pool, store, ledger, resume.
+
+``neurolm-data ingest SOURCE ROOT --out OUT`` calls ``run_ingest``. The work for one recording,
+``ingest_one(ref, config, root, out)``, depends only on the recording and the typed ``IngestConfig``: it reads,
+maps channels, preprocesses, and writes ``OUT/recordings/<id>.npy`` then the sidecar ``<id>.json`` (its manifest
+and ledger rows), both atomically. The parent gathers the sidecars and writes ``OUT/recordings.parquet`` and
+``OUT/ledger.parquet`` sorted, with fixed writer options, so the manifests are byte-identical whatever the
+worker count (the ledger's ``seconds`` column is timing and is the only exception).
+
+Resume: a recording whose array and ``done`` sidecar exist with the current config hash is not redone. A killed
+run loses nothing that finished: the sidecars are the record, the Parquet manifests are derived from them.
+An OUT that holds another config is refused (``ConfigMismatchError``) unless ``force=True``.
+
+Bad input never ends the run: every exception from one recording becomes a ``failed`` ledger row whose reason
+names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import resource
+import time
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from neurolm_data.channels import map_channels
+from neurolm_data.preprocess import PreprocessConfig, check_min_duration, config_hash, preprocess
+from neurolm_data.sources.base import RecordingError, RecordingRef, get_source
+from neurolm_data.store import (
+    RECORDINGS_DIR,
+    array_path,
+    sha256_array,
+    sidecar_path,
+    write_json_atomic,
+    write_npy_atomic,
+    write_parquet_atomic,
+)
+
+#: Version of the ingest outputs' schema and semantics; part of the config hash (bump on any change to what
+#: ``ingest_one`` writes).
+SCHEMA_VERSION = 1
+
+CONFIG_FILE = "ingest_config.json"
+RECORDINGS_MANIFEST = "recordings.parquet"
+LEDGER_MANIFEST = "ledger.parquet"
+
+#: ``OUT/recordings.parquet`` schema (docs/architecture.md).
+RECORDINGS_SCHEMA = pa.schema([
+    ("recording_id", pa.string()), ("source", pa.string()), ("subject", pa.string()),
+    ("session", pa.string()), ("run", pa.string()), ("label", pa.int64()), ("official_split", pa.string()),
+    ("path", pa.string()), ("store_path", pa.string()), ("sfreq", pa.float64()), ("n_samples", pa.int64()),
+    ("duration_s", pa.float64()), ("channels", pa.list_(pa.string())),
+    ("channel_indices", pa.list_(pa.int32())), ("montage", pa.string()), ("dropped_channels", pa.string()),
+    ("events", pa.string()), ("extra", pa.string()), ("signal_hash", pa.string()), ("data_hash", pa.string()),
+    ("config_hash", pa.string()),
+])
+
+#: ``OUT/ledger.parquet`` schema (docs/architecture.md): one row per input file.
+LEDGER_SCHEMA = pa.schema([
+    ("path", pa.string()), ("recording_id", pa.string()), ("status", pa.string()), ("reason", pa.string()),
+    ("seconds", pa.float64()), ("config_hash", pa.string()),
+])
+
+
+class ConfigMismatchError(RuntimeError):
+    """OUT already holds an ingest made with another config; pass ``force=True`` or choose another OUT."""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything that determines ingest outputs (saved to ``OUT/ingest_config.json``, hashed per row).
+
+    Attributes:
+        source: registered source name.
+        source_options: source options, values as strings (the CLI's ``--option KEY=VALUE``), sorted.
+        preprocess: the preprocessing config, ``notch_hz`` resolved to the source's mains frequency.
+        min_duration_s: shorter recordings fail (one window of the source's task, ``Source.min_duration_s``).
+        schema_version: ``SCHEMA_VERSION`` of the code that wrote the outputs.
+    """
+
+    source: str
+    source_options: dict[str, str]
+    preprocess: PreprocessConfig
+    min_duration_s: float
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (nested preprocessing config)."""
+        return {
+            "source": self.source,
+            "source_options": dict(sorted(self.source_options.items())),
+            "preprocess": self.preprocess.to_dict(),
+            "min_duration_s": float(self.min_duration_s),
+            "schema_version": self.schema_version,
+        }
+
+    @property
+    def hash(self) -> str:
+        """16-hex-digit sha256 of the canonical JSON of ``to_dict()``."""
+        return config_hash(self.to_dict())
+
+
+def build_config(
+    source: str,
+    source_options: dict[str, Any] | None = None,
+    *,
+    preprocess_config: PreprocessConfig | None = None,
+    engine: str | None = None,
+    min_duration_s: float | None = None,
+) -> IngestConfig:
+    """Build the typed config: instantiate the source (validates its options), resolve the notch to its mains.
+
+    Raises:
+        KeyError: unknown source. ValueError: invalid source option or preprocessing setting.
+    """
+    options = {str(k): str(v) for k, v in sorted((source_options or {}).items())}
+    src = get_source(source, **options)
+    pp = preprocess_config or PreprocessConfig()
+    if engine is not None:
+        pp = replace(pp, engine=engine)
+    pp = pp.resolved(src.mains_hz)
+    min_dur = float(src.min_duration_s if min_duration_s is None else min_duration_s)
+    return IngestConfig(source=source, source_options=options, preprocess=pp, min_duration_s=min_dur)
+
+
+@dataclass
+class IngestSummary:
+    """What one ``run_ingest`` call did.
+
+    Attributes:
+        out: the output folder. config_hash: ``IngestConfig.hash``.
+        n_files: ledger rows (input files). n_done: recordings stored (this run or before).
+        n_processed: recordings processed by this run (done or failed). n_reused: done recordings found
+            finished on disk and not redone. n_failed / n_skipped: ledger rows with that status.
+        eeg_seconds: seconds of EEG (input duration) processed by this run; wall_seconds: run time.
+        worker_cpu_seconds: CPU time (user + system) of the processes that did the per-recording work
+            (this process for ``workers=1``, else the pool workers, including their start-up).
+        worker_peak_rss_mb: largest peak resident set size among those processes, MiB.
+        failures: ``(path, reason)`` of the failed files, sorted by path.
+    """
+
+    out: Path
+    config_hash: str
+    n_files: int = 0
+    n_done: int = 0
+    n_processed: int = 0
+    n_reused: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    eeg_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    worker_cpu_seconds: float = 0.0
+    worker_peak_rss_mb: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return self.n_failed == 0
+
+    def line(self) -> str:
+        """One-line human summary."""
+        return (f"{self.n_done} recordings ingested ({self.n_processed} processed now, {self.n_reused} already "
+                f"done), {self.n_failed} failed, {self.n_skipped} skipped; {self.eeg_seconds / 3600:.2f} h of "
+                f"EEG in {self.wall_seconds:.1f} s -> {self.out}")
+
+
+# ------------------------------------------------------------------------------------- per-recording work
+
+_SOURCES: dict[tuple[str, str], Any] = {}
+
+
+def _source(config: IngestConfig):
+    key = (config.source, json.dumps(config.source_options, sort_keys=True))
+    if key not in _SOURCES:
+        _SOURCES[key] = get_source(config.source, **config.source_options)
+    return _SOURCES[key]
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _process_usage() -> tuple[int, float, float]:
+    """(pid, CPU seconds, peak RSS MiB) of this process."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return os.getpid(), ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
+
+
+def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: str | Path) -> dict[str, Any]:
+    """Ingest one recording: read, map channels, check duration, preprocess, store. Never raises for bad input.
+
+    Writes ``OUT/recordings/<id>.npy`` (float32 (n_channels, n_samples) µV at ``config.preprocess.sfreq``) and
+    then ``OUT/recordings/<id>.json`` (the sidecar), both atomically. A failure writes a sidecar with status
+    ``failed`` and no array.
+
+    Returns:
+        The sidecar dict: ``{"ledger": ledger row, "recording": manifest row or None, "input_seconds": float,
+        "usage": [pid, cpu_s, peak_rss_mb]}``.
+    """
+    t0 = time.perf_counter()
+    root, out = Path(root), Path(out)
+    rid = ref.recording_id
+    rel = _rel(ref.path, root)
+    recording = None
+    input_seconds = 0.0
+    try:
+        source = _source(config)
+        sig = source.read(ref)
+        keep = list(source.channels) if source.channels is not None else None
+        cmap = map_channels(sig.ch_names, keep=keep)
+        if not cmap.picks:
+            raise RecordingError(ref.path, f"no usable EEG channel (dropped: {sig.dropped + cmap.dropped})")
+        data = sig.data if cmap.picks == list(range(sig.data.shape[0])) else sig.data[cmap.picks]
+        data = np.ascontiguousarray(data, dtype=np.float64)
+        input_seconds = data.shape[1] / sig.sfreq
+        check_min_duration(data.shape[1], sig.sfreq, config.min_duration_s, ref.path)
+        signal_hash = sha256_array(data)
+        try:
+            x = preprocess(data, sig.sfreq, config.preprocess)
+        except ValueError as e:
+            raise RecordingError(ref.path, str(e)) from None
+        del data
+        write_npy_atomic(array_path(out, rid), x)
+        extra = dict(ref.extra)
+        if sig.meta:
+            extra["reader"] = sig.meta
+        sfreq = float(config.preprocess.sfreq)
+        recording = {
+            "recording_id": rid, "source": ref.source, "subject": ref.subject, "session": ref.session,
+            "run": ref.run, "label": ref.label, "official_split": ref.official_split, "path": rel,
+            "store_path": f"{RECORDINGS_DIR}/{rid}.npy", "sfreq": sfreq, "n_samples": int(x.shape[1]),
+            "duration_s": x.shape[1] / sfreq, "channels": list(cmap.names),
+            "channel_indices": [int(i) for i in cmap.indices], "montage": cmap.montage,
+            "dropped_channels": json.dumps([list(d) for d in sig.dropped + cmap.dropped], ensure_ascii=False),
+            "events": json.dumps([[e.onset_s, e.duration_s, e.label, e.description] for e in sig.events],
+                                 ensure_ascii=False),
+            "extra": json.dumps(extra, sort_keys=True, ensure_ascii=False),
+            "signal_hash": signal_hash, "data_hash": sha256_array(x), "config_hash": config.hash,
+        }
+        status, reason = "done", ""
+    except RecordingError as e:
+        status, reason = "failed", f"{rel}: {e.reason}"
+    except Exception as e:  # noqa: BLE001 - bad input must never end the run; the reason names the file
+        status, reason = "failed", f"{rel}: {type(e).__name__}: {e}"
+    record = {
+        "ledger": {"path": rel, "recording_id": rid, "status": status, "reason": reason,
+                   "seconds": round(time.perf_counter() - t0, 6), "config_hash": config.hash},
+        "recording": recording,
+        "input_seconds": input_seconds,
+    }
+    write_json_atomic(sidecar_path(out, rid), record)
+    record["usage"] = list(_process_usage())
+    return record
+
+
+def _finished(out: Path, ref: RecordingRef, rel: str, chash: str) -> dict | None:
+    """The sidecar of a recording finished with this config (array present and of the recorded shape)."""
+    sc = sidecar_path(out, ref.recording_id)
+    try:
+        record = json.loads(sc.read_text("utf-8"))
+        led, rec = record["ledger"], record["recording"]
+        if led["status"] != "done" or led["config_hash"] != chash or rec is None or led["path"] != rel:
+            return None
+        arr = np.load(array_path(out, ref.recording_id), mmap_mode="r", allow_pickle=False)
+        if arr.shape != (len(rec["channels"]), rec["n_samples"]) or arr.dtype != np.float32:
+            return None
+        return record
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def _prepare_out(out: Path, config: IngestConfig, force: bool) -> None:
+    cfg_path = out / CONFIG_FILE
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text("utf-8"))
+            old_hash = old.get("config_hash")
+        except (OSError, ValueError):
+            old, old_hash = {}, None
+        if old_hash != config.hash:
+            if not force:
+                diff = sorted(k for k in config.to_dict() if old.get("config", {}).get(k) != config.to_dict()[k])
+                raise ConfigMismatchError(
+                    f"{out} holds an ingest made with config {old_hash} (differs in {diff or 'unknown'}); "
+                    f"this run's config is {config.hash}. Pass --force to redo everything with the new config, "
+                    "or choose a new --out.")
+    if force:
+        rec_dir = out / RECORDINGS_DIR
+        if rec_dir.is_dir():
+            for p in rec_dir.iterdir():
+                if p.suffix in {".npy", ".json", ".tmp"} and p.is_file():
+                    p.unlink()
+        for name in (RECORDINGS_MANIFEST, LEDGER_MANIFEST):
+            (out / name).unlink(missing_ok=True)
+    (out / RECORDINGS_DIR).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cfg_path, {"config": config.to_dict(), "config_hash": config.hash})
+
+
+def write_manifests(out: str | Path, records: list[dict], skipped_rows: list[dict]) -> None:
+    """Write ``recordings.parquet`` (done rows, sorted by ``recording_id``) and ``ledger.parquet`` (all input
+    files, sorted by ``path``) from sidecar records, atomically, with the fixed Parquet options."""
+    out = Path(out)
+    recs = sorted((r["recording"] for r in records if r["ledger"]["status"] == "done"),
+                  key=lambda r: r["recording_id"])
+    led = sorted([r["ledger"] for r in records] + skipped_rows, key=lambda r: (r["path"], r["recording_id"] or ""))
+    write_parquet_atomic(out / RECORDINGS_MANIFEST, pa.Table.from_pylist(recs, schema=RECORDINGS_SCHEMA))
+    write_parquet_atomic(out / LEDGER_MANIFEST, pa.Table.from_pylist(led, schema=LEDGER_SCHEMA))
+
+
+def _progress(enabled: bool, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(
+        TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+        TextColumn("{task.fields[hours]:.2f} h EEG"), TextColumn("{task.fields[rate]:.3f} h/s"),
+        TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(), disable=not enabled,
+    )
+    task = prog.add_task("ingest", total=total, hours=0.0, rate=0.0, failed=0)
+    return prog, task
+
+
+def run_ingest(
+    source_name: str,
+    root: str | Path,
+    out: str | Path,
+    workers: int = 1,
+    force: bool = False,
+    *,
+    engine: str | None = None,
+    source_options: dict[str, Any] | None = None,
+    preprocess_config: PreprocessConfig | None = None,
+    min_duration_s: float | None = None,
+    progress: bool = False,
+    mp_context: str = "spawn",
+) -> IngestSummary:
+    """Ingest every recording of a corpus into ``out`` (see the module docstring and docs/architecture.md).
+
+    Args:
+        source_name: registered source (``workload``, ``edf``, ``tueg``, ...).
+        root: the corpus folder in its native layout.
+        out: output folder (created).
+        workers: processes; 1 runs in this process, N > 1 uses a ``ProcessPoolExecutor`` of N workers.
+        force: redo everything, replacing outputs made with another config.
+        engine: ``fast`` or ``mne`` (overrides ``preprocess_config.engine``).
+        source_options: source options (strings or values, e.g. ``{"notch_hz": 50}``).
+        preprocess_config: preprocessing config (default ``PreprocessConfig()``; notch resolved to the source).
+        min_duration_s: shortest usable recording, s (default: the source's one-window minimum).
+        progress: show a rich progress bar (files, hours of EEG, hours/s).
+        mp_context: multiprocessing start method for the pool (``spawn``, ``forkserver`` or ``fork``).
+
+    Returns:
+        An ``IngestSummary``; ``summary.ok`` is False when any file failed.
+
+    Raises:
+        ConfigMismatchError: ``out`` holds outputs of another config and ``force`` is False.
+        FileNotFoundError: ``root`` holds no recording of this layout. KeyError / ValueError: bad source or
+            option.
+    """
+    t_start = time.perf_counter()
+    root, out = Path(root), Path(out)
+    config = build_config(source_name, source_options, preprocess_config=preprocess_config, engine=engine,
+                          min_duration_s=min_duration_s)
+    chash = config.hash
+    source = get_source(source_name, **config.source_options)
+    refs = source.discover(root)
+    skipped = source.skipped(root)
+    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, config, force)
+
+    by_id: dict[str, list[RecordingRef]] = defaultdict(list)
+    for ref in refs:
+        by_id[ref.recording_id].append(ref)
+    records: list[dict] = []
+    todo: list[RecordingRef] = []
+    summary = IngestSummary(out=out, config_hash=chash)
+    for rid, group in sorted(by_id.items()):
+        if len(group) > 1:  # two files would write the same array: fail them all, naming each other
+            names = [_rel(r.path, root) for r in group]
+            for r in group:
+                records.append({"ledger": {"path": _rel(r.path, root), "recording_id": rid, "status": "failed",
+                                           "reason": f"{_rel(r.path, root)}: recording id {rid!r} is shared "
+                                                     f"by {names}", "seconds": 0.0, "config_hash": chash},
+                                "recording": None})
+            continue
+        ref = group[0]
+        done = _finished(out, ref, _rel(ref.path, root), chash)
+        if done is not None:
+            records.append(done)
+            summary.n_reused += 1
+        else:
+            todo.append(ref)
+    skipped_rows = [{"path": _rel(p, root), "recording_id": None, "status": "skipped", "reason": why,
+                     "seconds": 0.0, "config_hash": chash} for p, why in skipped]
+
+    usage: dict[int, tuple[float, float]] = {}
+    prog, task = _progress(progress, len(todo))
+
+    def collect(rec: dict) -> None:
+        records.append(rec)
+        summary.n_processed += 1
+        summary.eeg_seconds += rec.get("input_seconds", 0.0)
+        pid, cpu, rss = rec.pop("usage", (0, 0.0, 0.0))
+        usage[pid] = (max(cpu, usage.get(pid, (0.0, 0.0))[0]), max(rss, usage.get(pid, (0.0, 0.0))[1]))
+        failed = sum(r["ledger"]["status"] == "failed" for r in records)
+        hours = summary.eeg_seconds / 3600
+        prog.update(task, advance=1, hours=hours, failed=failed,
+                    rate=hours / max(time.perf_counter() - t_start, 1e-9))
+
+    with prog:
+        if workers <= 1 or len(todo) <= 1:
+            cpu0 = _process_usage()[1]
+            for ref in todo:
+                collect(ingest_one(ref, config, root, out))
+            if todo:
+                pid, cpu, rss = _process_usage()
+                usage = {pid: (cpu - cpu0, rss)}
+        else:
+            ctx = multiprocessing.get_context(mp_context)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures: dict[Future, RecordingRef] = {
+                    pool.submit(ingest_one, ref, config, str(root), str(out)): ref for ref in todo}
+                pending = set(futures)
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        ref = futures[fut]
+                        try:
+                            collect(fut.result())
+                        except BrokenProcessPool as e:  # a worker died (e.g. a reader crashed on a file)
+                            rel = _rel(ref.path, root)
+                            collect({"ledger": {"path": rel, "recording_id": ref.recording_id,
+                                                "status": "failed", "config_hash": chash, "seconds": 0.0,
+                                                "reason": f"{rel}: worker process died ({e})"},
+                                     "recording": None})
+
+    write_manifests(out, records, skipped_rows)
+    summary.n_files = len(records) + len(skipped_rows)
+    summary.n_done = sum(r["ledger"]["status"] == "done" for r in records)
+    summary.n_failed = sum(r["ledger"]["status"] == "failed" for r in records)
+    summary.n_skipped = len(skipped_rows)
+    summary.failures = sorted((r["ledger"]["path"], r["ledger"]["reason"]) for r in records
+                              if r["ledger"]["status"] == "failed")
+    summary.worker_cpu_seconds = sum(c for c, _ in usage.values())
+    summary.worker_peak_rss_mb = max((m for _, m in usage.values()), default=0.0)
+    summary.wall_seconds = time.perf_counter() - t_start
+    return summary

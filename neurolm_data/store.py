@@ -1,0 +1,122 @@
+"""The on-disk store of ingest: atomic writes, sha256 helpers, the per-recording array store.
+
+Contracts (docs/architecture.md): ``OUT/recordings/<recording_id>.npy`` holds a float32 ``(n_channels,
+n_samples)`` array in µV at 200 Hz, loadable with ``np.load(path, mmap_mode="r")``. Every file is written under
+a temporary name in the same folder and moved into place with ``os.replace`` (atomic on POSIX), so a killed
+run leaves either the old file, the new file, or a stray ``*.tmp`` that is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+#: Folder (relative to OUT) of the per-recording arrays and their JSON sidecars.
+RECORDINGS_DIR = "recordings"
+
+#: Fixed Parquet writer options: same table -> same bytes (no timestamps or host data are written).
+PARQUET_OPTIONS: dict[str, Any] = dict(
+    compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True,
+    version="2.6", data_page_size=1 << 20, store_schema=True,
+)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success ``os.replace`` it onto ``path``, else delete it.
+
+    The temporary name ends in ``.tmp`` and lives in the same folder (same file system, so the rename is
+    atomic). Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """``open`` a temporary file beside ``path`` and atomically move it onto ``path`` when the block succeeds.
+
+    Atomic against a killed process (the rename happens only after the file is closed); no ``fsync``, so a
+    power loss may still lose the last files written.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
+            yield f
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as canonical JSON (sorted keys, 1-space indent, UTF-8, trailing newline) atomically."""
+    text = json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """Save ``array`` in ``.npy`` format (no pickle) atomically. Same array -> same bytes."""
+    with atomic_open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def write_parquet_atomic(path: str | Path, table: pa.Table) -> None:
+    """Write ``table`` with the fixed ``PARQUET_OPTIONS`` atomically (byte-identical for equal tables)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **PARQUET_OPTIONS)
+
+
+def sha256_bytes(data: bytes | memoryview) -> str:
+    """Hex sha256 of a bytes-like object."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_array(array: np.ndarray) -> str:
+    """Hex sha256 of an array's raw C-order bytes (dtype and shape are not included; compare like with like)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in ``chunk``-byte blocks (constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def array_path(out: str | Path, recording_id: str) -> Path:
+    """``OUT/recordings/<recording_id>.npy``."""
+    return Path(out) / RECORDINGS_DIR / f"{recording_id}.npy"
+
+
+def sidecar_path(out: str | Path, recording_id: str) -> Path:
+    """``OUT/recordings/<recording_id>.json``: the recording's manifest row and ledger row, written after the
+    array; manifests are rebuilt from these, so a killed run loses nothing that finished."""
+    return Path(out) / RECORDINGS_DIR / f"{recording_id}.json"
+
+
+def load_recording(out: str | Path, recording_id: str) -> np.ndarray:
+    """Memory-map a stored recording: float32 ``(n_channels, n_samples)`` µV at 200 Hz (read-only)."""
+    return np.load(array_path(out, recording_id), mmap_mode="r", allow_pickle=False)
