@@ -147,6 +147,95 @@ def audit_cmd(
 # ---------------------------------------------------------------- neurolm-train vq/pretrain/instruct/evaluate (trainer)
 
 # ---------------------------------------------------------------- neurolm-train leaderboard (leaderboard)
+leaderboard_app = typer.Typer(
+    name="leaderboard",
+    help="Benchmark rows with their evidence (computed here) beside published results (reported).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+train_app.add_typer(leaderboard_app, name="leaderboard")
+
+
+@leaderboard_app.command("run")
+def leaderboard_run_cmd(
+    out: str = typer.Argument(..., help="Output folder holding shards/TASK/ (from `neurolm-data shard`)."),
+    task: list[str] = typer.Option(None, "--task", "-t", help="Task(s) to run (default: every labelled task)."),
+    model: list[str] = typer.Option(
+        None, "--model", "-m", help="Row(s): chance-majority, chance-stratified, bandpower-lr, smallnet (default: all)."
+    ),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
+    results: str = typer.Option(None, "--results", help="Results store (default: OUT/leaderboard)."),
+    config: str = typer.Option(None, "--config", help="TOML with one [ROW] table of config overrides per row."),
+    set_: list[str] = typer.Option(None, "--set", help="Override MODEL.FIELD=VALUE (e.g. smallnet.epochs=10)."),
+    max_windows: int = typer.Option(
+        None, "--max-windows", help="Reduced run: ~N windows per split, spread over subjects and labels."
+    ),
+    force: bool = typer.Option(False, "--force", help="Re-run records even when they are current."),
+) -> None:
+    """Fit every (row, task, seed) lacking a current record; skip the rest (same config and manifest hash)."""
+    from rich.console import Console
+
+    from neurolm_train.leaderboard.config import DataConfig, parse_sets, resolve_models
+    from neurolm_train.leaderboard.runner import run_leaderboard
+    from neurolm_train.leaderboard.windows import ShardIntegrityError
+
+    console = Console()
+    try:
+        specs = resolve_models(model, parse_sets(set_ or []), config)
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        outcomes = run_leaderboard(
+            out, specs, seed_list, task or None, results, DataConfig(max_windows), force,
+            log=lambda o: console.print(
+                f"{o.task:10s} {o.model:18s} seed {o.seed}: {o.status:8s} {o.wall_s:7.1f} s  "
+                + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())
+            ),
+        )
+    except (FileNotFoundError, KeyError, ValueError, ShardIntegrityError, MemoryError) as e:
+        console.print(f"[bold red]leaderboard run failed[/]: {e}")
+        raise typer.Exit(1) from None
+    ran = sum(o.status != "skipped" for o in outcomes)
+    console.print(f"{ran} record(s) written, {len(outcomes) - ran} skipped (current).")
+
+
+@leaderboard_app.command("show")
+def leaderboard_show_cmd(
+    out: str = typer.Argument(..., help="Output folder holding shards/TASK/ (to verify the manifest hashes)."),
+    task: list[str] = typer.Option(None, "--task", "-t", help="Task(s) to show (default: all with rows)."),
+    results: str = typer.Option(None, "--results", help="Results store (default: OUT/leaderboard)."),
+    reported: str = typer.Option(None, "--reported", help="Folder of reported-result TOML files (default: manifests/reported)."),
+    markdown: str = typer.Option(None, "--markdown", help="Markdown output (default: RESULTS/leaderboard.md)."),
+    png: str = typer.Option(None, "--png", help="PNG chart output (default: RESULTS/leaderboard.png)."),
+    compare: list[str] = typer.Option(None, "--compare", help="A:B pair of computed rows to test (default: all pairs)."),
+    metric: str = typer.Option("bacc", "--metric", help="Metric of the paired tests and of the chart."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Subject-bootstrap resamples for the 95% CIs."),
+) -> None:
+    """Render the leaderboard: rich tables here, Markdown and a PNG chart on disk."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from neurolm_train.leaderboard.render import print_rich, to_markdown, to_png
+    from neurolm_train.leaderboard.reported import DEFAULT_DIR, ReportedFormatError
+    from neurolm_train.leaderboard.table import build_leaderboard
+
+    console = Console()
+    res_dir = Path(results) if results else Path(out) / "leaderboard"
+    try:
+        pairs = [tuple(p.split(":", 1)) for p in compare or []]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("--compare expects A:B")
+        board = build_leaderboard(out, res_dir, Path(reported) if reported else DEFAULT_DIR, task or None,
+                                  pairs or None, metric, n_boot)
+        print_rich(board, console)
+        md = Path(markdown) if markdown else res_dir / "leaderboard.md"
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(to_markdown(board))
+        chart = to_png(board, Path(png) if png else res_dir / "leaderboard.png", metric)
+    except (FileNotFoundError, KeyError, ValueError, ReportedFormatError) as e:
+        console.print(f"[bold red]leaderboard show failed[/]: {e}")
+        raise typer.Exit(1) from None
+    console.print(f"Markdown: {md}\nPNG: {chart}")
+
 
 
 if __name__ == "__main__":  # pragma: no cover

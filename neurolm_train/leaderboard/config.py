@@ -16,7 +16,13 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 #: Bump when the meaning of a config or the record layout changes (invalidates every stored record).
 SCHEMA_VERSION = 1
@@ -214,3 +220,29 @@ def stable_hash(obj: Any) -> str:
 def config_hash(spec: ModelSpec, data: DataConfig) -> str:
     """Hash of :func:`config_payload`: the key that decides whether a stored record is still valid."""
     return stable_hash(config_payload(spec, data))
+
+
+def resolve_models(names: list[str] | None, sets: dict[str, dict[str, str]] | None = None,
+                   config_file: Path | None = None) -> list[ModelSpec]:
+    """The rows to run: built-in ``names`` (default: all of :data:`DEFAULT_MODELS`, in order) with overrides.
+
+    ``config_file``: TOML with one table per row name (``[smallnet]\\nepochs = 10``); ``sets``: CLI
+    overrides ``{row: {field: value}}`` applied after the file. Raises ``KeyError`` for an unknown row
+    or field and ``ValueError`` for an override of a row that is not selected.
+    """
+    chosen = list(names) if names else list(DEFAULT_MODELS)
+    unknown = [n for n in chosen if n not in DEFAULT_MODELS]
+    if unknown:
+        raise KeyError(f"unknown model(s) {unknown}; known: {list(DEFAULT_MODELS)}")
+    overrides: dict[str, dict[str, Any]] = {}
+    if config_file is not None:
+        for row, table in tomllib.loads(Path(config_file).read_text()).items():
+            if not isinstance(table, dict):
+                raise ValueError(f"{config_file}: top-level {row!r} must be a table [{row}]")
+            overrides.setdefault(row, {}).update(table)
+    for row, table in (sets or {}).items():
+        overrides.setdefault(row, {}).update(table)
+    stray = sorted(set(overrides) - set(chosen))
+    if stray:
+        raise ValueError(f"overrides for model(s) {stray} that are not selected ({chosen})")
+    return [with_overrides(DEFAULT_MODELS[n], overrides.get(n, {})) for n in chosen]
