@@ -6,6 +6,8 @@ Both are typer apps. Commands are thin: they parse options, build the typed conf
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 data_app = typer.Typer(
@@ -22,6 +24,64 @@ train_app = typer.Typer(
 )
 
 # ---------------------------------------------------------------- neurolm-data ingest (data-ingest)
+@data_app.command("ingest")
+def ingest_cmd(
+    source: str = typer.Argument(..., help="Source name: workload, edf, tueg, ... (see the README's source table)."),
+    root: str = typer.Argument(
+        None, help="Corpus folder in its native layout. For 'workload' it may be omitted when NEUROLM_EEGMAT is "
+                   "set (or with --download)."),
+    out: str = typer.Option(..., "--out", help="Output folder (recordings/, recordings.parquet, ledger.parquet)."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes."),
+    engine: str = typer.Option("fast", "--engine", help="Preprocessing engine: fast (default) or mne."),
+    force: bool = typer.Option(False, "--force", help="Redo everything, replacing an ingest made with another config."),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Source option KEY=VALUE (repeatable), e.g. -o notch_hz=60."),
+    min_duration: float = typer.Option(
+        None, "--min-duration", help="Shortest usable recording in s (default: one window of the source's task)."),
+    download: bool = typer.Option(
+        False, "--download", help="workload only: fetch EEGMAT 1.0.0 from PhysioNet once (SHA-256 verified)."),
+) -> None:
+    """Discover, preprocess (0.1-75 Hz, notch, 200 Hz, float32 µV) and store every recording of a corpus."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from neurolm_data.download import EEGMAT_ENV, fetch_eegmat
+    from neurolm_data.ingest import ConfigMismatchError, run_ingest
+
+    console = Console(stderr=True)
+    options = {}
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            console.print(f"[bold red]ingest[/]: --option expects KEY=VALUE, got {item!r}")
+            raise typer.Exit(2)
+        options[key.strip()] = value.strip()
+    if download:
+        if source != "workload":
+            console.print("[bold red]ingest[/]: --download is only available for the workload source (EEGMAT)")
+            raise typer.Exit(2)
+        root = str(fetch_eegmat(root, progress=True))
+    if root is None:
+        env = os.environ.get(EEGMAT_ENV) if source == "workload" else None
+        if not env:
+            console.print(f"[bold red]ingest[/]: ROOT is required (for workload: set {EEGMAT_ENV} or use --download)")
+            raise typer.Exit(2)
+        root = env
+    try:
+        summary = run_ingest(source, Path(root), Path(out), workers=workers, force=force, engine=engine,
+                             source_options=options, min_duration_s=min_duration, progress=True)
+    except (ConfigMismatchError, FileNotFoundError, KeyError, ValueError) as e:
+        console.print(f"[bold red]ingest failed[/]: {e}")
+        raise typer.Exit(2) from None
+    for _path, reason in summary.failures[:20]:
+        console.print(f"[red]failed[/] {reason}")
+    if len(summary.failures) > 20:
+        console.print(f"[red]... and {len(summary.failures) - 20} more failures[/] (see {Path(out) / 'ledger.parquet'})")
+    console.print(("[green]" if summary.ok else "[bold red]") + summary.line() + "[/]")
+    if not summary.ok:
+        raise typer.Exit(1)
+
 
 # ---------------------------------------------------------------- neurolm-data split / shard (data-split-shard)
 @data_app.command("split")

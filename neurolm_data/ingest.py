@@ -163,6 +163,11 @@ class IngestSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
+    def failed(self) -> int:
+        """Alias of ``n_failed``."""
+        return self.n_failed
+
+    @property
     def ok(self) -> bool:
         """True when no file failed."""
         return self.n_failed == 0
