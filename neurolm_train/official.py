@@ -529,3 +529,37 @@ def features_codes_logits(
     if model is not None:
         out["logits"] = model.logits(model.hidden_states(x, chans, times, mask, n_chans, text_ids))
     return out
+
+
+_SHAPE_FIELDS = {
+    "gpt": ("n_layer", "n_head", "n_embd", "block_size", "bias"),
+    "vq": ("n_layer", "n_head", "n_embd", "n_chan_emb", "n_time_emb", "conv_chans", "bias"),
+    "": ("n_eeg_codes", "text_vocab_padded"),
+}
+
+
+def load_neurolm(init: str | Path, vq: str | Path | None, mc: NeuroLMConfig) -> NeuroLM:
+    """The trainer's ``--init NeuroLM-B.pt [--vq VQ.pt]`` entry: ``load_official`` with the run config's
+    options (``features``, ``eeg_head``, ``text_positions``, ``vq.patch_norm``; use ``patch_norm="sample"``
+    for the official GroupNorm statistics), checked against ``mc``'s shapes, and ``model.cfg = mc`` so that a
+    checkpoint saved with ``mc`` rebuilds the same model. ``vq`` adds the codebook (needed for stage-2 targets
+    only). Raises OfficialCheckpointError when a file is not of the expected kind or its shapes differ from
+    ``mc`` (naming the fields), FileNotFoundError for a missing file."""
+    opts = dict(features=mc.features, eeg_head=mc.eeg_head, text_positions=mc.text_positions)
+    _, model, info = load_official([init] + ([vq] if vq else []), patch_norm=mc.vq.patch_norm, **opts)
+    if model is None or (vq and "vq" not in info["paths"]):
+        raise OfficialCheckpointError(f"expected a NeuroLM-*.pt ({init}) and optionally a VQ.pt ({vq})")
+    diff = []
+    for part, fields in _SHAPE_FIELDS.items():
+        a, b = (getattr(model.cfg, part), getattr(mc, part)) if part else (model.cfg, mc)
+        diff += [
+            f"{part or 'model'}.{f}: file {getattr(a, f)} vs config {getattr(b, f)}"
+            for f in fields
+            if getattr(a, f) != getattr(b, f)
+        ]
+    if diff:
+        raise OfficialCheckpointError(
+            f"{init} ({info['variant']}) does not match model config {mc.name}: " + "; ".join(diff)
+        )
+    model.cfg = mc
+    return model

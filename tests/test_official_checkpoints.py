@@ -335,3 +335,24 @@ def test_unknown_or_duplicate_files_are_refused(tmp_path):
         load_official([tmp_path / "n.pt", tmp_path / "n.pt"])
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
         load_official(tmp_path / "missing.pt")
+
+
+def test_load_neurolm_checks_the_run_config(tmp_path):
+    from neurolm_train.official import load_neurolm
+
+    tok, model = small_models("valid")
+    save_official_vq(tok, tmp_path / "VQ.pt", torch.randn(50257, 768))
+    save_official_neurolm(model, tmp_path / "N.pt")
+    mc = NeuroLMConfig.from_dict({**model.cfg.to_dict(), "features": "causal"})
+    loaded = load_neurolm(tmp_path / "N.pt", tmp_path / "VQ.pt", mc)
+    assert loaded.cfg is mc and loaded.tokenizer.quantize.is_initialized
+    x, chans, times, mask, nch = batch()
+    model.cfg.features = "causal"
+    assert torch.equal(
+        model.hidden_states(x, chans, times, mask, nch), loaded.hidden_states(x, chans, times, mask, nch)
+    )
+    assert not load_neurolm(tmp_path / "N.pt", None, mc).tokenizer.quantize.is_initialized
+    with pytest.raises(OfficialCheckpointError, match=r"gpt\.n_embd: file 64 vs config 768"):
+        load_neurolm(tmp_path / "N.pt", None, model_config("B"))
+    with pytest.raises(OfficialCheckpointError, match="expected a NeuroLM"):
+        load_neurolm(tmp_path / "VQ.pt", None, mc)
