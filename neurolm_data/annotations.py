@@ -26,8 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from neurolm_data.sources.base import Event, RecordingError
-
 #: Tolerance in seconds when comparing interval boundaries (TUH files print 4 decimals; 10 ms is 2.5 samples
 #: at 250 Hz, far below any annotation's resolution).
 TIME_TOL_S: float = 0.01
@@ -75,6 +73,9 @@ SLEEP_EDF_STAGES: dict[str, int] = {
 SLEEP_EDF_UNSCORED: frozenset[str] = frozenset({"Sleep stage ?", "Movement time"})
 
 #: SEED trial boundaries in seconds, the same for every session (official ``prepare_SEED.py``; spec §2.7).
+#: The end second is INCLUSIVE: a trial covers ``[start, end + 1)`` s. Only then do 4-s windows give the
+#: spec's 855 windows per session and 22,815 / 7,965 / 7,695 for trials 0-8 / 9-11 / 12-14 over 45 sessions
+#: (with ``[start, end)`` it would be 853 per session). ``seed_trials`` applies the + 1.
 SEED_TRIAL_START_S: tuple[int, ...] = (24, 289, 550, 782, 1049, 1260, 1483, 1747, 1993, 2283, 2550, 2812, 3072,
                                        3332, 3598)
 SEED_TRIAL_END_S: tuple[int, ...] = (264, 526, 757, 1023, 1235, 1458, 1722, 1967, 2259, 2525, 2788, 3046, 3308,
@@ -670,14 +671,15 @@ class Trial:
 
 
 def seed_trials() -> list[Trial]:
-    """The 15 SEED trials of spec §2.7 (same boundaries and labels for every session)."""
-    return [Trial(k, float(a), float(b), e)
+    """The 15 SEED trials of spec §2.7 (same boundaries and labels for every session), ``end_s`` exclusive
+    (the table's inclusive end second + 1, see ``SEED_TRIAL_END_S``)."""
+    return [Trial(k, float(a), float(b) + 1.0, e)
             for k, (a, b, e) in enumerate(zip(SEED_TRIAL_START_S, SEED_TRIAL_END_S, SEED_TRIAL_EMOTIONS, strict=True))]
 
 
 def read_trial_table(path: Path) -> list[Trial]:
-    """Read a trial table: CSV with header ``start_s,end_s,emotion`` (emotion ``H``/``N``/``S`` or the
-    ``label.mat`` values ``1``/``0``/``-1``), one row per trial in presentation order.
+    """Read a trial table: CSV with header ``start_s,end_s,emotion`` (``end_s`` exclusive; emotion ``H``/``N``/
+    ``S`` or the ``label.mat`` values ``1``/``0``/``-1``), one row per trial in presentation order.
 
     Used for SEED-family sessions whose clip timing differs from spec §2.7 (and for short test sessions).
 
@@ -717,3 +719,9 @@ def seed_trial_events(path: Path, trials: Sequence[Trial], *, duration_s: float 
     segs = [Segment(t.start_s, t.end_s, t.emotion, f"trial{t.index}") for t in trials]
     check_within(path, segs, duration_s)
     return [Event(t.start_s, t.end_s - t.start_s, t.label, f"trial{t.index}") for t in trials]
+
+
+# Imported last on purpose: ``neurolm_data.sources`` imports every source module, and the corpus sources import
+# this module; importing ``sources.base`` only after every name above is defined lets either side be imported
+# first without a circular-import failure. ``Event``/``RecordingError`` are only used inside functions.
+from neurolm_data.sources.base import Event, RecordingError  # noqa: E402

@@ -4,7 +4,7 @@ Recipes: ``../shared/eeg-samples/FIXTURES.md`` §2.1 (TUH family), §2.2 (HMC), 
 §2.6 (EEGMMIDB). Every builder writes into the caller's folder (pytest ``tmp_path``); nothing generated here is
 ever committed. The signals are real:
 
-- TUAB / TUEV / TUSL / TUSZ: EEGMAT segments written as TUH plain EDF by ``tests.fixtures_tuh.write_tuh_edf``
+- TUAB / TUEV / TUSL / TUSZ: EEGMAT segments written as TUH plain EDF by ``fixtures_tuh.write_tuh_edf``
   (23 TUAB electrodes, A1/A2/T1/T2 derived from real neighbours). Each recording takes a different EEGMAT
   file or offset, so no two fixture recordings share a signal unless a test plants it.
 - HMC: the real OpenBCI sleep-lab BDF (F4/C4/O2/C3 re-referenced to A1/A2 for M1/M2, real EOG/EMG/ECG) at
@@ -29,9 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from fixtures_tuh import TUAB_ELECTRODES, TUH_19_ELECTRODES, write_tuh_edf
 from scipy.signal import resample_poly
-
-from tests.fixtures_tuh import TUAB_ELECTRODES, TUH_19_ELECTRODES, write_tuh_edf
 
 _SHARED = Path(os.environ.get("NEUROLM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 SAMPLES = _SHARED / "eeg-samples"
@@ -234,15 +233,15 @@ def build_tusl(root: Path, eegmat_dir: Path, spec=None) -> list[FixtureFile]:
 def build_tusz(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
     """Write a TUSZ v2 tree: ``edf/{train,dev,eval}/<subj>/s001_2002/02_tcp_le/<subj>_s001_t000.{edf,csv,csv_bi}``
     (LE montage, 256 Hz), with term (``csv_bi``) and per-channel (``csv``) seizure annotations."""
-    items = [("train", "aaaaaaac", "Subject25_1.edf", ((0, 6, "bckg"), (6, 14, "seiz"), (14, 20, "bckg"))),
-             ("eval", "aaaaaaag", "Subject26_1.edf", ((0, 20, "bckg"),))]
+    items = [("train", "aaaaaaac", "Subject25_1.edf", ((0, 6, "bckg"), (6, 34, "seiz"), (34, 60, "bckg"))),
+             ("eval", "aaaaaaag", "Subject26_1.edf", ((0, 60, "bckg"),))]
     out = []
     for split, subj, src, rows in items:
         p = Path(root) / "edf" / split / subj / "s001_2002" / "02_tcp_le" / f"{subj}_s001_t000.edf"
-        write_tuh_edf(p, montage="LE", sfreq=256, seconds=20, source_edf=Path(eegmat_dir) / src, subject=subj)
+        write_tuh_edf(p, montage="LE", sfreq=256, seconds=60, source_edf=Path(eegmat_dir) / src, subject=subj)
         write_tuh_csv(p.with_suffix(".csv"), [(a, b, "fnsz" if lab == "seiz" else lab) for a, b, lab in rows],
-                      duration_s=20, channels=TCP_CHANNELS)
-        out.append(FixtureFile(p, write_tuh_csv(p.with_suffix(".csv_bi"), rows, duration_s=20), subj, split))
+                      duration_s=60, channels=TCP_CHANNELS)
+        out.append(FixtureFile(p, write_tuh_csv(p.with_suffix(".csv_bi"), rows, duration_s=60), subj, split))
     return sorted(out, key=lambda f: str(f.path))
 
 
@@ -521,8 +520,8 @@ def build_eegmmidb(root: Path) -> list[FixtureFile]:
 
 
 def build_siena(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
-    """``PN00/PN00-1.edf`` and ``PN01/PN01-1.edf``: EEGMAT signals at 512 Hz with Siena labels (``EEG Fp1``,
-    ``EKG EKG``), plus each patient's ``Seizures-list-PNxx.txt``."""
+    """``PN00/PN00-1.edf`` and ``PN01/PN01-1.edf``: 60 s of EEGMAT signals at 512 Hz with Siena labels
+    (``EEG Fp1``, ``EKG EKG``), plus each patient's ``Seizures-list-PNxx.txt``."""
     import edfio
     import pyedflib
 
@@ -531,7 +530,7 @@ def build_siena(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
         r = pyedflib.EdfReader(str(Path(eegmat_dir) / src))
         try:
             lab = r.getSignalLabels()
-            sig = [edfio.EdfSignal(_resample(r.readSignal(k)[:15000], 500, 512), 512,
+            sig = [edfio.EdfSignal(_resample(r.readSignal(k)[:30000], 500, 512), 512,
                                    label=("EKG EKG" if lab[k] == "ECG ECG" else lab[k]), physical_dimension="uV")
                    for k in range(len(lab)) if lab[k] != "EEG A2-A1"]
         finally:
@@ -543,3 +542,56 @@ def build_siena(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
             f"Seizures list of patient {subj}\n\nSeizure n 1\nFile name: {subj}-1.edf\n")
         out.append(FixtureFile(p, None, subj))
     return out
+
+
+def build_seed_family(root: Path) -> list[FixtureFile]:
+    """SEED-IV style ``eeg_raw_data/<session>/<subj>_<date>.mat`` (``cz_eeg1..3``, 20-s trials of the EEGLAB
+    signal at 200 Hz) for subjects 1 and 2, and a SEED-V style ``EEG_raw/3_1_20180804.cnt`` (the real 16-bit
+    CNT with SEED labels)."""
+    out = []
+    for subj, sess, date, off in (("1", "1", "20160518", 0.0), ("2", "2", "20161125", 70.0)):
+        p = write_seed_mat(Path(root) / "eeg_raw_data" / sess / f"{subj}_{date}.mat", "cz", off, [20.0, 20.0, 20.0])
+        out.append(FixtureFile(p, None, subj))
+    p = patch_cnt_labels(SAMPLES / "neuroscan-cnt" / "scan41_short.cnt", Path(root) / "EEG_raw" / "3_1_20180804.cnt",
+                         seed_cnt_labels())
+    out.append(FixtureFile(p, None, "3"))
+    return out
+
+
+# ============================================================================================ pipeline helpers
+
+
+def ingest_split_shard(source: str, root: Path, out: Path, task: str, protocol: str | Path | None = None,
+                       options: dict | None = None):
+    """``run_ingest`` (1 worker) + ``run_split`` + ``run_shard``; returns ``(ledger, recordings, windows)`` as
+    polars DataFrames. ``protocol`` None = the task's default protocol."""
+    import polars as pl
+
+    from neurolm_data.ingest import run_ingest
+    from neurolm_data.shard import run_shard
+    from neurolm_data.split import run_split
+    from neurolm_data.tasks import get_task
+
+    run_ingest(source, root, out, workers=1, source_options=options or {})
+    run_split(out, protocol or get_task(task).default_protocol)
+    run_shard(out, task)
+    return (pl.read_parquet(out / "ledger.parquet"), pl.read_parquet(out / "recordings.parquet"),
+            pl.read_parquet(out / "shards" / task / "windows.parquet"))
+
+
+def read_samples(out: Path, task: str) -> dict[str, tuple[np.ndarray, dict]]:
+    """Every sample of ``OUT/shards/TASK/*/*.tar``: key -> (eeg array, meta dict), read with ``tarfile`` and
+    ``np.load(..., allow_pickle=False)``."""
+    import io
+    import json
+    import tarfile
+
+    samples: dict[str, dict] = {}
+    for tar in sorted((Path(out) / "shards" / task).glob("*/*.tar")):
+        with tarfile.open(tar) as t:
+            for m in t.getmembers():
+                key, _, ext = m.name.partition(".")
+                data = t.extractfile(m).read()
+                d = samples.setdefault(key, {})
+                d[ext] = np.load(io.BytesIO(data), allow_pickle=False) if ext.endswith("npy") else json.loads(data)
+    return {k: (v["eeg.npy"], v["meta.json"]) for k, v in samples.items()}
