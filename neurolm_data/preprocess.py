@@ -13,7 +13,7 @@ maker (``neurolm-spec.md`` §1.1). Two engines implement it:
   length to ``round(ratio * padded)`` samples, which shifts its output grid by a growing sub-sample amount (up
   to ~0.2 samples over a minute at 500 -> 200 Hz); any exact resampler therefore differs from the official
   output by ~10 % in-band, so the plan is reproduced here. All FFTs run in float32 after removing each channel's
-  mean in float64 (the band-pass gain at 0 Hz is ~0, so the mean never reaches the output; TUH signals carry
+  mean in float64 (recordings longer than the filter padding) (the band-pass gain at 0 Hz is ~0, so the mean never reaches the output; TUH signals carry
   DC offsets of ~4.5 mV, ``FIXTURES.md`` §1). Filtering and resampling share one spectrum: one forward and
   one inverse real FFT per channel (see ``_preprocess_fast``).
 
@@ -271,10 +271,13 @@ def _preprocess_fast(data: np.ndarray, sfreq: float, config: PreprocessConfig) -
         weights = weights.copy()
         weights[-1] *= nyq_gain  # MNE's Nyquist-bin rule (mne.cuda._fft_resample); ~0 after the low-pass
     out = np.empty((n_ch, n_out), dtype=np.float32)
+    lpad = (n_fft - n) // 2
+    # Removing the mean is exact only while the padding is pure odd reflection (affine-equivariant); a
+    # recording shorter than the padding gets MNE's zeros beyond n - 1 samples, so its mean must stay.
+    center = max(lpad, n_fft - n - lpad) <= n - 1
     for c in range(n_ch):  # one channel at a time: peak memory ~ a few copies of one padded channel
         x = np.asarray(data[c], dtype=np.float64)
-        x = (x - x.mean()).astype(np.float32)
-        lpad = (n_fft - n) // 2
+        x = (x - x.mean() if center else x).astype(np.float32)
         xp = _reflect_limited(x, lpad, n_fft - n - lpad)
         if lpad != offset:
             xp = np.roll(xp, offset - lpad)  # data to MNE's offset; the padding wraps around
