@@ -234,14 +234,20 @@ def test_tokenizer_frozen_inside_neurolm(tiny):
     model.eval()
 
 
-def test_eeg_only_head_and_text_positions(tiny):
+@pytest.mark.parametrize("head", ["full", "eeg_only"])
+def test_pretrain_loss_and_text_positions(tiny, head):
+    """EEG code k is output row 50304 + k; the CE runs over all rows (official) or the EEG rows (§9.24)."""
     cfg, tok, _ = tiny
     batch = make_batch([3, 2], [4, 6], 14)
-    model = build_neurolm(NeuroLMConfig(**{**cfg.to_dict(), "eeg_head": "eeg_only"}), tok)
+    model = build_neurolm(NeuroLMConfig(**{**cfg.to_dict(), "eeg_head": head}), tok)
     model.eval()
     tgt = next_second_targets(tok.get_codes(*batch[:4]), batch[3], batch[4])
     h = model.hidden_states(*batch)[tgt >= 0]
-    ref = F.cross_entropy(h @ model.gpt.lm_head.weight[50304:].t(), tgt[tgt >= 0])
+    w = model.gpt.lm_head.weight
+    if head == "full":
+        ref = F.cross_entropy(h @ w.t(), tgt[tgt >= 0] + 50304)
+    else:
+        ref = F.cross_entropy(h @ w[50304:].t(), tgt[tgt >= 0])
     assert torch.allclose(model.forward_pretrain(*batch)["loss"], ref, atol=1e-5)
     assert model.text_start(batch[2]).tolist() == [4, 6]
     model.cfg.text_positions = "batch"

@@ -133,7 +133,9 @@ def model_config(name: str, **overrides: Any) -> NeuroLMConfig:
 
     ``tiny`` keeps the token layout (200-sample patches, 256/64 embedding rows, 16 conv channels) but is
     narrow: tokenizer 64 wide, 2 blocks, 512 codes of 32 dims; GPT 128 wide, 2 blocks, random init (its
-    width differs from the tokenizer's, so it exercises the L/XL ``encode_transform_layer`` path).
+    width differs from the tokenizer's, so it exercises the L/XL ``encode_transform_layer`` path), and its
+    EEG loss uses the 512 EEG rows only (``eeg_head="eeg_only"``: a 58k-way softmax over every EEG token is
+    ~10x the rest of a CPU step). ``B``/``L``/``XL`` keep every official choice.
     ``overrides`` set top-level ``NeuroLMConfig`` fields (e.g. ``features="causal"``).
     Raises ``KeyError`` for an unknown name.
     """
@@ -142,7 +144,9 @@ def model_config(name: str, **overrides: Any) -> NeuroLMConfig:
             n_embd=64, n_layer=2, n_head=4, decoder_layers=2, code_dim=32, n_codes=512, domain_hidden=64
         )
         gpt = GPTConfig(n_layer=2, n_head=4, n_embd=128, init_from=None)
-        return NeuroLMConfig(gpt=gpt, vq=vq, n_eeg_codes=512, name="tiny", **overrides)
+        return NeuroLMConfig(
+            gpt=gpt, vq=vq, n_eeg_codes=512, name="tiny", **{"eeg_head": "eeg_only", **overrides}
+        )
     if name not in _GPT2:
         raise KeyError(f"unknown model config {name!r}: expected one of tiny, B, L, XL")
     hf, n_layer, n_head, n_embd = _GPT2[name]
