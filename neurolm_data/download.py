@@ -38,6 +38,12 @@ def parse_sha256sums(text: str) -> dict[str, str]:
     return out
 
 
+def eegmat_data_files(sums: dict[str, str]) -> list[str]:
+    """The files ingest needs: the 72 ``SubjectNN_{1,2}.edf``, ``RECORDS`` and ``subject-info.csv`` (sorted).
+    PhysioNet's ``README.txt`` is documentation and is not fetched."""
+    return sorted(n for n in sums if n.lower().endswith(".edf") or n in ("RECORDS", "subject-info.csv"))
+
+
 def verify_folder(folder: str | Path, sums: dict[str, str]) -> list[str]:
     """Names in ``sums`` whose file in ``folder`` is missing or has another sha256 (empty list: all good)."""
     bad = []
@@ -66,7 +72,8 @@ def default_eegmat_dir() -> Path:
 
 
 def fetch_eegmat(dest: str | Path | None = None, *, progress: bool = False) -> Path:
-    """Download EEGMAT 1.0.0 into ``dest`` (default ``default_eegmat_dir()``) unless already there; verify it.
+    """Download EEGMAT 1.0.0 (``eegmat_data_files``) into ``dest`` (default ``default_eegmat_dir()``) unless
+    already there with the published sha256; verify every file.
 
     Returns:
         The folder holding ``SubjectNN_{1,2}.edf``.
@@ -82,8 +89,9 @@ def fetch_eegmat(dest: str | Path | None = None, *, progress: bool = False) -> P
     sums_path = pooch.retrieve(EEGMAT_URL + "SHA256SUMS.txt", known_hash=f"sha256:{EEGMAT_SUMS_SHA256}",
                                fname="SHA256SUMS.txt", path=dest, progressbar=progress)
     sums = parse_sha256sums(Path(sums_path).read_text("utf-8"))
+    names = eegmat_data_files(sums)
     repo = pooch.create(path=dest, base_url=EEGMAT_URL,
-                        registry={name: f"sha256:{digest}" for name, digest in sums.items()})
-    for name in sorted(sums):
+                        registry={name: f"sha256:{sums[name]}" for name in names})
+    for name in names:
         repo.fetch(name, progressbar=progress)
     return dest
