@@ -5,7 +5,7 @@ the real files in ``eeg-samples/tuh-nedc``, ``hmc`` and ``sleep-edf``).
 
 Every parser works in seconds from the recording start and returns plain rows (``Segment``: onset, stop, label
 text, channel); the ``*_events`` helpers turn rows into the task's integer-labelled ``Event`` list of
-``neurolm_data.sources.base``. Malformed input raises ``RecordingError(path, reason)`` naming the file and the
+``neurolm_data.sources.base``. Malformed input raises ``_fail(path, reason)`` naming the file and the
 problem, so that ingest records it in the ledger and goes on with the rest of the corpus. The problems checked
 everywhere are: an unreadable or empty file, a row that does not parse, an unknown label, an interval with
 ``stop <= start`` or a negative onset, an event past the end of the signal (when the signal duration is known),
@@ -112,16 +112,22 @@ class Segment:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+def _fail(path: Path | str, reason: str) -> RecordingError:
+    """``RecordingError`` whose reason starts with the annotation file's name: ingest's ledger prefixes the
+    signal file, so the reason itself must say which partner file is bad."""
+    return RecordingError(path, f"{Path(path).name}: {reason}")
+
+
 def _read_text(path: Path) -> str:
     path = Path(path)
     if not path.is_file():
-        raise RecordingError(path, "annotation file is missing (no partner file next to the signal)")
+        raise _fail(path, "annotation file is missing (no partner file next to the signal)")
     try:
         text = path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError as e:
-        raise RecordingError(path, f"annotation file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise _fail(path, f"annotation file is not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not text.strip():
-        raise RecordingError(path, "annotation file is empty")
+        raise _fail(path, "annotation file is empty")
     return text
 
 
@@ -129,17 +135,17 @@ def _num(path: Path, lineno: int, s: str, what: str) -> float:
     try:
         v = float(s)
     except ValueError:
-        raise RecordingError(path, f"line {lineno}: {what} {s!r} is not a number") from None
+        raise _fail(path, f"line {lineno}: {what} {s!r} is not a number") from None
     if not np.isfinite(v):
-        raise RecordingError(path, f"line {lineno}: {what} {s!r} is not finite")
+        raise _fail(path, f"line {lineno}: {what} {s!r} is not finite")
     return v
 
 
 def _check_interval(path: Path, where: str, start: float, stop: float, *, allow_zero: bool = False) -> None:
     if start < -TIME_TOL_S:
-        raise RecordingError(path, f"{where}: negative onset {start:.4f} s")
+        raise _fail(path, f"{where}: negative onset {start:.4f} s")
     if stop < start or (stop == start and not allow_zero):
-        raise RecordingError(path, f"{where}: stop {stop:.4f} s is not after start {start:.4f} s")
+        raise _fail(path, f"{where}: stop {stop:.4f} s is not after start {start:.4f} s")
 
 
 def check_within(path: Path, segments: Iterable[Segment], duration_s: float | None) -> None:
@@ -152,7 +158,7 @@ def check_within(path: Path, segments: Iterable[Segment], duration_s: float | No
         return
     for s in segments:
         if s.stop_s > duration_s + TIME_TOL_S:
-            raise RecordingError(
+            raise _fail(
                 path,
                 f"event past the end of the signal: {s.label!r} {s.start_s:.4f}-{s.stop_s:.4f} s"
                 f"{' on ' + s.channel if s.channel and s.channel != 'TERM' else ''}, "
@@ -174,7 +180,7 @@ def check_no_overlap(path: Path, segments: Sequence[Segment], *, per_channel: bo
         for a, b in pairwise(rows):
             if b.start_s < a.stop_s - TIME_TOL_S:
                 on = f" on channel {chan}" if chan and chan != "TERM" else ""
-                raise RecordingError(
+                raise _fail(
                     path,
                     f"overlapping events{on}: {a.label!r} {a.start_s:.4f}-{a.stop_s:.4f} s and "
                     f"{b.label!r} {b.start_s:.4f}-{b.stop_s:.4f} s",
@@ -186,7 +192,7 @@ def check_labels(path: Path, segments: Iterable[Segment], known: Iterable[str]) 
     known = set(known)
     for s in segments:
         if s.label not in known:
-            raise RecordingError(
+            raise _fail(
                 path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(sorted(known))})"
             )
 
@@ -203,7 +209,7 @@ def segments_to_events(
     out = []
     for s in segments:
         if s.label not in classes:
-            raise RecordingError(
+            raise _fail(
                 path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(sorted(classes))})"
             )
         desc = description if description is not None else (
@@ -249,14 +255,14 @@ def read_tuev_rec(path: Path, *, duration_s: float | None = None) -> list[RecRow
             continue
         f = [x.strip() for x in line.split(",")]
         if len(f) != 4:
-            raise RecordingError(path, f"line {lineno}: expected 4 comma-separated fields, got {len(f)}: {line!r}")
+            raise _fail(path, f"line {lineno}: expected 4 comma-separated fields, got {len(f)}: {line!r}")
         ch, start, stop, lab = (_num(path, lineno, v, w) for v, w in zip(f, ("channel", "start", "stop", "label"), strict=True))
         if ch != int(ch) or lab != int(lab):
-            raise RecordingError(path, f"line {lineno}: channel and label must be integers: {line!r}")
+            raise _fail(path, f"line {lineno}: channel and label must be integers: {line!r}")
         if not 0 <= ch < len(TCP_MONTAGE):
-            raise RecordingError(path, f"line {lineno}: channel index {int(ch)} outside 0..{len(TCP_MONTAGE) - 1}")
+            raise _fail(path, f"line {lineno}: channel index {int(ch)} outside 0..{len(TCP_MONTAGE) - 1}")
         if int(lab) not in TUEV_LABELS:
-            raise RecordingError(
+            raise _fail(
                 path, f"line {lineno}: unknown label id {int(lab)} (known: 1..6 = spsw gped pled eyem artf bckg)"
             )
         _check_interval(path, f"line {lineno}", start, stop)
@@ -313,30 +319,30 @@ def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[st
     lines = text.splitlines()
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None or not re.match(r"^\s*version\s*=\s*tse_v", lines[first]):
-        raise RecordingError(path, "not a TSE file: the first line must be 'version = tse_v1.0.0'")
+        raise _fail(path, "not a TSE file: the first line must be 'version = tse_v1.0.0'")
     segs: list[Segment] = []
     for lineno, line in enumerate(lines[first + 1:], first + 2):
         if not line.strip():
             continue
         f = line.split()
         if len(f) != 4:
-            raise RecordingError(path, f"line {lineno}: expected 'start stop label confidence', got {line.strip()!r}")
+            raise _fail(path, f"line {lineno}: expected 'start stop label confidence', got {line.strip()!r}")
         start, stop = _num(path, lineno, f[0], "start"), _num(path, lineno, f[1], "stop")
         _num(path, lineno, f[3], "confidence")
         _check_interval(path, f"line {lineno}", start, stop)
         segs.append(Segment(start, stop, f[2], "TERM"))
     if not segs:
-        raise RecordingError(path, "no annotation rows after the version line")
+        raise _fail(path, "no annotation rows after the version line")
     if labels is not None:
         check_labels(path, segs, labels)
     check_within(path, segs, duration_s)
     check_no_overlap(path, segs, per_channel=False)
     segs.sort(key=lambda s: s.start_s)
     if segs[0].start_s > TIME_TOL_S:
-        raise RecordingError(path, f"rows do not start at 0 s (first row starts at {segs[0].start_s:.4f} s)")
+        raise _fail(path, f"rows do not start at 0 s (first row starts at {segs[0].start_s:.4f} s)")
     for a, b in pairwise(segs):
         if b.start_s > a.stop_s + TIME_TOL_S:
-            raise RecordingError(path, f"gap between rows: {a.stop_s:.4f} s to {b.start_s:.4f} s is not annotated")
+            raise _fail(path, f"gap between rows: {a.stop_s:.4f} s to {b.start_s:.4f} s is not annotated")
     return segs
 
 
@@ -376,28 +382,28 @@ def read_tuh_csv(
             continue
         body.append((lineno, s))
     if not body or [c.strip() for c in body[0][1].split(",")][:4] != ["channel", "start_time", "stop_time", "label"]:
-        raise RecordingError(path, "no 'channel,start_time,stop_time,label,confidence' column line")
+        raise _fail(path, "no 'channel,start_time,stop_time,label,confidence' column line")
     segs = []
     for lineno, s in body[1:]:
         f = next(csv.reader([s]))
         if len(f) != 5:
-            raise RecordingError(path, f"line {lineno}: expected 5 fields, got {len(f)}: {s!r}")
+            raise _fail(path, f"line {lineno}: expected 5 fields, got {len(f)}: {s!r}")
         start, stop = _num(path, lineno, f[1], "start_time"), _num(path, lineno, f[2], "stop_time")
         _num(path, lineno, f[4], "confidence")
         _check_interval(path, f"line {lineno}", start, stop)
         segs.append(Segment(start, stop, f[3].strip(), f[0].strip()))
     if not segs:
-        raise RecordingError(path, "no annotation rows")
+        raise _fail(path, "no annotation rows")
     if labels is not None:
         check_labels(path, segs, labels)
     file_dur = None
     if "duration" in header:
         m = re.match(r"([0-9.]+)", header["duration"])
         if not m:
-            raise RecordingError(path, f"header duration {header['duration']!r} is not a number")
+            raise _fail(path, f"header duration {header['duration']!r} is not a number")
         file_dur = float(m.group(1))
         if duration_s is not None and abs(file_dur - duration_s) > 1.0:
-            raise RecordingError(
+            raise _fail(
                 path, f"header duration {file_dur:.4f} s disagrees with the signal ({duration_s:.4f} s)"
             )
         check_within(path, segs, file_dur)
@@ -434,7 +440,7 @@ def read_lbl(path: Path, *, duration_s: float | None = None, labels: Iterable[st
     path = Path(path)
     text = _read_text(path)
     if not re.search(r"^\s*version\s*=\s*lbl_v", text, re.M):
-        raise RecordingError(path, "not a LBL file: no 'version = lbl_v1.0.0' line")
+        raise _fail(path, "not a LBL file: no 'version = lbl_v1.0.0' line")
     montage: dict[int, str] = {}
     symbols: dict[int, dict[int, str]] = {}
     segs: list[Segment] = []
@@ -451,31 +457,31 @@ def read_lbl(path: Path, *, duration_s: float | None = None, labels: Iterable[st
         elif line.startswith("label"):
             m = _LBL_LABEL.match(line)
             if not m:
-                raise RecordingError(path, f"line {lineno}: label line does not parse: {line[:80]!r}")
+                raise _fail(path, f"line {lineno}: label line does not parse: {line[:80]!r}")
             head = [x.strip() for x in m.group(1).split(",") if x.strip()]
             if len(head) != 5:
-                raise RecordingError(path, f"line {lineno}: expected level, sublevel, start, stop, channel")
+                raise _fail(path, f"line {lineno}: expected level, sublevel, start, stop, channel")
             level = int(_num(path, lineno, head[0], "level"))
             start, stop = _num(path, lineno, head[2], "start"), _num(path, lineno, head[3], "stop")
             chan = int(_num(path, lineno, head[4], "channel"))
             probs = [_num(path, lineno, p, "probability") for p in m.group(2).split(",") if p.strip()]
             if level not in symbols:
-                raise RecordingError(path, f"line {lineno}: level {level} has no symbols[{level}] table")
+                raise _fail(path, f"line {lineno}: level {level} has no symbols[{level}] table")
             if chan not in montage:
-                raise RecordingError(path, f"line {lineno}: channel index {chan} is not in the montage block")
+                raise _fail(path, f"line {lineno}: channel index {chan} is not in the montage block")
             if len(probs) != len(symbols[level]):
-                raise RecordingError(
+                raise _fail(
                     path, f"line {lineno}: {len(probs)} probabilities for {len(symbols[level])} symbols"
                 )
             if max(probs) <= 0:
-                raise RecordingError(path, f"line {lineno}: all-zero probability vector")
+                raise _fail(path, f"line {lineno}: all-zero probability vector")
             _check_interval(path, f"line {lineno}", start, stop)
             seg = Segment(start, stop, symbols[level][int(np.argmax(probs))], montage[chan])
             if seg not in seen:
                 seen.add(seg)
                 segs.append(seg)
     if not segs:
-        raise RecordingError(path, "no label lines")
+        raise _fail(path, "no label lines")
     if labels is not None:
         check_labels(path, segs, labels)
     check_within(path, segs, duration_s)
@@ -529,13 +535,13 @@ def read_hmc_scoring_edf(path: Path) -> list[Segment]:
 
     path = Path(path)
     if not path.is_file():
-        raise RecordingError(path, "scoring file is missing (no partner file next to the PSG)")
+        raise _fail(path, "scoring file is missing (no partner file next to the PSG)")
     try:
         ann = mne.read_annotations(str(path))
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad file; the message says which
-        raise RecordingError(path, f"cannot read EDF+ annotations: {type(e).__name__}: {e}") from None
+        raise _fail(path, f"cannot read EDF+ annotations: {type(e).__name__}: {e}") from None
     if len(ann) == 0:
-        raise RecordingError(path, "scoring file holds no annotations")
+        raise _fail(path, "scoring file holds no annotations")
     out = []
     for o, d, t in zip(ann.onset, ann.duration, ann.description, strict=True):
         label, _, chan = str(t).partition("@@")
@@ -558,19 +564,19 @@ def read_hmc_scoring_txt(path: Path) -> list[Segment]:
     need = ["Recording onset", "Duration", "Annotation"]
     missing = [c for c in need if c not in head]
     if missing:
-        raise RecordingError(path, f"header lacks column(s) {missing}; got {head}")
+        raise _fail(path, f"header lacks column(s) {missing}; got {head}")
     io, idur, ilab = (head.index(c) for c in need)
     ich = head.index("Linked channel") if "Linked channel" in head else None
     out = []
     for k, r in enumerate(rows[1:], 2):
         if len(r) <= max(io, idur, ilab):
-            raise RecordingError(path, f"row {k}: {len(r)} fields, expected {len(head)}")
+            raise _fail(path, f"row {k}: {len(r)} fields, expected {len(head)}")
         o = _num(path, k, r[io].strip(), "Recording onset")
         d = _num(path, k, r[idur].strip(), "Duration")
         chan = r[ich].strip() if ich is not None and ich < len(r) else ""
         out.append(Segment(o, o + d, r[ilab].strip(), chan))
     if not out:
-        raise RecordingError(path, "scoring file holds no rows")
+        raise _fail(path, "scoring file holds no rows")
     return out
 
 
@@ -589,18 +595,18 @@ def hmc_epochs(path: Path, segments: Sequence[Segment], *, duration_s: float | N
         if s.label in HMC_MARKERS:
             continue
         if s.label not in HMC_STAGES:
-            raise RecordingError(
+            raise _fail(
                 path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(HMC_STAGES)}, "
                 f"{', '.join(sorted(HMC_MARKERS))})"
             )
         _check_interval(path, f"epoch at {s.start_s:.4f} s", s.start_s, s.stop_s)
         if abs(s.duration_s - SLEEP_EPOCH_S) > TIME_TOL_S:
-            raise RecordingError(
+            raise _fail(
                 path, f"{s.label!r} at {s.start_s:.4f} s lasts {s.duration_s:.4f} s, expected {SLEEP_EPOCH_S:.0f} s"
             )
         stages.append(s)
     if not stages:
-        raise RecordingError(path, "no sleep-stage rows")
+        raise _fail(path, "no sleep-stage rows")
     check_within(path, stages, duration_s)
     check_no_overlap(path, stages, per_channel=False)
     return segments_to_events(path, stages, HMC_STAGES)
@@ -628,14 +634,14 @@ def read_sleep_edf_hypnogram(path: Path, *, duration_s: float | None = None) -> 
 
     path = Path(path)
     if not path.is_file():
-        raise RecordingError(path, "hypnogram file is missing (no partner file next to the PSG)")
+        raise _fail(path, "hypnogram file is missing (no partner file next to the PSG)")
     try:
         ann = mne.read_annotations(str(path))
     except Exception as e:  # noqa: BLE001
-        raise RecordingError(path, f"cannot read EDF+ annotations: {type(e).__name__}: {e}") from None
+        raise _fail(path, f"cannot read EDF+ annotations: {type(e).__name__}: {e}") from None
     segs = [Segment(float(o), float(o) + float(d), str(t)) for o, d, t in zip(ann.onset, ann.duration, ann.description, strict=True)]
     if not segs:
-        raise RecordingError(path, "hypnogram holds no annotations")
+        raise _fail(path, "hypnogram holds no annotations")
     check_labels(path, segs, set(SLEEP_EDF_STAGES) | SLEEP_EDF_UNSCORED)
     check_no_overlap(path, segs, per_channel=False)
     events = []
@@ -644,7 +650,7 @@ def read_sleep_edf_hypnogram(path: Path, *, duration_s: float | None = None) -> 
             continue
         n = s.duration_s / SLEEP_EPOCH_S
         if abs(n - round(n)) > 1e-3 or round(n) < 1:
-            raise RecordingError(path, f"{s.label!r} at {s.start_s:.1f} s lasts {s.duration_s} s, not a multiple of 30 s")
+            raise _fail(path, f"{s.label!r} at {s.start_s:.1f} s lasts {s.duration_s} s, not a multiple of 30 s")
         for k in range(round(n)):
             on = s.start_s + k * SLEEP_EPOCH_S
             if duration_s is not None and on + SLEEP_EPOCH_S > duration_s + TIME_TOL_S:
@@ -691,21 +697,21 @@ def read_trial_table(path: Path) -> list[Trial]:
     text = _read_text(path)
     rows = [r for r in csv.reader(text.splitlines(), skipinitialspace=True) if r and any(c.strip() for c in r)]
     if [c.strip() for c in rows[0]] != ["start_s", "end_s", "emotion"]:
-        raise RecordingError(path, f"header must be 'start_s,end_s,emotion', got {','.join(rows[0])!r}")
+        raise _fail(path, f"header must be 'start_s,end_s,emotion', got {','.join(rows[0])!r}")
     inv = {str(k): e for e, k in (("H", 1), ("N", 0), ("S", -1))}
     trials = []
     for k, r in enumerate(rows[1:]):
         if len(r) != 3:
-            raise RecordingError(path, f"row {k + 2}: expected 3 fields, got {len(r)}")
+            raise _fail(path, f"row {k + 2}: expected 3 fields, got {len(r)}")
         a, b = _num(path, k + 2, r[0], "start_s"), _num(path, k + 2, r[1], "end_s")
         e = r[2].strip()
         e = inv.get(e, e)
         if e not in SEED_CLASSES:
-            raise RecordingError(path, f"row {k + 2}: unknown emotion {r[2].strip()!r} (known: H N S, 1 0 -1)")
+            raise _fail(path, f"row {k + 2}: unknown emotion {r[2].strip()!r} (known: H N S, 1 0 -1)")
         _check_interval(path, f"row {k + 2}", a, b)
         trials.append(Trial(k, a, b, e))
     if not trials:
-        raise RecordingError(path, "trial table has no rows")
+        raise _fail(path, "trial table has no rows")
     check_no_overlap(path, [Segment(t.start_s, t.end_s, t.emotion) for t in trials], per_channel=False)
     return trials
 
