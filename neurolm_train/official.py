@@ -261,7 +261,8 @@ def vq_from_official(
     sd = strip_prefix(sd)
     with torch.device("meta"):
         tok = VQTokenizer(vq_config_from_state(sd, encoder_args, patch_norm))
-    check_layout(sd, vq_to_official(tok, torch.empty(sd["wte.weight"].shape, device="meta"), False), "VQ.pt")
+    wte_shape = _shape(sd, "wte.weight")
+    check_layout(sd, vq_to_official(tok, torch.empty(wte_shape, device="meta"), False), "VQ.pt")
     own: dict[str, Tensor] = {}
     for k, v in sd.items():
         if k.startswith("VQ.quantize."):
@@ -304,10 +305,6 @@ def neurolm_from_official(
     )
     head.to_empty(device="cpu")
     if vq is not None:
-        if vq.cfg != cfg.vq:
-            raise OfficialCheckpointError(
-                f"VQ.pt tokenizer {vq.cfg} does not match the NeuroLM tokenizer {cfg.vq}"
-            )
         head.load_state_dict(
             {f"{name}.{k}": v for name in head for k, v in getattr(vq, name).state_dict().items()}
         )
@@ -427,7 +424,9 @@ def load_official(
             ``"sample"`` (over all N tokens, padding included, so to reproduce official numbers pad as the
             official loaders do: 1024 tokens in stages 1-2, 276 EEG tokens in stage 3) or ``"valid"``.
         overrides: ``NeuroLMConfig`` fields for the NeuroLM, e.g. ``features="causal"``,
-            ``text_positions="batch"`` (official), ``eeg_head="eeg_only"``.
+            ``eeg_head="eeg_only"``; ``text_positions`` defaults to the official ``"batch"`` here.
+            Defaults reproduce the official computations; generation still defaults to the correct mask
+            (``generate(..., faithful_mask=True)`` for the official one).
 
     Returns ``(tokenizer, model, info)``: the full ``VQTokenizer`` from ``VQ.pt`` (or None), the
     ``NeuroLM`` (or None; its frozen tokenizer gets the ``VQ.pt`` quantizer when both are given), both in
@@ -457,6 +456,7 @@ def load_official(
         if kind in files:
             raise OfficialCheckpointError(f"two {kind} checkpoints given: {files[kind][0]} and {p}")
         files[kind] = (str(p), ck)
+    overrides = {"text_positions": "batch", **overrides}
     tok = wte = model = None
     info: dict[str, Any] = {"paths": {k: v[0] for k, v in files.items()}, "tokenizer_matches_vq": None}
     for key in ("iter_num", "epoch", "optimizer"):

@@ -211,7 +211,9 @@ def test_small_roundtrip_through_files_is_identical(tmp_path, patch_norm):
     assert raw["model_args"] == dict(
         n_layer=2, n_head=4, n_embd=64, block_size=1024, bias=True, vocab_size=50304, dropout=0.0
     )
-    tok2, model2, info = load_official(f"{tmp_path}/VQ.pt,{tmp_path}/NeuroLM-T.pt", patch_norm=patch_norm)
+    tok2, model2, info = load_official(
+        f"{tmp_path}/VQ.pt,{tmp_path}/NeuroLM-T.pt", patch_norm=patch_norm, text_positions="sample"
+    )
     assert info["tokenizer_matches_vq"] and info["has_codebook"] and info["variant"] == "custom"
     assert info["iter_num"] == {"vq": 7, "neurolm": 9} and torch.equal(info["wte"], wte)
     assert model2.cfg.gpt.n_head == 4 and model2.cfg.vq == tok.cfg
@@ -259,6 +261,7 @@ def test_neurolm_without_vq_cannot_make_codes(tmp_path):
     save_official_neurolm(model, tmp_path / "n.pt")
     tok, m2, info = load_official(tmp_path / "n.pt")
     assert tok is None and not info["has_codebook"] and info["tokenizer_matches_vq"] is None
+    assert m2.cfg.text_positions == "batch" and m2.cfg.vq.patch_norm == "sample"  # official defaults
     x, chans, times, mask, nch = batch()
     out = features_codes_logits(m2, x, chans, times, mask, nch)
     assert out["codes"] is None and out["logits"].shape == (2, 20, 50368)

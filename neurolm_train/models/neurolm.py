@@ -135,7 +135,10 @@ class NeuroLM(nn.Module):
         self.tokenizer = VQTokenizer(cfg.vq, decoders=False)
         self.tokenizer.requires_grad_(False)
         self.pos_embed = nn.Embedding(cfg.vq.n_chan_emb, g.n_embd)
-        nn.init.normal_(self.pos_embed.weight, std=cfg.new_row_std)
+        with torch.no_grad():  # the rows GPT-2 does not have (spec §9.9)
+            for w in (self.pos_embed.weight, self.gpt.transformer.wte.weight[TEXT_VOCAB:]):
+                w.normal_(std=cfg.new_row_std)
+            self.gpt.lm_head.weight[TEXT_VOCAB:].normal_(std=cfg.new_row_std)
         if g.n_embd == cfg.vq.n_embd:
             self.encode_transform_layer: nn.Module = nn.Identity()
         else:
