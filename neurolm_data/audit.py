@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from neurolm_data.manifest_io import write_json_atomic, write_parquet_atomic
+from neurolm_data.store import write_json_atomic, write_parquet_atomic
 
 #: Report format version.
 REPORT_VERSION = 1
@@ -318,7 +318,7 @@ def run_audit(outs: list[str | Path], report: str | Path | None = None) -> dict[
         "ok": leaks == 0,
     }
     if report is not None:
-        write_json_atomic(result, report)
+        write_json_atomic(report, result)
     return result
 
 
@@ -367,5 +367,5 @@ def exclusion_table(target: str | Path, eval_outs: list[str | Path], splits: tup
 def write_exclusions(out: str | Path, table: pl.DataFrame) -> Path:
     """Write ``OUT/exclusions.parquet`` atomically (sorted rows, ``EXCLUSIONS_SCHEMA``)."""
     path = Path(out) / EXCLUSIONS_FILE
-    write_parquet_atomic(table.to_arrow().cast(EXCLUSIONS_SCHEMA), path)
+    write_parquet_atomic(path, table.to_arrow().cast(EXCLUSIONS_SCHEMA))
     return path
