@@ -25,6 +25,7 @@ import shutil
 import tarfile
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +34,9 @@ import numpy as np
 import pyarrow as pa
 import webdataset as wds
 
-from neurolm_data.manifest_io import (
-    canonical_json,
-    sha256_file,
-    tmp_path_for,
-    write_json_atomic,
-    write_parquet_atomic,
-)
 from neurolm_data.protocols import Protocol
 from neurolm_data.split import read_recordings, read_splits, run_split
+from neurolm_data.store import atomic_open, sha256_file, write_json_atomic, write_parquet_atomic
 from neurolm_data.tasks.base import SFREQ, TaskSpec, get_task
 from neurolm_data.windows import PlannedWindow, WindowPlan, audit_windows, plan_windows
 
@@ -187,8 +182,8 @@ class _ShardWriter:
 
     def _open(self) -> None:
         self.index += 1
-        self._tmp = tmp_path_for(self.root / self.current)
-        self._file = open(self._tmp, "wb")
+        self._stack = ExitStack()
+        self._file = self._stack.enter_context(atomic_open(self.root / self.current, "wb"))
         t = self.cfg.tar
         self._writer = wds.TarWriter(
             self._file, user=t.user, group=t.group, mode=t.mode, mtime=t.mtime, encoder=False
@@ -199,15 +194,13 @@ class _ShardWriter:
         """Finish the open shard (if any): close, fsync, rename into place, record its hash."""
         if self._writer is None:
             return
-        self._writer.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        final = self.root / self.current
-        size = self._tmp.stat().st_size
+        self._writer.close()  # writes the end-of-archive blocks; the file object stays open
+        size = self._file.tell()
         if size != _archive_bytes(self._members):
-            raise RuntimeError(f"{final}: tar size {size} differs from the computed {_archive_bytes(self._members)}")
-        os.replace(self._tmp, final)
+            raise RuntimeError(f"{self.current}: tar size {size} differs from the computed "
+                               f"{_archive_bytes(self._members)}")
+        self._stack.close()  # flush, fsync, os.replace onto the final name
+        final = self.root / self.current
         self.shards.append({"path": self.current, "split": self.split, "samples": self._count,
                             "bytes": size, "sha256": sha256_file(final)})
         self._writer = None
@@ -241,7 +234,7 @@ def _identity(task: TaskSpec, cfg: ShardConfig, out: Path, smeta: dict[str, Any]
     proto = smeta["protocol"]
     return {
         "config": config,
-        "config_hash": hashlib.sha256(canonical_json(config).encode()).hexdigest(),
+        "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
         "task_config_hash": task.config_hash(),
         "inputs": {
             "recordings_sha256": sha256_file(out / "recordings.parquet"),
@@ -379,7 +372,7 @@ def run_shard(
         shards += writer.shards
     arrays.clear()
 
-    write_parquet_atomic(_windows_table(plan, shard_of, hashes), staging / "windows.parquet")
+    write_parquet_atomic(staging / "windows.parquet", _windows_table(plan, shard_of, hashes))
     per_split: dict[str, dict[str, Any]] = {}
     for split_name in sorted({w.split for w in plan.windows}):
         ws = [w for w in plan.windows if w.split == split_name]
@@ -400,6 +393,6 @@ def run_shard(
         "skipped": [{"recording": r, "reason": why} for r, why in plan.skipped],
         "unassigned_recordings": len(plan.unassigned),
     }
-    write_json_atomic(manifest, staging / "shards.json")
+    write_json_atomic(staging / "shards.json", manifest)
     _swap_in(staging, task_dir)
     return ShardResult(task_dir, False, manifest)

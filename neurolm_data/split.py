@@ -19,8 +19,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neurolm_data.manifest_io import sha256_file, write_parquet_atomic
 from neurolm_data.protocols import SPLITS, Protocol, hash_bucket, load_protocol
+from neurolm_data.store import sha256_file, write_parquet_atomic
 
 #: Columns and types of ``OUT/splits.parquet`` (docs/architecture.md).
 SPLITS_SCHEMA = pa.schema(
@@ -267,7 +267,7 @@ def run_split(out: str | Path, protocol: str | Path | Protocol, *,
         ).encode()
     arrow = table.select(SPLITS_SCHEMA.names).to_arrow().cast(SPLITS_SCHEMA).replace_schema_metadata(meta)
     path = out / "splits.parquet"
-    write_parquet_atomic(arrow, path)
+    write_parquet_atomic(path, arrow)
     per_rec = _select(recordings, proto).join(table, on=["source", "subject"], how="inner")
     return SplitResult(
         path=path,
