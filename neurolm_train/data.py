@@ -1,0 +1,325 @@
+"""Streaming token batches from WebDataset shards (docs/architecture.md, "Token batches").
+
+Input: ``ROOT/TASK/SPLIT/*.tar`` (``eeg.npy`` float32 (C, S*200) µV + ``meta.json``) and
+``ROOT/TASK/windows.parquet``, where ROOT is ``OUT/shards``. Output: dicts of tensors
+
+    x (B, L, 200) float32 in units of 100 µV (spec §1.1), chans (B, L) int64 (``PAD_INDEX`` = 136 at
+    padding), times (B, L) int64, mask (B, L) bool, n_chans (B,) int64, label (B,) int64 (-1 unlabeled),
+    task (B,) int64 (index into ``prompts.TASKS``), key (list of B str)
+
+with tokens time-major (spec §1.2: all channels of second 0, then second 1 ...) and L the longest sample
+of the batch. No attention mask is built here (spec §9.19): models build it batched on the device.
+
+Training order (``TrainStream``) is a pure function of (seed, epoch, world size, rank, stream count, batch
+index), so a run resumes mid-epoch exactly and every rank yields exactly ``batches_per_epoch`` batches:
+
+* Each rank runs ``n_streams`` logical streams (one per DataLoader worker); slot = rank * n_streams + stream.
+  Batch i of a rank's epoch comes from stream ``i % n_streams``.
+* Per task, a stream reads passes over the task's shards in a seeded order. With at least as many shards
+  as slots each slot reads its own shards (shard-level assignment); otherwise every slot reads all shards
+  and keeps every n_slots-th sample (sample-level striding over a global order, counted across passes, so
+  a slot is never empty). Passes repeat as needed, so no slot runs dry and no rank waits for another.
+* Samples go through a seeded shuffle buffer (webdataset's ``shuffle``), then a seeded draw picks the task
+  of each sample by the mixing weights (``proportional`` as in the paper (spec §5.4), ``tempered`` p ∝ n^(1/T),
+  or ``uniform``; spec §9.21).
+* To resume at batch s, streams regenerate and drop their first batches without decoding them.
+
+Evaluation order (``eval_batches``) is one exact pass, task by task, shards in name order, samples strided
+over ranks; batches never mix tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.filters import _shuffle
+
+from neurolm_data.channels import PAD_INDEX
+
+from .prompts import task_id
+
+#: Samples per second-long patch: 200 Hz x 1 s (spec §1.1).
+PATCH: int = 200
+#: Scale of the model input: µV / 100 (spec §1.1).
+UV_PER_UNIT: float = 100.0
+#: Rows of the VQ encoder's ``time_embed`` = longest window in seconds (spec §1.2 item 6, §9.7).
+MAX_SECONDS: int = 64
+
+
+@dataclass(frozen=True)
+class TaskShards:
+    """The shards of one task split. ``n_windows`` comes from ``windows.parquet``; ``manifest_hash`` is the
+    sha256 of that file (recorded in results)."""
+
+    name: str
+    tid: int
+    shards: tuple[str, ...]
+    n_windows: int
+    manifest_hash: str
+
+
+def discover(root: str | Path, tasks: list[str], split: str) -> list[TaskShards]:
+    """Find ``ROOT/TASK/split/*.tar`` for each task; ``root`` may list several ``OUT/shards`` roots joined
+    by ``os.pathsep`` (the first root holding a task wins). Raises FileNotFoundError when a task has no
+    shards or no ``windows.parquet`` in any root."""
+    roots = [Path(r) for r in str(root).split(os.pathsep) if r]
+    out = []
+    for name in tasks:
+        d = next((r / name for r in roots if (r / name / "windows.parquet").is_file()), roots[0] / name)
+        manifest = d / "windows.parquet"
+        shards = tuple(str(p) for p in sorted((d / split).glob("*.tar")))
+        if not shards or not manifest.is_file():
+            raise FileNotFoundError(f"no shards for task {name!r} split {split!r} under {root}")
+        n = pl.scan_parquet(manifest).filter(pl.col("split") == split).select(pl.len()).collect().item()
+        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        out.append(TaskShards(name, task_id(name), shards, int(n), digest))
+    return out
+
+
+def mixing_weights(counts: list[int], mode: str = "proportional", temperature: float = 2.0) -> np.ndarray:
+    """Task sampling probabilities: ``proportional`` (p ∝ n, the paper's ConcatDataset, spec §5.4),
+    ``tempered`` (p ∝ n^(1/temperature)) or ``uniform`` (spec §9.21). Raises ValueError on an unknown mode
+    or an empty task."""
+    n = np.asarray(counts, dtype=np.float64)
+    if (n <= 0).any():
+        raise ValueError(f"every task needs windows, got counts {counts}")
+    if mode == "proportional":
+        w = n
+    elif mode == "tempered":
+        w = n ** (1.0 / temperature)
+    elif mode == "uniform":
+        w = np.ones_like(n)
+    else:
+        raise ValueError(f"mixing mode {mode!r}: expected proportional, tempered or uniform")
+    return w / w.sum()
+
+
+def _seed(*parts: object) -> int:
+    """A 64-bit seed from any tuple of parts, stable across processes (unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+def window_tokens(eeg: np.ndarray, channel_indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One window (C, S*200) µV -> time-major tokens (spec §1.2).
+
+    Returns ``x`` (S*C, 200) float32 in 100 µV units, ``chans`` (S*C,) int64, ``times`` (S*C,) int64.
+    Raises ValueError when the length is not whole seconds or the channel list does not match.
+    """
+    c, n = eeg.shape
+    if n % PATCH or len(channel_indices) != c:
+        raise ValueError(f"window {eeg.shape} with {len(channel_indices)} channel indices: need (C, S*{PATCH})")
+    s = n // PATCH
+    x = eeg.reshape(c, s, PATCH).transpose(1, 0, 2).reshape(s * c, PATCH) / np.float32(UV_PER_UNIT)
+    chans = np.tile(np.asarray(channel_indices, dtype=np.int64), s)
+    times = np.repeat(np.arange(s, dtype=np.int64), c)
+    return x.astype(np.float32, copy=False), chans, times
+
+
+def decode_sample(sample: dict, max_tokens: int) -> dict:
+    """Raw tar members -> window dict (x, chans, times, n_chans, label, task, key). Raises ValueError when
+    the window exceeds ``max_tokens`` tokens or ``MAX_SECONDS`` seconds."""
+    meta = json.loads(sample["meta.json"])
+    eeg = np.load(io.BytesIO(sample["eeg.npy"]), allow_pickle=False)
+    x, chans, times = window_tokens(eeg, meta["channel_indices"])
+    key = sample["__key__"]
+    if len(x) > max_tokens or eeg.shape[1] // PATCH > MAX_SECONDS:
+        raise ValueError(f"{key}: {eeg.shape[0]} ch x {eeg.shape[1] // PATCH} s = {len(x)} tokens exceeds "
+                         f"max_tokens={max_tokens} or {MAX_SECONDS} s")
+    label = meta.get("label")
+    return dict(x=x, chans=chans, times=times, n_chans=eeg.shape[0], key=key,
+                label=-1 if label is None else int(label), task=task_id(meta["task"]))
+
+
+def collate(windows: list[dict]) -> dict:
+    """Pad decoded windows to the batch's longest token count (see the module docstring for the keys)."""
+    b, length = len(windows), max(len(w["x"]) for w in windows)
+    x = np.zeros((b, length, PATCH), dtype=np.float32)
+    chans = np.full((b, length), PAD_INDEX, dtype=np.int64)
+    times = np.zeros((b, length), dtype=np.int64)
+    mask = np.zeros((b, length), dtype=bool)
+    for i, w in enumerate(windows):
+        n = len(w["x"])
+        x[i, :n], chans[i, :n], times[i, :n], mask[i, :n] = w["x"], w["chans"], w["times"], True
+    return dict(
+        x=torch.from_numpy(x), chans=torch.from_numpy(chans), times=torch.from_numpy(times),
+        mask=torch.from_numpy(mask),
+        n_chans=torch.tensor([w["n_chans"] for w in windows], dtype=torch.int64),
+        label=torch.tensor([w["label"] for w in windows], dtype=torch.int64),
+        task=torch.tensor([w["task"] for w in windows], dtype=torch.int64),
+        key=[w["key"] for w in windows],
+    )
+
+
+def _tar_samples(urls: list[str]) -> Iterator[dict]:
+    return wds.tarfile_samples(iter([{"url": u} for u in urls]))
+
+
+class TrainStream(IterableDataset):
+    """Seeded, resumable, rank-balanced multi-task batch stream (see the module docstring).
+
+    Args:
+        tasks: task shards; weights: (n_tasks,) mixing probabilities; batch_size: windows per batch;
+        seed: run seed; batches_per_epoch: batches each rank yields per epoch; world, rank: DDP layout;
+        n_streams: logical streams per rank (= DataLoader workers, at least 1); shuffle_buffer: samples held
+        by each per-task shuffle buffer; max_tokens: longest allowed window in tokens.
+    Call ``set_position(epoch, batch)`` before iterating; iteration yields the rest of that epoch.
+    """
+
+    def __init__(self, tasks: list[TaskShards], weights: np.ndarray, batch_size: int, seed: int,
+                 batches_per_epoch: int, world: int = 1, rank: int = 0, n_streams: int = 1,
+                 shuffle_buffer: int = 1000, max_tokens: int = 1024):
+        self.tasks, self.weights = tasks, [float(w) for w in weights]
+        self.batch_size, self.seed, self.batches_per_epoch = batch_size, seed, batches_per_epoch
+        self.world, self.rank, self.n_streams = world, rank, max(1, n_streams)
+        self.shuffle_buffer, self.max_tokens = shuffle_buffer, max_tokens
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, batch: int) -> None:
+        self.epoch, self.start = epoch, batch
+
+    def _task_samples(self, t: int, slot: int, n_slots: int) -> Iterator[dict]:
+        task = self.tasks[t]
+        by_shard = len(task.shards) >= n_slots
+        ordinal = 0
+        for p in count():
+            order = list(task.shards)
+            random.Random(_seed(self.seed, self.epoch, task.name, p)).shuffle(order)
+            got = 0
+            for s in _tar_samples(order[slot::n_slots] if by_shard else order):
+                got += 1
+                if by_shard or ordinal % n_slots == slot:
+                    yield s
+                ordinal += 1
+            if got == 0:
+                raise ValueError(f"task {task.name!r}: shards {order} hold no samples")
+
+    def _raw_batches(self, stream: int) -> Iterator[list[dict]]:
+        slot, n_slots = self.rank * self.n_streams + stream, self.world * self.n_streams
+        its = [_shuffle(self._task_samples(t, slot, n_slots), bufsize=self.shuffle_buffer,
+                        initial=self.shuffle_buffer, rng=random.Random(_seed(self.seed, self.epoch, t, slot)))
+               for t in range(len(self.tasks))]
+        mix = random.Random(_seed(self.seed, self.epoch, "mix", slot))
+        idx = range(len(self.tasks))
+        while True:
+            yield [next(its[t]) for t in mix.choices(idx, weights=self.weights, k=self.batch_size)]
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        if info is not None and info.num_workers != self.n_streams:
+            raise RuntimeError(f"{info.num_workers} DataLoader workers for {self.n_streams} streams")
+        # without workers, one process plays every stream in turn (same order as with workers)
+        mine = [info.id] if info else list(range(self.n_streams))
+        gens = {}
+        for jj in mine:
+            first = self.start + jj
+            stream = first % self.n_streams
+            gen = self._raw_batches(stream)
+            for _ in range(first // self.n_streams):  # resume: drop already-consumed batches undecoded
+                next(gen)
+            gens[jj] = gen
+        for i in range(self.start, self.batches_per_epoch):
+            jj = (i - self.start) % self.n_streams
+            if jj in gens:
+                yield collate([decode_sample(s, self.max_tokens) for s in next(gens[jj])])
+
+
+class TokenLoader:
+    """Endless training batches with an epoch/batch position (saved in checkpoints for exact resume).
+
+    ``next()`` returns the next batch, rolling over epochs; ``state_dict()`` / ``load_state_dict()``
+    save and restore ``{epoch, batch, seed, world, n_streams, batches_per_epoch}``. Raises ValueError on
+    resume when the layout (world size, workers, batches per epoch, seed) differs from the saved one.
+    """
+
+    def __init__(self, tasks: list[TaskShards], weights: np.ndarray, batch_size: int, seed: int,
+                 batches_per_epoch: int | None = None, world: int = 1, rank: int = 0, num_workers: int = 0,
+                 shuffle_buffer: int = 1000, max_tokens: int = 1024):
+        total = sum(t.n_windows for t in tasks)
+        bpe = batches_per_epoch or max(1, total // (world * batch_size))
+        self.num_workers = num_workers
+        self.stream = TrainStream(tasks, weights, batch_size, seed, bpe, world, rank, max(1, num_workers),
+                                  shuffle_buffer, max_tokens)
+        self.epoch, self.batch, self._it = 0, 0, None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.stream.batches_per_epoch
+
+    def next(self) -> dict:
+        if self._it is None:
+            self.stream.set_position(self.epoch, self.batch)
+            self._it = iter(DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
+                                       generator=torch.Generator().manual_seed(0)))
+        out = next(self._it)
+        self.batch += 1
+        if self.batch == self.batches_per_epoch:
+            self.epoch, self.batch, self._it = self.epoch + 1, 0, None
+        return out
+
+    def state_dict(self) -> dict:
+        s = self.stream
+        return dict(epoch=self.epoch, batch=self.batch, seed=s.seed, world=s.world, n_streams=s.n_streams,
+                    batches_per_epoch=s.batches_per_epoch)
+
+    def load_state_dict(self, state: dict) -> None:
+        now = self.state_dict()
+        for k in ("seed", "world", "n_streams", "batches_per_epoch"):
+            if state[k] != now[k]:
+                raise ValueError(f"loader {k} was {state[k]} in the checkpoint, is {now[k]} now: cannot resume exactly")
+        self.epoch, self.batch, self._it = int(state["epoch"]), int(state["batch"]), None
+
+
+class EvalStream(IterableDataset):
+    """One exact pass over ``tasks`` (task by task, shards in name order), windows strided over
+    ``world`` x workers slots; batches of up to ``batch_size`` windows of one task."""
+
+    def __init__(self, tasks: list[TaskShards], batch_size: int, world: int = 1, rank: int = 0,
+                 max_tokens: int = 1024, limit: int | None = None):
+        self.tasks, self.batch_size, self.world, self.rank = tasks, batch_size, world, rank
+        self.max_tokens, self.limit = max_tokens, limit
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        j, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        slot, n_slots = self.rank * n_workers + j, self.world * n_workers
+        for task in self.tasks:
+            buf = []
+            for ordinal, s in enumerate(_tar_samples(list(task.shards))):
+                if self.limit is not None and ordinal >= self.limit:
+                    break
+                if ordinal % n_slots != slot:
+                    continue
+                buf.append(decode_sample(s, self.max_tokens))
+                if len(buf) == self.batch_size:
+                    yield collate(buf)
+                    buf = []
+            if buf:
+                yield collate(buf)
+
+
+def eval_batches(tasks: list[TaskShards], batch_size: int, world: int = 1, rank: int = 0,
+                 num_workers: int = 0, max_tokens: int = 1024, limit: int | None = None) -> Iterator[dict]:
+    """Batches of one exact pass over the tasks' windows (the first ``limit`` windows per task if given);
+    across ranks every window appears once."""
+    ds = EvalStream(tasks, batch_size, world, rank, max_tokens, limit)
+    # an own generator: creating the iterator must not consume the global torch RNG (exact resume)
+    return iter(DataLoader(ds, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(0)))
+
+
+def default_batches_per_epoch(tasks: list[TaskShards], batch_size: int, world: int) -> int:
+    """One pass over all windows in expectation: ``sum(n_windows) // (world * batch_size)``, at least 1."""
+    return max(1, math.floor(sum(t.n_windows for t in tasks) / (world * batch_size)))

@@ -1,0 +1,173 @@
+"""Per-stage models and step functions, calling the models API (docs/architecture.md, last section).
+
+Each stage is an ``nn.Module`` whose ``forward(batch, text, progress)`` returns the step's loss dict, so a
+whole step (EEG loss + text LM loss) is one forward call that ``DistributedDataParallel`` can wrap:
+
+* ``VQStage`` (spec §3): ``VQTokenizer.forward`` with the GRL ramp ``alpha = grl_alpha(progress)`` and
+  the frozen GPT-2 ``wte`` rows of a text batch as the domain classifier's text side (spec §3.3).
+* ``PretrainStage`` (spec §4.2): ``forward_pretrain`` (next-second codes) + ``forward_text``.
+* ``InstructStage`` (spec §5.1, §5.4): ``forward_instruct`` on [SEP] + prompt + answer (answer-only
+  targets, ``prompts.instruction_arrays``) + ``forward_text``.
+
+``text`` is ``(x, y)`` (B', T') int64 crops of the text corpus or None (no text loss). ``build_stage``
+creates the stage for a run config, loading the previous stage's checkpoint or the official files.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint
+from .config import RunConfig
+from .models import (
+    NeuroLM,
+    NeuroLMConfig,
+    VQTokenizer,
+    build_neurolm,
+    gpt2_text_embeddings,
+    grl_alpha,
+    model_config,
+)
+from .prompts import instruction_arrays
+
+log = logging.getLogger(__name__)
+
+EEG_KEYS = ("x", "chans", "times", "mask", "n_chans")
+
+
+def eeg_args(batch: dict) -> list[Tensor]:
+    """The model's EEG arguments (x, chans, times, mask, n_chans) from a loader batch."""
+    return [batch[k] for k in EEG_KEYS]
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors of a batch to ``device`` (non-blocking); other values (``key``) unchanged."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+class VQStage(nn.Module):
+    """Stage 1. ``text_table`` (50257, n_embd) is the frozen GPT-2 ``wte`` (a non-persistent buffer:
+    rebuilt, not saved)."""
+
+    def __init__(self, model: VQTokenizer, text_table: Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("text_table", text_table, persistent=False)
+
+    def forward(self, batch: dict, text: tuple[Tensor, Tensor] | None, progress: float) -> dict:
+        emb = None if text is None else self.text_table[text[0]]
+        out = self.model(batch["x"], batch["chans"], batch["times"], batch["mask"],
+                         text_embeds=emb, alpha=grl_alpha(progress))
+        out.pop("codes", None)
+        return out
+
+    @torch.no_grad()
+    def val_step(self, batch: dict) -> dict:
+        """Validation losses on an EEG batch (eval mode: no codebook update, no text side)."""
+        out = self.model(batch["x"], batch["chans"], batch["times"], batch["mask"], text_embeds=None, alpha=0.0)
+        return {k: out[k] for k in ("loss", "commit", "rec_freq", "rec_raw", "domain_eeg")}
+
+
+class PretrainStage(nn.Module):
+    """Stage 2: EEG next-second code loss + text LM loss, equal weights (spec §4.2)."""
+
+    def __init__(self, model: NeuroLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, text: tuple[Tensor, Tensor] | None, progress: float) -> dict:
+        eeg = self.model.forward_pretrain(*eeg_args(batch))
+        out = {"loss_eeg": eeg["loss"], "acc_eeg": eeg["acc"]}
+        loss = eeg["loss"]
+        if text is not None:
+            t = self.model.forward_text(*text)
+            out["loss_text"] = t["loss"]
+            loss = loss + t["loss"]
+        out["loss"] = loss
+        return out
+
+    @torch.no_grad()
+    def val_step(self, batch: dict) -> dict:
+        eeg = self.model.forward_pretrain(*eeg_args(batch))
+        return {"loss": eeg["loss"], "acc": eeg["acc"]}
+
+
+class InstructStage(nn.Module):
+    """Stage 3: answer-only instruction loss + text LM loss, equal weights (spec §5.4)."""
+
+    def __init__(self, model: NeuroLM, tokenizer: str | None = None):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def forward(self, batch: dict, text: tuple[Tensor, Tensor] | None, progress: float) -> dict:
+        ids, tgt = instruction_arrays(batch["task"].cpu().numpy(), batch["label"].cpu().numpy(), self.tokenizer)
+        dev = batch["x"].device
+        ins = self.model.forward_instruct(*eeg_args(batch), torch.from_numpy(ids).to(dev),
+                                          torch.from_numpy(tgt).to(dev))
+        out = {"loss_instruct": ins["loss"], "acc_answer": ins["acc"]}
+        loss = ins["loss"]
+        if text is not None:
+            t = self.model.forward_text(*text)
+            out["loss_text"] = t["loss"]
+            loss = loss + t["loss"]
+        out["loss"] = loss
+        return out
+
+
+def neurolm_config(cfg: RunConfig) -> NeuroLMConfig:
+    """The model config of a run: ``model_config(cfg.model, features=..., eeg_head=...)`` with the GPT-2
+    source overridden by ``cfg.gpt2`` ("none" = random init)."""
+    mc = model_config(cfg.model, features=cfg.features, **({"eeg_head": cfg.eeg_head} if cfg.eeg_head else {}))
+    if cfg.gpt2 is not None:
+        mc.gpt.init_from = None if cfg.gpt2.lower() == "none" else cfg.gpt2
+    return mc
+
+
+def _tokenizer_from(path: str, mc: NeuroLMConfig) -> VQTokenizer:
+    """A trained stage-1 tokenizer from one of our ``vq`` checkpoints. Raises ValueError when the file is not
+    a ``vq`` checkpoint or its tokenizer config differs from ``mc.vq``."""
+    ck = checkpoint.load(path)
+    if ck.get("stage") != "vq":
+        raise ValueError(f"{path} is not a vq checkpoint (stage={ck.get('stage')!r})")
+    vq = VQTokenizer(mc.vq)
+    vq.load_state_dict(ck["model"])
+    return vq
+
+
+def _official(init: str, vq: str | None, mc: NeuroLMConfig) -> NeuroLM:
+    from . import official  # the models engineer's loader of the official NeuroLM/VQ files
+
+    return official.load_neurolm(init, vq, mc)
+
+
+def build_stage(cfg: RunConfig) -> tuple[nn.Module, nn.Module, NeuroLMConfig]:
+    """The stage module (for DDP), the model inside it (saved in checkpoints) and its config.
+
+    ``vq``: a fresh ``VQTokenizer``. ``pretrain``: ``cfg.init`` must be a ``vq`` checkpoint; the NeuroLM
+    gets GPT-2 weights when available locally (else random init, logged). ``instruct``: ``cfg.init`` is a
+    ``pretrain``/``instruct`` checkpoint, or an official ``NeuroLM-*.pt`` file (with ``cfg.vq`` = the official
+    ``VQ.pt``). Raises ValueError when a required checkpoint is missing or of the wrong stage.
+    """
+    mc = neurolm_config(cfg)
+    if cfg.stage == "vq":
+        model = VQTokenizer(mc.vq)
+        table = gpt2_text_embeddings(mc.vq.n_embd, mc.gpt.init_from if cfg.model != "tiny" else None)
+        return VQStage(model, table), model, mc
+    if not cfg.init:
+        need = "a vq checkpoint" if cfg.stage == "pretrain" else "a pretrain checkpoint or an official NeuroLM file"
+        raise ValueError(f"stage {cfg.stage!r} needs --init: {need}")
+    if cfg.stage == "pretrain":
+        model = build_neurolm(mc, tokenizer=_tokenizer_from(cfg.init, mc))
+        log.info("pretrain: GPT backbone from %s", model.backbone_init)
+        return PretrainStage(model), model, mc
+    ck = checkpoint.load(cfg.init)
+    if isinstance(ck, dict) and ck.get("stage") in ("pretrain", "instruct"):
+        model = NeuroLM(mc)
+        model.load_state_dict(ck["model"])
+    else:
+        model = _official(cfg.init, cfg.vq, mc)
+    return InstructStage(model, cfg.tokenizer), model, mc

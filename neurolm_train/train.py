@@ -1,0 +1,303 @@
+"""One training loop for all three stages (nanoGPT-like), single process or under ``torchrun`` (DDP).
+
+    torchrun --nproc_per_node N -m neurolm_train.train ...   (or ``neurolm-train vq|pretrain|instruct``)
+
+Per optimizer step: ``grad_accum`` micro-batches from the shard loader (plus text crops), one forward of the
+stage module each (``stages.py``) under autocast (bf16 on CUDA, none on CPU; fp16 refused, spec §9.8),
+backward (``no_sync`` except on the last micro-batch), gradient clipping, AdamW step, warm-up/cosine lr.
+
+Outputs in ``cfg.out``: ``config.json``; ``ckpt.pt`` (latest: model, optimizer, scheduler, loader position,
+RNG states of every rank, config and its hash; written atomically every ``ckpt_every`` steps and at the end,
+``--resume`` continues from it bit-identically on CPU); ``best.pt`` (best validation score, the only
+checkpoint selection rule); ``metrics.jsonl`` (one JSON object per logged step or validation);
+``ranks/rank{r}.json`` (per rank: steps, loader position, batches consumed in this invocation, wall time).
+Distributed: ``torch.distributed`` with gloo on CPU and nccl on CUDA, initialised from torchrun's
+environment; every rank yields the same number of batches (``data.TrainStream``), so no rank waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from . import checkpoint
+from .config import RunConfig, config_hash
+from .data import TokenLoader, discover, eval_batches, mixing_weights
+from .prompts import TEXT_MAX_LEN
+from .stages import build_stage, to_device
+from .text import TextCrops, prepare_text
+
+log = logging.getLogger(__name__)
+
+
+class WarmupCosine:
+    """lr multiplier per step: linear warm-up ``(s+1)/(w+1)`` for s < w (nanoGPT), then cosine from 1 to
+    ``min_ratio`` at ``total`` steps, flat after (spec §3.4, §4.3, §5.4)."""
+
+    def __init__(self, warmup: int, total: int, min_ratio: float):
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        if step >= self.total:
+            return self.min_ratio
+        p = (step - self.warmup) / max(1, self.total - self.warmup)
+        return self.min_ratio + 0.5 * (1.0 + math.cos(math.pi * p)) * (1.0 - self.min_ratio)
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world, device). Under torchrun (``RANK`` set) initialises the process group: nccl on CUDA,
+    gloo on CPU; one GPU per local rank."""
+    cuda = torch.cuda.is_available()
+    if "RANK" in os.environ and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local = int(os.environ.get("LOCAL_RANK", 0))
+    else:
+        rank, world, local = 0, 1, 0
+    if cuda:
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def autocast(cfg: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (``auto`` or ``bf16``) or when ``bf16`` is asked on CPU; else no autocast."""
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over trainable parameters: weight decay on >= 2-D tensors, none on biases/norms (spec §3.4)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, fused=device.type == "cuda")
+
+
+def text_corpus(cfg: RunConfig, out: Path, rank: int) -> TextCrops | None:
+    """The text crops of the run: a ``.bin`` as is, a ``.txt`` tokenized once to ``out/text.bin``."""
+    if not cfg.text.corpus:
+        return None
+    src = Path(cfg.text.corpus)
+    if src.suffix == ".bin":
+        return TextCrops(src, cfg.text.block)
+    dst = out / "text.bin"
+    if rank == 0 and not dst.is_file():
+        prepare_text(src, dst, cfg.tokenizer)
+    if dist.is_initialized():
+        dist.barrier()
+    return TextCrops(dst, cfg.text.block)
+
+
+class Logger:
+    """Rank-0 console (rich) and ``metrics.jsonl`` writer."""
+
+    def __init__(self, out: Path, rank: int, total: int, stage: str):
+        self.rank, self.file = rank, None
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn(f"[bold]{stage}[/]"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.description}"), console=self.console,
+                                 disable=rank != 0)
+        if rank == 0:
+            self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")
+        self.task = self.progress.add_task("", total=total)
+
+    def __enter__(self) -> Logger:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+        if self.file:
+            self.file.close()
+
+    def write(self, record: dict, advance: int = 0, show: str | None = None) -> None:
+        if self.rank != 0:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        self.progress.update(self.task, advance=advance, **({"description": show} if show else {}))
+
+    def print(self, msg: str) -> None:
+        if self.rank == 0:
+            self.console.print(msg)
+
+
+def _mean_over_ranks(sums: dict[str, float], n: int, device: torch.device) -> dict[str, float]:
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys] + [float(n)], dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return {k: float(t[i] / max(t[-1].item(), 1.0)) for i, k in enumerate(keys)}
+
+
+def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, device: torch.device) -> dict:
+    """Validation record of the stage on the ``val`` split. ``vq``/``pretrain``: mean losses over the first
+    ``val_limit`` windows (score = -loss); ``instruct``: ``evaluate.score_split`` on ``val_tasks`` (score =
+    mean balanced accuracy). Returns ``{"score": float, ...}``; higher is better."""
+    tasks = cfg.data.val_tasks or cfg.data.tasks
+    was_training = stage.training
+    stage.eval()
+    try:
+        if cfg.stage == "instruct":
+            from .evaluate import score_split
+
+            res = score_split(stage.model, discover(cfg.data.shards, tasks, "val"), cfg, device, rank, world)
+            baccs = [m["bacc"] for m in res["scores"].values()]
+            return {"score": float(np.mean(baccs)), "val": res["scores"]}
+        sums: dict[str, float] = {}
+        n = 0
+        with torch.no_grad(), autocast(cfg, device):
+            for b in eval_batches(discover(cfg.data.shards, tasks, "val"), cfg.data.eval_batch_size, world, rank,
+                                  0, cfg.data.max_tokens, cfg.data.val_limit):
+                out = stage.val_step(to_device(b, device))
+                k = len(b["key"])
+                for name, v in out.items():
+                    sums[name] = sums.get(name, 0.0) + float(v) * k
+                n += k
+        means = _mean_over_ranks(sums, n, device)
+        return {"score": -means["loss"], "val": means}
+    finally:
+        stage.train(was_training)
+
+
+def train(cfg: RunConfig) -> Path:
+    """Run one stage to ``cfg.steps`` (or ``cfg.epochs``) optimizer steps. Returns the path of ``ckpt.pt``.
+
+    Raises FileNotFoundError when ``cfg.resume`` is set and no checkpoint exists, ValueError on a config or
+    data layout that does not match the checkpoint being resumed.
+    """
+    t_start, seen = time.perf_counter(), 0
+    rank, world, device = setup_distributed()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    chash = config_hash(cfg)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    import random as _random
+
+    _random.seed(cfg.seed)
+
+    stage, model, mc = build_stage(cfg)
+    stage.to(device)
+    tasks = discover(cfg.data.shards, cfg.data.tasks, "train")
+    weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)
+    loader = TokenLoader(tasks, weights, cfg.data.batch_size, cfg.seed, cfg.data.batches_per_epoch, world, rank,
+                         cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens)
+    total = cfg.steps or max(1, cfg.epochs * loader.batches_per_epoch // cfg.grad_accum)
+    crops = text_corpus(cfg, out, rank)
+    opt = make_optimizer(model, cfg, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, WarmupCosine(int(cfg.optim.warmup * total), total, cfg.optim.min_lr / cfg.optim.lr))
+    step, best = 0, None
+    ckpt_path = out / "ckpt.pt"
+    if cfg.resume:
+        ck = checkpoint.load(ckpt_path)
+        if ck["config_hash"] != chash:
+            raise ValueError(f"config hash {chash} differs from the checkpoint's {ck['config_hash']}: cannot resume")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        loader.load_state_dict(ck["loader"])
+        rngs = ck["rng"]
+        checkpoint.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+        step, best = ck["step"], ck.get("best")
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": chash,
+                                                     "model_config": mc.to_dict()}, indent=2))
+    ddp = DDP(stage, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else stage
+    stage.train()
+
+    def save(path: Path, extra: dict | None = None) -> None:
+        rngs = [checkpoint.rng_state()]
+        if dist.is_initialized():
+            rngs = [None] * world
+            dist.all_gather_object(rngs, checkpoint.rng_state())
+        if rank == 0:
+            checkpoint.atomic_save({
+                "stage": cfg.stage, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "loader": loader.state_dict(), "rng": rngs,
+                "config": cfg.to_dict(), "config_hash": chash, "model_config": mc.to_dict(), "best": best,
+                "world": world, **(extra or {})}, path)
+
+    def maybe_validate() -> None:
+        nonlocal best
+        rec = validate(stage, cfg, rank, world, device)
+        logger.write({"step": step, "kind": "val", **rec})
+        logger.print(f"step {step}: val score {rec['score']:.4f}")
+        if best is None or rec["score"] > best["score"]:
+            best = {"step": step, **rec}
+            save(out / "best.pt")
+
+    with Logger(out, rank, total, cfg.stage) as logger:
+        logger.progress.update(logger.task, completed=step)
+        logger.print(f"stage {cfg.stage}: model={cfg.model} world={world} device={device} steps={total} "
+                     f"batches/epoch={loader.batches_per_epoch} config_hash={chash}")
+        end = min(total, cfg.stop_at) if cfg.stop_at else total
+        while step < end:
+            t0 = time.perf_counter()
+            parts: dict[str, float] = {}
+            tokens = 0
+            for micro in range(cfg.grad_accum):
+                batch = to_device(loader.next(), device)
+                seen += 1
+                text = None
+                if crops is not None:
+                    tx, ty = crops.batch(cfg.text.batch_size, cfg.seed, step, rank, micro)
+                    text = (tx.to(device), ty.to(device))
+                    tokens += tx.numel()
+                tokens += int(batch["mask"].sum())
+                if cfg.stage == "instruct":  # EEG + [SEP] + prompt + answer sequence (spec §5.1)
+                    tokens += len(batch["key"]) * TEXT_MAX_LEN
+                sync = micro == cfg.grad_accum - 1 or world == 1
+                with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(cfg, device):
+                    res = ddp(batch, text, step / total)
+                (res["loss"] / cfg.grad_accum).backward()
+                for k, v in res.items():
+                    parts[k] = parts.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+            gnorm = None
+            if cfg.optim.grad_clip > 0:
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip))
+            lr = opt.param_groups[0]["lr"]
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            dt = time.perf_counter() - t0
+            rec = {"step": step, "epoch": loader.epoch, "lr": lr, "tokens": tokens * world,
+                   "tok_per_s": tokens * world / dt, "dt": dt, **parts}
+            if gnorm is not None:
+                rec["grad_norm"] = gnorm
+            if step % cfg.log_every == 0 or step == total:
+                logger.write(rec, advance=0, show=f"loss {parts['loss']:.4f} lr {lr:.2e}")
+            logger.progress.update(logger.task, advance=1)
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < end:
+                save(ckpt_path)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                maybe_validate()
+        if step == total and (cfg.eval_every or cfg.stage == "instruct"):
+            maybe_validate()
+        save(ckpt_path)
+    summary = {"rank": rank, "world": world, "step": step, "loader": loader.state_dict(),
+               "batches": seen, "wall_s": time.perf_counter() - t_start}
+    (out / "ranks").mkdir(exist_ok=True)
+    (out / "ranks" / f"rank{rank}.json").write_text(json.dumps(summary))
+    if dist.is_initialized():
+        dist.barrier()
+    return ckpt_path
