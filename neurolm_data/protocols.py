@@ -4,7 +4,7 @@ A protocol says which subjects of which source go to ``train``/``val``/``test``.
 kept in the repository so that every split can be reproduced and reviewed (neurolm-spec.md §9.15: the
 official makers' splits are unseeded, order-dependent or per recording; ours are per subject and stored).
 
-Schema (``version = 1``)::
+Schema (one TOML file per protocol)::
 
     version = 1                  # protocol version (int >= 1): bump it whenever the assignment changes
     name = "workload"            # must equal the file stem
@@ -76,8 +76,6 @@ PROTOCOL_DIR: Path = Path(__file__).resolve().parents[1] / "manifests" / "protoc
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Split rules understood by ``neurolm_data.split``.
 RULES: tuple[str, ...] = ("explicit", "official", "hash", "sorted", "group")
-#: The protocol schema versions this module reads.
-SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 
 _TOP_KEYS = {"version", "name", "source", "task", "description", "reference", "split"}
 _SPLIT_KEYS = {
