@@ -90,10 +90,10 @@ class TuabSource(Source):
         refs = []
         for p in edf_files(root):
             parts = [x.lower() for x in p.relative_to(root).parts[:-1]]
-            split = next((x for x in parts if x in TUAB_SPLITS), None)
-            cls = next((x for x in parts if x in TUAB_LABELS), None)
-            if split is None or cls is None or parts.index(cls) < parts.index(split):
+            if not self._in_layout(parts):
                 continue
+            split = next(x for x in parts if x in TUAB_SPLITS)
+            cls = next(x for x in parts if x in TUAB_LABELS)
             subject, session, run = tuh_ids(p)
             after = parts[parts.index(cls) + 1:]
             layout = "v3" if len(after) <= 1 else "v2"
@@ -105,6 +105,19 @@ class TuabSource(Source):
         if not refs:
             raise FileNotFoundError(f"{root}: no TUAB file (expected edf/{{train,eval}}/{{normal,abnormal}}/01_tcp_ar/*.edf)")
         return sorted(refs, key=lambda r: str(r.path))
+
+    @staticmethod
+    def _in_layout(parts: list[str]) -> bool:
+        """Whether folder names (lower case) place a file below ``{train,eval}/{normal,abnormal}``."""
+        split = next((x for x in parts if x in TUAB_SPLITS), None)
+        cls = next((x for x in parts if x in TUAB_LABELS), None)
+        return split is not None and cls is not None and parts.index(cls) > parts.index(split)
+
+    def skipped(self, root: Path) -> list[tuple[Path, str]]:
+        """EDF files under ``root`` outside ``{train,eval}/{normal,abnormal}`` (no label or split to give)."""
+        root = Path(root)
+        return [(p, "path is outside the TUAB layout edf/{train,eval}/{normal,abnormal}/...")
+                for p in edf_files(root) if not self._in_layout([x.lower() for x in p.relative_to(root).parts[:-1]])]
 
     def read(self, ref: RecordingRef) -> RawSignal:
         """The 23 TUAB channels in µV at the file's EEG rate (1-Hz channels and extras dropped, listed).

@@ -69,9 +69,9 @@ class TuevSource(Source):
         refs = []
         for p in edf_files(root):
             parts = [x.lower() for x in p.relative_to(root).parts[:-1]]
-            split = next((x for x in parts if x in TUEV_SPLITS), None)
-            if split is None or parts.index(split) != len(parts) - 2:
+            if not self._in_layout(parts):
                 continue
+            split = parts[-2]
             subject = p.parent.name
             run = p.stem[len(subject) + 1:] if p.stem.startswith(subject + "_") else p.stem
             refs.append(RecordingRef(
@@ -81,6 +81,17 @@ class TuevSource(Source):
         if not refs:
             raise FileNotFoundError(f"{root}: no TUEV file (expected edf/{{train,eval}}/<subject>/*.edf)")
         return sorted(refs, key=lambda r: str(r.path))
+
+    @staticmethod
+    def _in_layout(parts: list[str]) -> bool:
+        """Whether folder names (lower case) end in ``{train,eval}/<subject>``."""
+        return len(parts) >= 2 and parts[-2] in TUEV_SPLITS
+
+    def skipped(self, root: Path) -> list[tuple[Path, str]]:
+        """EDF files under ``root`` not in a ``{train,eval}/<subject>/`` folder."""
+        root = Path(root)
+        return [(p, "path is outside the TUEV layout edf/{train,eval}/<subject>/*.edf")
+                for p in edf_files(root) if not self._in_layout([x.lower() for x in p.relative_to(root).parts[:-1]])]
 
     def read(self, ref: RecordingRef) -> RawSignal:
         """The 23 channels in µV plus one ``Event`` per event time from the ``.rec`` partner.
