@@ -205,6 +205,109 @@ def audit_cmd(
 
 
 # ---------------------------------------------------------------- neurolm-train vq/pretrain/instruct/evaluate (trainer)
+def _stage_command(stage: str):
+    """One ``neurolm-train STAGE`` command (vq, pretrain, instruct); the options are shared."""
+
+    def cmd(
+        config: str = typer.Option("tiny", "--config", "-c", help="Model config: tiny, B, L or XL."),
+        shards: list[str] = typer.Option(..., "--shards", "-s", help="OUT/shards root(s) holding TASK/SPLIT/*.tar (repeatable)."),
+        out: str = typer.Option(..., "--out", "-o", help="Run folder: config.json, ckpt.pt, best.pt, metrics.jsonl."),
+        tasks: str = typer.Option(None, "--tasks", "-t", help="Comma-separated training tasks (default: pretrain; instruct: the six)."),
+        steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: epochs x batches per epoch)."),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the stage's, spec §3.4/§4.3/§5.4)."),
+        batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per micro-batch and rank."),
+        grad_accum: int = typer.Option(None, "--grad-accum", help="Micro-batches per optimizer step."),
+        workers: int = typer.Option(None, "--workers", "-w", help="DataLoader workers per rank."),
+        text: str = typer.Option(None, "--text", help="Text corpus for the LM loss: a .txt or a nanoGPT uint16 .bin."),
+        init: str = typer.Option(None, "--init", help="Start from: a vq checkpoint (pretrain); a pretrain checkpoint or an official NeuroLM-*.pt (instruct)."),
+        vq: str = typer.Option(None, "--vq", help="Official VQ.pt paired with an official --init NeuroLM-*.pt."),
+        checkpoint: str = typer.Option(None, "--checkpoint", help="Official files as VQ.pt,NeuroLM-B.pt (= --vq, --init); one file = --init."),
+        features: str = typer.Option(None, "--features", help="Stage-2/3 EEG features: bidirectional (official, leaks: spec §4.4) or causal."),
+        gpt2: str = typer.Option(None, "--gpt2", help="GPT-2 weights: HF id in the local cache, a folder, or 'none' (random)."),
+        mixing: str = typer.Option(None, "--mixing", help="Task sampling: proportional, tempered or uniform (spec §9.21)."),
+        precision: str = typer.Option(None, "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32; fp16 is refused (spec §9.8)."),
+        seed: int = typer.Option(None, "--seed", help="Run seed (model init, data order, text crops)."),
+        eval_every: int = typer.Option(None, "--eval-every", help="Validate (and keep best.pt) every N steps; 0 = at the end only for instruct."),
+        ckpt_every: int = typer.Option(None, "--ckpt-every", help="Write ckpt.pt every N steps (always at the end)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from OUT/ckpt.pt (bit-identical on CPU)."),
+        stop_at: int = typer.Option(None, "--stop-at", help="End this invocation after N steps (checkpointed; --resume continues)."),
+        set_: list[str] = typer.Option(None, "--set", help="Any config field as FIELD=VALUE, e.g. optim.lr=1e-4 data.shuffle_buffer=200."),
+    ) -> None:
+        from rich.console import Console
+
+        from neurolm_train.config import parse_sets, stage_config
+        from neurolm_train.train import train
+
+        console = Console()
+        if checkpoint:
+            files = [f for f in checkpoint.split(",") if f.strip()]
+            vq, init = (files[0], files[1]) if len(files) == 2 else (vq, files[0])
+        flat = dict(steps=steps, epochs=epochs, grad_accum=grad_accum, init=init, vq=vq, features=features, gpt2=gpt2,
+                    precision=precision, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, stop_at=stop_at)
+        data = dict(shards=os.pathsep.join(shards), batch_size=batch_size, num_workers=workers, mixing=mixing,
+                    tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
+        over = {k: v for k, v in flat.items() if v is not None}
+        over["data"] = {k: v for k, v in data.items() if v is not None}
+        if text:
+            over["text"] = {"corpus": text}
+        try:
+            sets = parse_sets(set_ or [])
+            for k, v in sets.items():
+                over[k] = {**over.get(k, {}), **v} if isinstance(v, dict) and isinstance(over.get(k), dict) else v
+            cfg = stage_config(stage, config, out=out, resume=resume, **over)
+            path = train(cfg)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            console.print(f"[bold red]{stage} failed[/]: {e}")
+            raise typer.Exit(1) from None
+        console.print(f"{stage}: checkpoint {path}")
+
+    cmd.__doc__ = {
+        "vq": "Stage 1: train the text-aligned VQ tokenizer (spec §3) on unlabeled shards.",
+        "pretrain": "Stage 2: multi-channel autoregressive pre-training (spec §4) from a vq checkpoint (--init).",
+        "instruct": "Stage 3: multi-task instruction tuning (spec §5) from a pretrain checkpoint or official file (--init).",
+    }[stage]
+    return cmd
+
+
+for _stage in ("vq", "pretrain", "instruct"):
+    train_app.command(_stage)(_stage_command(_stage))
+
+
+@train_app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="An instruct checkpoint, normally RUN/best.pt (chosen on val)."),
+    shards: list[str] = typer.Option(..., "--shards", "-s", help="OUT/shards root(s) holding TASK/SPLIT/*.tar (repeatable)."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder for results.json and predictions.parquet."),
+    tasks: str = typer.Option("workload", "--tasks", "-t", help="Comma-separated tasks to score."),
+    splits: str = typer.Option("val,test", "--splits", help="Comma-separated splits to score."),
+    generate: bool = typer.Option(False, "--generate", help="Also the paper's greedy decoding + string parsing, with its parse-failure rate."),
+    hard_label: bool = typer.Option(False, "--hard-label", help="Also the paper's hard-label AUROC/AUC-PR (spec §5.3; not comparable with baselines)."),
+    limit: int = typer.Option(None, "--limit", help="Score only the first N windows per task and split."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per evaluation batch."),
+) -> None:
+    """Score answer options by log-likelihood -> class probabilities -> BAcc/AUROC/AUC-PR or BAcc/kappa/F1."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from neurolm_train.evaluate import evaluate
+
+    console = Console()
+    try:
+        res = evaluate(checkpoint, os.pathsep.join(shards), [t.strip() for t in tasks.split(",") if t.strip()], out,
+                       tuple(s.strip() for s in splits.split(",") if s.strip()), generate, hard_label, batch_size, limit)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        console.print(f"[bold red]evaluate failed[/]: {e}")
+        raise typer.Exit(1) from None
+    table = Table(title=f"{checkpoint} (step {res['step']}, config {res['config_hash']})")
+    for col in ("task", "split", "n", "metrics"):
+        table.add_column(col)
+    for task, per in res["scores"].items():
+        for split, m in per.items():
+            vals = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
+            table.add_row(task, split, str(m["n"]), vals)
+    console.print(table)
+    console.print(f"results: {out}/results.json, predictions: {out}/predictions.parquet")
+
 
 # ---------------------------------------------------------------- neurolm-train leaderboard (leaderboard)
 leaderboard_app = typer.Typer(
@@ -231,6 +334,7 @@ def leaderboard_run_cmd(
         None, "--max-windows", help="Reduced run: ~N windows per split, spread over subjects and labels."
     ),
     force: bool = typer.Option(False, "--force", help="Re-run records even when they are current."),
+    threads: int = typer.Option(1, "--threads", help="torch and BLAS threads while fitting."),
 ) -> None:
     """Fit every (row, task, seed) lacking a current record; skip the rest (same config and manifest hash)."""
     from rich.console import Console
@@ -244,7 +348,7 @@ def leaderboard_run_cmd(
         specs = resolve_models(model, parse_sets(set_ or []), config)
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         outcomes = run_leaderboard(
-            out, specs, seed_list, task or None, results, DataConfig(max_windows), force,
+            out, specs, seed_list, task or None, results, DataConfig(max_windows), force, threads=threads,
             log=lambda o: console.print(
                 f"{o.task:10s} {o.model:18s} seed {o.seed}: {o.status:8s} {o.wall_s:7.1f} s  "
                 + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())

@@ -102,7 +102,6 @@ class SmallNetConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     select_metric: str = "bacc"
-    threads: int = 1
 
 
 #: Config class per model kind.

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
 from neurolm_train.leaderboard import store
 from neurolm_train.leaderboard.baselines import Fit, fit_bandpower, fit_chance
@@ -110,7 +112,8 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
     chash = config_hash(spec, ctx.data)
     old = store.load_record(store.record_dir(results, task, spec.name, seed))
     if not force and store.is_current(old, chash, ctx.manifest.manifest_hash):
-        return Outcome(task, spec.name, seed, "skipped", 0.0, old.meta["scores"])  # type: ignore[union-attr]
+        meta = old.meta  # type: ignore[union-attr]
+        return Outcome(task, spec.name, seed, "skipped", 0.0, {m: meta["scores"][m] for m in meta["metrics"]})
     if spec.kind not in FITTERS:
         raise KeyError(f"no fitter for model kind {spec.kind!r}; known: {sorted(FITTERS)}")
     if spec.kind in WINDOW_KINDS:  # read the windows before the clock starts: wall_s is fitting only
@@ -160,10 +163,14 @@ def run_leaderboard(
     force: bool = False,
     max_bytes: int = 8 << 30,
     log: Callable[[Outcome], None] | None = None,
+    threads: int = 1,
 ) -> list[Outcome]:
     """Run ``models`` x ``seeds`` on ``tasks`` (default: every labelled task under ``OUT/shards``).
 
     ``results`` defaults to ``OUT/leaderboard``. ``log`` is called after each (task, model, seed).
+    ``threads`` bounds torch and BLAS threads while fitting (``torch.set_num_threads`` and
+    ``threadpoolctl``; restored afterwards): on a shared 2-core machine multi-threaded BLAS makes the small
+    logistic-regression fits ~100x slower, so the default is 1.
     Raises ``FileNotFoundError`` when a task has no shards and ``ShardIntegrityError`` when shards and
     manifest disagree; a fitter's exception propagates (records already written stay valid).
     """
@@ -174,13 +181,19 @@ def run_leaderboard(
         raise FileNotFoundError(f"no labelled task under {out_dir}/shards; run `neurolm-data shard` first")
     models = list(models)
     outcomes = []
-    for task in task_list:
-        ctx = FitContext(out_dir, load_manifest(out_dir, task), data, max_bytes=max_bytes)
-        for spec in models:
-            for seed in seeds:
-                ctx.seed = int(seed)
-                outcome = run_one(ctx, spec, results, force)
-                outcomes.append(outcome)
-                if log is not None:
-                    log(outcome)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            for task in task_list:
+                ctx = FitContext(out_dir, load_manifest(out_dir, task), data, max_bytes=max_bytes)
+                for spec in models:
+                    for seed in seeds:
+                        ctx.seed = int(seed)
+                        outcome = run_one(ctx, spec, results, force)
+                        outcomes.append(outcome)
+                        if log is not None:
+                            log(outcome)
+    finally:
+        torch.set_num_threads(torch_threads)
     return outcomes

@@ -66,9 +66,8 @@ def fit_smallnet(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_clas
     Stops early after ``config.patience`` epochs without a val improvement.
     Class-balanced cross-entropy (weights ``N / (K * n_k)`` from train), AdamW, shuffled mini-batches from
     a ``numpy`` generator seeded with ``seed`` (``torch.manual_seed(seed)`` for the initial weights and
-    dropout). Ties on val keep the earlier epoch. Uses ``config.threads`` torch threads.
+    dropout). Ties on val keep the earlier epoch. The caller sets the thread count (``run_leaderboard``).
     """
-    torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = ShallowNet(train.x.shape[1], train.x.shape[2], n_classes, config)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from neurolm_train.leaderboard.reported import DEFAULT_DIR, ReportedRow, load_reported
 from neurolm_train.leaderboard.scoring import metric_names
@@ -181,11 +182,13 @@ def build_leaderboard(
     excluded: list[str] = []
     rows: list[Row] = []
     n_classes: dict[str, int] = {}
-    for (task, model), records in sorted(groups.items()):
-        keep = _select_current(task, model, records, manifests[task], excluded)
-        if keep:
-            n_classes[task] = int(keep[0].meta["n_classes"])
-            rows.append(_computed_row(task, model, sorted(keep, key=lambda r: r.meta["seed"]), n_resamples, seed))
+    with threadpool_limits(limits=1):  # thousands of tiny sklearn calls: BLAS threads only add overhead
+        for (task, model), records in sorted(groups.items()):
+            keep = _select_current(task, model, records, manifests[task], excluded)
+            if keep:
+                n_classes[task] = int(keep[0].meta["n_classes"])
+                keep.sort(key=lambda r: r.meta["seed"])
+                rows.append(_computed_row(task, model, keep, n_resamples, seed))
     rows.sort(key=lambda r: (r.task, -r.metrics[next(iter(r.metrics))].mean))  # best computed row first
     rows.extend(_reported_row(r) for r in reported)
     task_list = sorted({r.task for r in rows} | (wanted or set()), key=_task_sort_key)
