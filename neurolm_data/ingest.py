@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import resource
+import sys
 import time
 from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -182,6 +183,12 @@ class IngestSummary:
 # ------------------------------------------------------------------------------------- per-recording work
 
 _SOURCES: dict[tuple[str, str], Any] = {}
+
+#: Start method of the worker pool (see ``run_ingest``).
+DEFAULT_MP_CONTEXT = "fork" if sys.platform.startswith("linux") else "spawn"
+
+#: Modules the forkserver imports once, so that pool workers start without importing them again.
+_PRELOAD = ["neurolm_data.ingest", "neurolm_data.sources", "mne.filter"]
 
 
 def _source(config: IngestConfig):
@@ -352,7 +359,7 @@ def run_ingest(
     preprocess_config: PreprocessConfig | None = None,
     min_duration_s: float | None = None,
     progress: bool = False,
-    mp_context: str = "spawn",
+    mp_context: str | None = None,
 ) -> IngestSummary:
     """Ingest every recording of a corpus into ``out`` (see the module docstring and docs/architecture.md).
 
@@ -367,7 +374,10 @@ def run_ingest(
         preprocess_config: preprocessing config (default ``PreprocessConfig()``; notch resolved to the source).
         min_duration_s: shortest usable recording, s (default: the source's one-window minimum).
         progress: show a rich progress bar (files, hours of EEG, hours/s).
-        mp_context: multiprocessing start method for the pool (``spawn``, ``forkserver`` or ``fork``).
+        mp_context: multiprocessing start method for the pool. Default ``DEFAULT_MP_CONTEXT``: ``fork`` on
+            Linux (workers share the already imported pipeline; they are forked before any thread of the
+            progress display exists), else ``spawn``. ``forkserver`` and ``spawn`` work as well: the
+            per-recording function and its arguments are picklable top-level objects (tested).
 
     Returns:
         An ``IngestSummary``; ``summary.ok`` is False when any file failed.
@@ -378,6 +388,7 @@ def run_ingest(
             option.
     """
     t_start = time.perf_counter()
+    mp_context = mp_context or DEFAULT_MP_CONTEXT
     root, out = Path(root), Path(out)
     config = build_config(source_name, source_options, preprocess_config=preprocess_config, engine=engine,
                           min_duration_s=min_duration_s)
@@ -427,8 +438,18 @@ def run_ingest(
         prog.update(task, advance=1, hours=hours, failed=failed,
                     rate=hours / max(time.perf_counter() - t_start, 1e-9))
 
+    pool = None
+    futures: dict[Future, RecordingRef] = {}
+    if workers > 1 and len(todo) > 1:
+        ctx = multiprocessing.get_context(mp_context)
+        if mp_context == "forkserver":
+            ctx.set_forkserver_preload(_PRELOAD)
+        # Submitting starts the workers; with "fork" they are all forked here, before the progress display
+        # starts its refresh thread, so no thread of ours is ever forked.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        futures = {pool.submit(ingest_one, ref, config, str(root), str(out)): ref for ref in todo}
     with prog:
-        if workers <= 1 or len(todo) <= 1:
+        if pool is None:
             cpu0 = _process_usage()[1]
             for ref in todo:
                 collect(ingest_one(ref, config, root, out))
@@ -436,10 +457,7 @@ def run_ingest(
                 pid, cpu, rss = _process_usage()
                 usage = {pid: (cpu - cpu0, rss)}
         else:
-            ctx = multiprocessing.get_context(mp_context)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures: dict[Future, RecordingRef] = {
-                    pool.submit(ingest_one, ref, config, str(root), str(out)): ref for ref in todo}
+            with pool:
                 pending = set(futures)
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)

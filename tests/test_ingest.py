@@ -77,11 +77,12 @@ def test_workload_manifest_follows_the_contract(eegmat_dir, tmp_path):
     assert cfg["config"]["preprocess"]["notch_hz"] == 50.0 and cfg["config"]["source"] == "workload"
 
 
-def test_manifests_identical_for_one_and_two_workers(eegmat_dir, tmp_path):
+@pytest.mark.parametrize("mp_context", [None, "forkserver"])  # default (fork on Linux) and a pickling method
+def test_manifests_identical_for_one_and_two_workers(eegmat_dir, tmp_path, mp_context):
     root = link_files(eegmat_dir, tmp_path / "eegmat", SUBSET)
     run_ingest("workload", root, tmp_path / "w1", workers=1)
-    s2 = run_ingest("workload", root, tmp_path / "w2", workers=2)
-    assert s2.n_done == 4
+    s2 = run_ingest("workload", root, tmp_path / "w2", workers=2, mp_context=mp_context)
+    assert s2.n_done == 4 and s2.n_processed == 4
     a, b = tmp_path / "w1", tmp_path / "w2"
     assert (a / "recordings.parquet").read_bytes() == (b / "recordings.parquet").read_bytes()
     assert ledger_without_seconds(a).equals(ledger_without_seconds(b))
