@@ -19,9 +19,9 @@ How overlaps are found:
   may declare ``subject_namespace``).
 - **Signals** are compared three ways, strongest first: (1) ``signal_hash`` equality (the whole decoded
   input, recordings.parquet); (2) per-channel fingerprints: sha256 of the first ``FINGERPRINT_S`` seconds of
-  each stored channel (float32, 200 Hz), keyed by channel name and length: ingest preprocesses channel by
-  channel, so the same input channel gives the same stored row whatever other channels a source keeps
-  (TUAB keeps 23, TUEG every vocabulary channel); flat channels (std below ``FLAT_UV``) are ignored; this
+  each stored channel (float32, 200 Hz), keyed by channel name and length: ingest's filters act on each
+  channel independently, so the same input channel gives the same stored row whatever other channels a source
+  keeps (TUAB keeps 23, TUEG every vocabulary channel; ``tests/test_audit.py`` guards this); flat channels (std below ``FLAT_UV``) are ignored; this
   needs the two OUTs to share the preprocessing config; (3) when the preprocessing differs (e.g. TUAB with the
   paper's 50-Hz notch against TUEG at 60 Hz), recordings of equal length are compared by the correlation of
   their first ``CORR_S`` seconds per common channel; a median |r| >= ``CORR_MIN`` is a match.
