@@ -41,7 +41,7 @@ _PIPELINE = (
     "s = run_ingest('workload', sys.argv[1], sys.argv[2], workers=int(sys.argv[3]))\n"
     "assert s.n_failed == 0, s.failures\n"
     "print(json.dumps({'done': s.n_done, 'worker_rss_mb': s.worker_peak_rss_mb,"
-    " 'worker_cpu_s': s.worker_cpu_seconds}))\n"
+    " 'worker_cpu_s': s.worker_cpu_seconds, 'run_wall_s': s.wall_seconds}))\n"
 )
 _PIPELINE_IMPORTS = "import neurolm_data.ingest, neurolm_data.preprocess, mne.filter, pyedflib, scipy.fft\n"
 _REFERENCE_IMPORTS = "import mne, pickle\n"
@@ -97,8 +97,13 @@ def eeg_seconds(files: list[Path]) -> float:
 
 
 def best(runs: list[dict]) -> dict:
-    """The run with the least CPU (the least disturbed by other load on a shared machine)."""
-    return min(runs, key=lambda r: r["cpu_s"])
+    """Least CPU and least wall over repeated runs (each the least disturbed by other load on a shared
+    machine); the other fields come from the least-CPU run."""
+    r = dict(min(runs, key=lambda r: r["cpu_s"]))
+    r["wall_s"] = min(x["wall_s"] for x in runs)
+    if "run_wall_s" in r:
+        r["run_wall_s"] = min(json.loads(x["stdout"].strip().splitlines()[-1])["run_wall_s"] for x in runs)
+    return r
 
 
 def main() -> None:
@@ -136,8 +141,9 @@ def main() -> None:
                 out = work / f"out-{label}-{i}"
                 runs.append(_run([py, "-c", _PIPELINE, str(root), str(out), str(workers)]))
                 shutil.rmtree(out)
+            for x in runs:
+                x.update(json.loads(x["stdout"].strip().splitlines()[-1]))
             r = best(runs)
-            r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
             r.update(label=label, corpus=corpus, files=n, eeg_s=secs, net_cpu_s=r["cpu_s"] - imp_pipe["cpu_s"])
             results.append(r)
             return r
@@ -172,7 +178,8 @@ def main() -> None:
               f"per CPU-second incl. start-up, {(a['eeg_s'] / a['net_cpu_s']) / (c['eeg_s'] / c['net_cpu_s']):.1f}x "
               f"net of imports; wall {c['wall_s'] / a['wall_s']:.1f}x")
         print(f"2 workers vs 1: wall speed-up {a['wall_s'] / b['wall_s']:.2f}x (full), "
-              f"{a_half['wall_s'] / b_half['wall_s']:.2f}x (half); CPU ratio {b['cpu_s'] / a['cpu_s']:.2f}")
+              f"{a_half['wall_s'] / b_half['wall_s']:.2f}x (half); run_ingest wall only (no interpreter start-up) "
+              f"{a['run_wall_s'] / b['run_wall_s']:.2f}x (full); CPU ratio {b['cpu_s'] / a['cpu_s']:.2f}")
         print(f"peak RSS per worker: half {b_half['worker_rss_mb']:.0f} MiB, full {b['worker_rss_mb']:.0f} MiB "
               f"(2 workers); 1 worker process: half {a_half['rss_mb']:.0f} MiB, full {a['rss_mb']:.0f} MiB")
     finally:
