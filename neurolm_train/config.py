@@ -3,7 +3,8 @@
 Optimisation defaults are the official ones (spec §3.4 for ``vq``, §4.3 for ``pretrain``, §5.4 for
 ``instruct``): AdamW with weight decay on >= 2-D parameters only, linear warm-up then cosine decay per step,
 gradient clipping (none for ``vq``). ``tiny`` keeps those optimiser shapes but uses a small batch, a short
-text block and a larger peak learning rate (1e-3) so that a few CPU steps move a 2-layer model.
+text block and a larger peak learning rate (3e-3 for ``vq``, 1e-3 otherwise; min_lr = lr / 10) so that a
+few CPU steps move a 2-layer model.
 
 Precision (spec §3.4, §9.8): ``auto`` = bf16 autocast on CUDA, fp32 on CPU; ``bf16`` and ``fp32`` are
 accepted; ``fp16`` is refused because fp16 loss scaling diverges with NaN losses from step 2 (spec §9.8,
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 STAGES = ("vq", "pretrain", "instruct")
@@ -148,7 +149,7 @@ _OPTIM = {
     "instruct": OptimConfig(lr=5e-4, min_lr=5e-5, betas=(0.9, 0.95), weight_decay=0.1, warmup=0.1, grad_clip=1.0),
 }
 #: Instruction-tuning peak lr per size (spec §5.4, paper values [2nd]); min_lr = lr / 10 (spec §5.4).
-_INSTRUCT_LR = {"B": 5e-4, "L": 5e-5, "XL": 2e-5, "tiny": 1e-3}
+_INSTRUCT_LR = {"B": 5e-4, "L": 5e-5, "XL": 2e-5}
 #: Epochs per stage (spec §3.4: 50, §4.3: 20, §5.4: 5; 3 for XL).
 _EPOCHS = {"vq": 50, "pretrain": 20, "instruct": 5}
 #: Batch per GPU (spec §3.4: 64; §4.3: 60; §5.4: 64) and text crops per step (16, 4, 16 x 1024).
@@ -180,7 +181,8 @@ def stage_config(stage: str, model: str = "tiny", **overrides: Any) -> RunConfig
         o.lr = _INSTRUCT_LR.get(model, 5e-4)
         o.min_lr = o.lr / 10
     if model == "tiny":
-        o.lr, o.min_lr = 1e-3, 1e-4
+        o.lr = 3e-3 if stage == "vq" else 1e-3
+        o.min_lr = o.lr / 10
         batch, text_batch, block, epochs = 16, 4, 128, 1
     tasks = list(INSTRUCT_TASKS) if stage == "instruct" else ["pretrain"]
     data = DataConfig(tasks=tasks, batch_size=batch, max_tokens=276 if stage == "instruct" else 1024)
@@ -191,6 +193,21 @@ def stage_config(stage: str, model: str = "tiny", **overrides: Any) -> RunConfig
     return cfg
 
 
-def field_names(cls: type) -> list[str]:
-    """Field names of a config dataclass (for CLI help and validation)."""
-    return [f.name for f in fields(cls)]
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-4", "data.tasks=[\"tuab\"]"]`` -> nested override dict. Values are JSON when they
+    parse as JSON, else strings. Raises ValueError on an item without ``=``."""
+    out: dict[str, Any] = {}
+    for item in sets:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE (e.g. optim.lr=1e-4)")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out

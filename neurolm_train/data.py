@@ -14,7 +14,7 @@ Training order (``TrainStream``) is a pure function of (seed, epoch, world size,
 index), so a run resumes mid-epoch exactly and every rank yields exactly ``batches_per_epoch`` batches:
 
 * Each rank runs ``n_streams`` logical streams (one per DataLoader worker); slot = rank * n_streams + stream.
-  Batch i of a rank's epoch comes from stream ``i % n_streams``.
+  Batch g of a rank (counted over the run) comes from stream ``g % n_streams``; streams reseed per epoch.
 * Per task, a stream reads passes over the task's shards in a seeded order. With at least as many shards
   as slots each slot reads its own shards (shard-level assignment); otherwise every slot reads all shards
   and keeps every n_slots-th sample (sample-level striding over a global order, counted across passes, so
@@ -22,7 +22,7 @@ index), so a run resumes mid-epoch exactly and every rank yields exactly ``batch
 * Samples go through a seeded shuffle buffer (webdataset's ``shuffle``), then a seeded draw picks the task
   of each sample by the mixing weights (``proportional`` as in the paper (spec §5.4), ``tempered`` p ∝ n^(1/T),
   or ``uniform``; spec §9.21).
-* To resume at batch s, streams regenerate and drop their first batches without decoding them.
+* To resume mid-epoch, streams regenerate the epoch and drop the consumed batches without decoding them.
 
 Evaluation order (``eval_batches``) is one exact pass, task by task, shards in name order, samples strided
 over ranks; batches never mix tasks.
@@ -176,7 +176,11 @@ class TrainStream(IterableDataset):
         seed: run seed; batches_per_epoch: batches each rank yields per epoch; world, rank: DDP layout;
         n_streams: logical streams per rank (= DataLoader workers, at least 1); shuffle_buffer: samples held
         by each per-task shuffle buffer; max_tokens: longest allowed window in tokens.
-    Call ``set_position(epoch, batch)`` before iterating; iteration yields the rest of that epoch.
+
+    Batch ``g`` of a rank (g = epoch * batches_per_epoch + index) comes from stream ``g % n_streams``; each
+    stream reseeds its task readers, shuffle buffers and task draws at every epoch. Iteration is endless
+    from the position set by ``set_position(epoch, batch)``; DataLoader worker j plays the stream of the
+    j-th batch from there, so the loader's round robin reproduces the order exactly.
     """
 
     def __init__(self, tasks: list[TaskShards], weights: np.ndarray, batch_size: int, seed: int,
@@ -186,18 +190,18 @@ class TrainStream(IterableDataset):
         self.batch_size, self.seed, self.batches_per_epoch = batch_size, seed, batches_per_epoch
         self.world, self.rank, self.n_streams = world, rank, max(1, n_streams)
         self.shuffle_buffer, self.max_tokens = shuffle_buffer, max_tokens
-        self.epoch, self.start = 0, 0
+        self.start = 0
 
     def set_position(self, epoch: int, batch: int) -> None:
-        self.epoch, self.start = epoch, batch
+        self.start = epoch * self.batches_per_epoch + batch
 
-    def _task_samples(self, t: int, slot: int, n_slots: int) -> Iterator[dict]:
+    def _task_samples(self, t: int, epoch: int, slot: int, n_slots: int) -> Iterator[dict]:
         task = self.tasks[t]
         by_shard = len(task.shards) >= n_slots
         ordinal = 0
         for p in count():
             order = list(task.shards)
-            random.Random(_seed(self.seed, self.epoch, task.name, p)).shuffle(order)
+            random.Random(_seed(self.seed, epoch, task.name, p)).shuffle(order)
             got = 0
             for s in _tar_samples(order[slot::n_slots] if by_shard else order):
                 got += 1
@@ -207,52 +211,61 @@ class TrainStream(IterableDataset):
             if got == 0:
                 raise ValueError(f"task {task.name!r}: shards {order} hold no samples")
 
-    def _raw_batches(self, stream: int) -> Iterator[list[dict]]:
+    def _epoch_batches(self, stream: int, epoch: int) -> Iterator[list[dict]]:
+        """Raw (undecoded) batches of one stream in one epoch, endless."""
         slot, n_slots = self.rank * self.n_streams + stream, self.world * self.n_streams
-        its = [_shuffle(self._task_samples(t, slot, n_slots), bufsize=self.shuffle_buffer,
-                        initial=self.shuffle_buffer, rng=random.Random(_seed(self.seed, self.epoch, t, slot)))
-               for t in range(len(self.tasks))]
-        mix = random.Random(_seed(self.seed, self.epoch, "mix", slot))
+        its = []
+        for t, task in enumerate(self.tasks):  # a buffer never holds more than the slot's share of a pass
+            buf = max(1, min(self.shuffle_buffer, math.ceil(task.n_windows / n_slots)))
+            its.append(_shuffle(self._task_samples(t, epoch, slot, n_slots), bufsize=buf, initial=buf,
+                                rng=random.Random(_seed(self.seed, epoch, t, slot))))
+        mix = random.Random(_seed(self.seed, epoch, "mix", slot))
         idx = range(len(self.tasks))
         while True:
             yield [next(its[t]) for t in mix.choices(idx, weights=self.weights, k=self.batch_size)]
+
+    def _raw(self, g: int, gens: dict) -> list[dict]:
+        """Raw batch ``g``; ``gens`` caches (stream -> (epoch, generator)). A generator opened mid-epoch first
+        drops, undecoded, the stream's batches before ``g`` in that epoch (exact resume)."""
+        bpe, w = self.batches_per_epoch, self.n_streams
+        epoch, i = divmod(g, bpe)
+        stream = g % w
+        if stream not in gens or gens[stream][0] != epoch:
+            gen = self._epoch_batches(stream, epoch)
+            for _ in range(sum(1 for k in range(i) if (epoch * bpe + k) % w == stream)):
+                next(gen)
+            gens[stream] = (epoch, gen)
+        return next(gens[stream][1])
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         if info is not None and info.num_workers != self.n_streams:
             raise RuntimeError(f"{info.num_workers} DataLoader workers for {self.n_streams} streams")
-        # without workers, one process plays every stream in turn (same order as with workers)
-        mine = [info.id] if info else list(range(self.n_streams))
-        gens = {}
-        for jj in mine:
-            first = self.start + jj
-            stream = first % self.n_streams
-            gen = self._raw_batches(stream)
-            for _ in range(first // self.n_streams):  # resume: drop already-consumed batches undecoded
-                next(gen)
-            gens[jj] = gen
-        for i in range(self.start, self.batches_per_epoch):
-            jj = (i - self.start) % self.n_streams
-            if jj in gens:
-                yield collate([decode_sample(s, self.max_tokens) for s in next(gens[jj])])
+        # worker j yields batches start+j, start+j+W, ...; without workers one process yields them all
+        first, step = (self.start + info.id, self.n_streams) if info else (self.start, 1)
+        gens: dict = {}
+        for g in count(first, step):
+            yield collate([decode_sample(s, self.max_tokens) for s in self._raw(g, gens)])
 
 
 class TokenLoader:
     """Endless training batches with an epoch/batch position (saved in checkpoints for exact resume).
 
-    ``next()`` returns the next batch, rolling over epochs; ``state_dict()`` / ``load_state_dict()``
-    save and restore ``{epoch, batch, seed, world, n_streams, batches_per_epoch}``. Raises ValueError on
-    resume when the layout (world size, workers, batches per epoch, seed) differs from the saved one.
+    ``next()`` returns the next batch; ``state_dict()`` / ``load_state_dict()`` save and restore
+    ``{epoch, batch, seed, world, n_streams, batches_per_epoch}``. One DataLoader iterator serves the whole
+    run (workers are not restarted per epoch). ``n_streams`` defaults to ``max(1, num_workers)``; with
+    ``num_workers=0`` any stream count plays in-process, in the same order as with that many workers. Raises ValueError on resume when the layout (world size,
+    workers, batches per epoch, seed) differs from the saved one.
     """
 
     def __init__(self, tasks: list[TaskShards], weights: np.ndarray, batch_size: int, seed: int,
                  batches_per_epoch: int | None = None, world: int = 1, rank: int = 0, num_workers: int = 0,
-                 shuffle_buffer: int = 1000, max_tokens: int = 1024):
-        total = sum(t.n_windows for t in tasks)
-        bpe = batches_per_epoch or max(1, total // (world * batch_size))
-        self.num_workers = num_workers
-        self.stream = TrainStream(tasks, weights, batch_size, seed, bpe, world, rank, max(1, num_workers),
-                                  shuffle_buffer, max_tokens)
+                 shuffle_buffer: int = 1000, max_tokens: int = 1024, pin_memory: bool = False,
+                 n_streams: int | None = None):
+        bpe = batches_per_epoch or default_batches_per_epoch(tasks, batch_size, world)
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.stream = TrainStream(tasks, weights, batch_size, seed, bpe, world, rank,
+                                  n_streams or max(1, num_workers), shuffle_buffer, max_tokens)
         self.epoch, self.batch, self._it = 0, 0, None
 
     @property
@@ -262,12 +275,13 @@ class TokenLoader:
     def next(self) -> dict:
         if self._it is None:
             self.stream.set_position(self.epoch, self.batch)
+            # an own generator: creating the iterator must not consume the global torch RNG (exact resume)
             self._it = iter(DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
-                                       generator=torch.Generator().manual_seed(0)))
+                                       pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(0)))
         out = next(self._it)
         self.batch += 1
         if self.batch == self.batches_per_epoch:
-            self.epoch, self.batch, self._it = self.epoch + 1, 0, None
+            self.epoch, self.batch = self.epoch + 1, 0
         return out
 
     def state_dict(self) -> dict:

@@ -199,7 +199,7 @@ def train(cfg: RunConfig) -> Path:
     tasks = discover(cfg.data.shards, cfg.data.tasks, "train")
     weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)
     loader = TokenLoader(tasks, weights, cfg.data.batch_size, cfg.seed, cfg.data.batches_per_epoch, world, rank,
-                         cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens)
+                         cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens, device.type == "cuda")
     total = cfg.steps or max(1, cfg.epochs * loader.batches_per_epoch // cfg.grad_accum)
     crops = text_corpus(cfg, out, rank)
     opt = make_optimizer(model, cfg, device)

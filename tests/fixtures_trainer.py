@@ -1,0 +1,40 @@
+"""Helpers for the trainer tests: tiny run configs on the real session shards, a text corpus, metrics reading.
+
+The text corpus is the repository's own prose (docs and README), written to ``tmp_path``; nothing here is
+committed data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from neurolm_train.config import RunConfig, stage_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_corpus(dst: Path) -> Path:
+    """A small real text file for the LM loss: the repository's Markdown prose."""
+    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(REPO.glob("**/*.md")) if ".git" not in p.parts)
+    dst.write_text(text, encoding="utf-8")
+    return dst
+
+
+def tiny(stage: str, out: Path, shards: Path, corpus: Path, tasks: list[str], batch_size: int, **kw) -> RunConfig:
+    """A ``tiny`` run config with seed 0, 2 text crops of 32 tokens, ``batch_size`` windows per step."""
+    data = {"shards": str(shards), "tasks": tasks, "batch_size": batch_size, **kw.pop("data", {})}
+    text = {"corpus": str(corpus), "block": 32, "batch_size": 2}
+    return stage_config(stage, "tiny", out=str(out), seed=0, data=data, text=text, **kw)
+
+
+def step_records(run: Path) -> list[dict]:
+    """Training-step records of ``metrics.jsonl`` (validation records left out)."""
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("kind") != "val"]
+
+
+def same_tensors(a: dict, b: dict) -> bool:
+    """True when two state dicts hold bit-identical tensors under the same keys."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
