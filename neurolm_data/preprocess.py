@@ -204,23 +204,6 @@ def _combined_response(sfreq: float, l_freq: float, h_freq: float, notch_hz: flo
     return out
 
 
-def _reflect_limited(x: np.ndarray, left: int, right: int) -> np.ndarray:
-    """MNE's ``reflect_limited`` pad (``mne.cuda._smart_pad``): odd reflection about the edge samples, up to
-    ``n_samples - 1`` samples, zeros beyond that."""
-    n = x.shape[-1]
-    lz = max(left - (n - 1), 0)
-    rz = max(right - (n - 1), 0)
-    lr, rr = left - lz, right - rz
-    parts = [
-        np.zeros(x.shape[:-1] + (lz,), x.dtype),
-        2 * x[..., :1] - x[..., lr:0:-1],
-        x,
-        2 * x[..., -1:] - x[..., -2:-rr - 2:-1],
-        np.zeros(x.shape[:-1] + (rz,), x.dtype),
-    ]
-    return np.concatenate(parts, axis=-1)
-
-
 def _mne_resample_plan(n: int, sfreq_in: float, sfreq_out: float) -> tuple[int, int, int, int, int, int]:
     """MNE's FFT-resampling plan (``mne.filter._resample_fft`` with ``npad="auto"``, boxcar window).
 
@@ -240,6 +223,20 @@ def _mne_resample_plan(n: int, sfreq_in: float, sfreq_out: float) -> tuple[int, 
     new_len = max(int(round(ratio * padded)), 1)
     remove_left = int(round(ratio * left))
     return left, right, padded, new_len, remove_left, final_len
+
+
+def _reflect_into(buf: np.ndarray, left: int, n: int) -> None:
+    """Pad in place around the data ``buf[:, left:left + n]`` with MNE's ``reflect_limited`` rule
+    (``mne.cuda._smart_pad``): odd reflection ``2 x[0] - x[k]`` up to ``n - 1`` samples, zeros beyond."""
+    right = buf.shape[1] - left - n
+    lr, rr = min(left, n - 1), min(right, n - 1)
+    buf[:, : left - lr] = 0
+    if lr:
+        buf[:, left - lr:left] = 2 * buf[:, left:left + 1] - buf[:, left + lr:left:-1]
+    end = left + n
+    if rr:
+        buf[:, end:end + rr] = 2 * buf[:, end - 1:end] - buf[:, end - 2:end - rr - 2 if end - rr - 2 >= 0 else None:-1]
+    buf[:, end + rr:] = 0
 
 
 def _preprocess_fast(data: np.ndarray, sfreq: float, config: PreprocessConfig) -> np.ndarray:
@@ -283,10 +280,13 @@ def _preprocess_fast(data: np.ndarray, sfreq: float, config: PreprocessConfig) -
     out = np.empty((n_ch, n_out), dtype=np.float32)
     step = max(1, _CHUNK_SAMPLES // n_fft)  # channels per batch: bounded memory, few Python round trips
     for c0 in range(0, n_ch, step):
-        x = np.asarray(data[c0:c0 + step], dtype=np.float64)
-        if center:
-            x = x - x.mean(axis=1, keepdims=True)
-        xp = _reflect_limited(x.astype(np.float32), lpad, rpad)
+        x = data[c0:c0 + step]
+        xp = np.empty((x.shape[0], n_fft), dtype=np.float32)
+        body = xp[:, lpad:lpad + n]
+        body[...] = x  # one pass: cast to float32 into the padded buffer
+        if center:  # the mean in float64, subtracted in float32 (error << 1e-3 µV even at 5 mV offsets)
+            body -= np.mean(x, axis=1, dtype=np.float64, keepdims=True).astype(np.float32)
+        _reflect_into(xp, lpad, n)
         if lpad != offset:
             xp = np.roll(xp, offset - lpad, axis=1)  # data to MNE's offset; the padding wraps around
         spec = sfft.rfft(xp, axis=1)[:, :keep]

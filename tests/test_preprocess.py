@@ -105,3 +105,17 @@ def test_min_duration_is_a_recording_error():
     check_min_duration(800, 200.0, 4.0, "x.edf")
     with pytest.raises(RecordingError, match=r"x\.edf.*3\.995 s.*4 s"):
         check_min_duration(799, 200.0, 4.0, "x.edf")
+
+
+@pytest.mark.parametrize(("n", "left", "right"), [(10, 3, 4), (10, 9, 9), (10, 15, 20), (5, 0, 7), (2, 5, 5),
+                                                 (31000, 17268, 17268)])
+def test_padding_is_mnes_reflect_limited(n, left, right):
+    from mne.cuda import _smart_pad  # MNE's own padding, the reference for both engines
+
+    from neurolm_data.preprocess import _reflect_into
+
+    x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
+    buf = np.full((2, left + n + right), np.nan, dtype=np.float32)
+    buf[:, left:left + n] = x
+    _reflect_into(buf, left, n)
+    np.testing.assert_array_equal(buf, _smart_pad(x, np.array([left, right]), "reflect_limited"))
