@@ -44,7 +44,7 @@ class DataConfig:
     ``val_tasks``: tasks scored on ``val`` for checkpoint selection (instruct; default = ``tasks``);
     ``mixing``: ``proportional`` | ``tempered`` | ``uniform`` (spec §9.21); ``max_tokens``: longest window
     (1024 for stages 1-2, ``eeg_max_len`` 276 for stage 3, spec §1.2); ``batches_per_epoch``: None = one
-    pass over the windows in expectation; ``val_limit``: windows per task scored at validation (None = all)."""
+    pass over the windows in expectation; ``val_limit``: evenly spaced windows per task scored at validation (None = all)."""
 
     shards: str = ""
     tasks: list[str] = field(default_factory=lambda: ["pretrain"])

@@ -299,7 +299,8 @@ class TokenLoader:
 
 class EvalStream(IterableDataset):
     """One exact pass over ``tasks`` (task by task, shards in name order), windows strided over
-    ``world`` x workers slots; batches of up to ``batch_size`` windows of one task."""
+    ``world`` x workers slots; batches of up to ``batch_size`` windows of one task. With ``limit``, an
+    evenly spaced subset: every ``n_windows // limit``-th window, at most ``limit`` per task."""
 
     def __init__(self, tasks: list[TaskShards], batch_size: int, world: int = 1, rank: int = 0,
                  max_tokens: int = 1024, limit: int | None = None):
@@ -312,10 +313,14 @@ class EvalStream(IterableDataset):
         slot, n_slots = self.rank * n_workers + j, self.world * n_workers
         for task in self.tasks:
             buf = []
+            stride = max(1, task.n_windows // self.limit) if self.limit else 1
             for ordinal, s in enumerate(_tar_samples(list(task.shards))):
-                if self.limit is not None and ordinal >= self.limit:
+                if ordinal % stride:
+                    continue
+                pick = ordinal // stride
+                if self.limit is not None and pick >= self.limit:
                     break
-                if ordinal % n_slots != slot:
+                if pick % n_slots != slot:
                     continue
                 buf.append(decode_sample(s, self.max_tokens))
                 if len(buf) == self.batch_size:
@@ -327,8 +332,8 @@ class EvalStream(IterableDataset):
 
 def eval_batches(tasks: list[TaskShards], batch_size: int, world: int = 1, rank: int = 0,
                  num_workers: int = 0, max_tokens: int = 1024, limit: int | None = None) -> Iterator[dict]:
-    """Batches of one exact pass over the tasks' windows (the first ``limit`` windows per task if given);
-    across ranks every window appears once."""
+    """Batches of one exact pass over the tasks' windows (an evenly spaced subset of at most ``limit``
+    windows per task if given); across ranks every window appears once."""
     ds = EvalStream(tasks, batch_size, world, rank, max_tokens, limit)
     # an own generator: creating the iterator must not consume the global torch RNG (exact resume)
     return iter(DataLoader(ds, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(0)))

@@ -112,7 +112,7 @@ def task_scores(rows: list[dict], hard_label: bool = False) -> dict[str, dict]:
 
 def score_split(model: NeuroLM, tasks: list[TaskShards], cfg: RunConfig, device: torch.device, rank: int = 0,
                 world: int = 1, generate: bool = False, hard_label: bool = False) -> dict:
-    """``{"scores": task_scores, "rows": rows}`` on the first ``cfg.data.val_limit`` windows per task."""
+    """``{"scores": task_scores, "rows": rows}`` on at most ``cfg.data.val_limit`` evenly spaced windows per task."""
     rows = predict(model, tasks, cfg, device, rank, world, generate, cfg.data.val_limit)
     return {"scores": task_scores(rows, hard_label), "rows": rows}
 

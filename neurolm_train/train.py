@@ -148,9 +148,9 @@ def _mean_over_ranks(sums: dict[str, float], n: int, device: torch.device) -> di
 
 
 def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, device: torch.device) -> dict:
-    """Validation record of the stage on the ``val`` split. ``vq``/``pretrain``: mean losses over the first
-    ``val_limit`` windows (score = -loss); ``instruct``: ``evaluate.score_split`` on ``val_tasks`` (score =
-    mean balanced accuracy). Returns ``{"score": float, ...}``; higher is better."""
+    """Validation record of the stage on the ``val`` split. ``vq``/``pretrain``: mean losses over at most
+    ``val_limit`` evenly spaced windows (score = -loss); ``instruct``: ``evaluate.score_split`` on
+    ``val_tasks`` (score = mean balanced accuracy). Returns ``{"score": float, ...}``; higher is better."""
     tasks = cfg.data.val_tasks or cfg.data.tasks
     was_training = stage.training
     stage.eval()

@@ -27,7 +27,8 @@ def tiny(stage: str, out: Path, shards: Path, corpus: Path, tasks: list[str], ba
     """A ``tiny`` run config with seed 0, 2 text crops of 32 tokens, ``batch_size`` windows per step."""
     data = {"shards": str(shards), "tasks": tasks, "batch_size": batch_size, **kw.pop("data", {})}
     text = {"corpus": str(corpus), "block": 32, "batch_size": 2}
-    return stage_config(stage, "tiny", out=str(out), seed=0, data=data, text=text, **kw)
+    kw.setdefault("seed", 0)
+    return stage_config(stage, "tiny", out=str(out), data=data, text=text, **kw)
 
 
 def step_records(run: Path) -> list[dict]:
