@@ -282,7 +282,7 @@ def evaluate_cmd(
     splits: str = typer.Option("val,test", "--splits", help="Comma-separated splits to score."),
     generate: bool = typer.Option(False, "--generate", help="Also the paper's greedy decoding + string parsing, with its parse-failure rate."),
     hard_label: bool = typer.Option(False, "--hard-label", help="Also the paper's hard-label AUROC/AUC-PR (spec §5.3; not comparable with baselines)."),
-    limit: int = typer.Option(None, "--limit", help="Score only the first N windows per task and split."),
+    limit: int = typer.Option(None, "--limit", help="Score an evenly spaced subset of at most N windows per task and split."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per evaluation batch."),
 ) -> None:
     """Score answer options by log-likelihood -> class probabilities -> BAcc/AUROC/AUC-PR or BAcc/kappa/F1."""
