@@ -56,6 +56,10 @@ REFERENCE_SUFFIXES: dict[str, str] = {
     "M1": "mastoid", "M2": "mastoid", "A1": "ear", "A2": "ear",
 }
 
+#: Reference electrodes: a derivation between two of them (EEGMAT's ``EEG A2-A1``) is a reference check,
+#: not a scalp channel, and is dropped.
+_REFERENCE_ELECTRODES = frozenset({"A1", "A2", "M1", "M2"})
+
 #: Channel-type prefixes that mark a channel as EEG (stripped before lookup).
 _EEG_PREFIXES = ("EEG ", "EEG-", "EEG_", "POL ")
 #: Name fragments of channels that are never EEG (TUH, PSG and BCI conventions).
@@ -107,6 +111,8 @@ def normalize_channel(raw: str, *, merge_synonyms: bool = False) -> ChannelName:
     reference = "unspecified"
     if "-" in u:
         head, tail = u.rsplit("-", 1)
+        if head in _REFERENCE_ELECTRODES and tail in _REFERENCE_ELECTRODES:
+            return ChannelName(raw, None, None, "bipolar", f"reference-electrode pair {u!r} (not a scalp channel)")
         if tail in REFERENCE_SUFFIXES:
             reference, u = REFERENCE_SUFFIXES[tail], head
         else:

@@ -81,3 +81,13 @@ def test_mixed_references_give_a_mixed_montage_and_duplicates_are_dropped():
     assert cm.montage == "mixed:LE+REF"
     assert cm.names == ["FP1", "FP2"]
     assert cm.dropped == [("EEG Fp1", "duplicate of 'EEG FP1-REF'")]
+
+
+def test_reference_electrode_pair_is_not_a_scalp_channel():
+    """EEGMAT's ``EEG A2-A1`` is a reference check: dropped, not mapped to A2."""
+    from neurolm_data.channels import map_channels, normalize_channel
+
+    ch = normalize_channel("EEG A2-A1")
+    assert ch.name is None and "reference-electrode pair" in ch.reason
+    cm = map_channels(["EEG Fp1", "EEG A2-A1", "EEG F4-M1"])
+    assert cm.names == ["FP1", "F4"] and cm.dropped[0][0] == "EEG A2-A1"

@@ -68,7 +68,7 @@ def test_workload_manifest_follows_the_contract(eegmat_dir, tmp_path):
         assert r["sfreq"] == 200.0 and r["duration_s"] == r["n_samples"] / 200.0
         assert r["montage"] == "unspecified" and r["config_hash"] == cfg["config_hash"]
         assert dict(map(tuple, json.loads(r["dropped_channels"]))) == {
-            "ECG ECG": "non-EEG channel type", "EEG A2-A1": "not in the source's channel list"}
+            "ECG ECG": "non-EEG channel type", "EEG A2-A1": "reference-electrode pair 'A2-A1' (not a scalp channel)"}
         x = np.load(tmp_path / "out" / r["store_path"], mmap_mode="r", allow_pickle=False)
         assert x.dtype == np.float32 and x.shape == (19, r["n_samples"])
         assert sha256_array(x) == r["data_hash"]
