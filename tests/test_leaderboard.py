@@ -1,8 +1,9 @@
 """Issue 5 (leaderboard) on the real Workload shards from ``workload_out`` (ingest -> split -> shard of EEGMAT).
 
-Acceptance 1 (reduced run: ~120 windows per split, 3 seeds, tiny epochs): ``run`` then ``show`` through the
-CLI give a table with chance, band power + LR and the small network (computed, 3 seeds, 95% subject CIs)
-beside the reported NeuroLM and LaBraM rows; Markdown and PNG are written and the PNG loads.
+Acceptance 1 (reduced run: ~120 windows per split, 3 seeds, tiny epochs/steps): ``run`` then ``show``
+through the CLI give a table with chance, band power + LR, the small network and NeuroLM ``tiny`` trained
+through vq -> pretrain -> instruct (computed, 3 seeds, 95% subject CIs) beside the reported NeuroLM and
+LaBraM rows; Markdown and PNG are written and the PNG loads.
 Acceptance 2: a re-run skips current records; a changed config or windows manifest re-runs and replaces
 them; stale records are never mixed into the table.
 Plus: bootstrap CI and Wilcoxon on inputs with known answers, reported-file validation, shard integrity.
@@ -29,7 +30,7 @@ from neurolm_data.shard import run_shard
 from neurolm_train.leaderboard.config import DEFAULT_MODELS, DataConfig, resolve_models, with_overrides
 from neurolm_train.leaderboard.reported import ReportedFormatError, load_file, load_reported
 from neurolm_train.leaderboard.runner import run_leaderboard
-from neurolm_train.leaderboard.stats import bootstrap_ci, paired_wilcoxon
+from neurolm_train.leaderboard.stats import bootstrap_cis, paired_wilcoxon
 from neurolm_train.leaderboard.store import iter_records
 from neurolm_train.leaderboard.table import build_leaderboard
 from neurolm_train.leaderboard.windows import ShardIntegrityError, load_manifest, read_split
@@ -43,15 +44,17 @@ def test_acceptance_1_reduced_run_then_show(workload_out: Path, tmp_path: Path) 
     run = runner.invoke(train_app, [
         "leaderboard", "run", str(workload_out), "--task", "workload", "--results", str(results),
         "--model", "chance-majority", "--model", "chance-stratified", "--model", "bandpower-lr",
-        "--model", "smallnet", "--seeds", "0,1,2", "--max-windows", "120",
+        "--model", "smallnet", "--model", "neurolm-tiny", "--seeds", "0,1,2", "--max-windows", "120",
         "--set", "smallnet.epochs=2", "--set", "smallnet.n_spatial=8",
+        *[x for k in ("vq_steps=2", "pretrain_steps=2", "instruct_steps=2", "val_limit=32")
+          for x in ("--set", f"neurolm-tiny.{k}")],
     ])
     assert run.exit_code == 0, run.output
-    assert "12 record(s) written, 0 skipped" in run.output
+    assert "15 record(s) written, 0 skipped" in run.output
 
     manifest = load_manifest(workload_out, "workload")
     records = iter_records(results)
-    assert len(records) == 12
+    assert len(records) == 15
     for rec in records:  # every record carries its evidence
         m = rec.meta
         assert m["manifest_hash"] == manifest.manifest_hash and len(m["config_hash"]) == 64
@@ -65,6 +68,11 @@ def test_acceptance_1_reduced_run_then_show(workload_out: Path, tmp_path: Path) 
         assert preds["label"].to_list() == truth["label"].to_list()
         assert preds["subject"].to_list() == truth["subject"].to_list()
         assert np.allclose(preds.select("prob_0", "prob_1").to_numpy().sum(1), 1.0)
+    for rec in (r for r in records if r.meta["model"] == "neurolm-tiny"):  # trained through the 3 stages
+        d = rec.meta["details"]
+        assert [s["stage"] for s in d["stages"]] == ["vq", "pretrain", "instruct"] and d["checkpoint"]["stage"] == "instruct"
+        assert Path(d["checkpoint"]["path"]).is_file() and len(d["checkpoint"]["sha256"]) == 64
+        assert 0.0 <= d["trainer_test_scores"]["generation"]["parse_failure_rate"] <= 1.0
     # band power + LR finds the rest/arithmetic difference on held-out subjects (deterministic lbfgs)
     lr = [r for r in records if r.meta["model"] == "bandpower-lr"]
     assert min(r.meta["scores"]["auroc"] for r in lr) > 0.6
@@ -77,7 +85,7 @@ def test_acceptance_1_reduced_run_then_show(workload_out: Path, tmp_path: Path) 
     assert show.exit_code == 0, show.output
     board = build_leaderboard(workload_out, results, n_resamples=100)
     computed = {r.model: r for r in board.task_rows("workload") if r.computed}
-    assert set(computed) == {"chance-majority", "chance-stratified", "bandpower-lr", "smallnet"}
+    assert set(computed) == {"chance-majority", "chance-stratified", "bandpower-lr", "smallnet", "neurolm-tiny"}
     for row in computed.values():
         assert row.n_seeds == 3
         for cell in row.metrics.values():
@@ -165,18 +173,19 @@ def test_bootstrap_ci_matches_binomial_quantiles() -> None:
     pred = np.where(right, y, 1 - y)
     prob = np.eye(2)[pred]
     with threadpool_limits(limits=1):
-        ci = bootstrap_ci([(y, prob, subjects)], "bacc", n_resamples=2000, seed=0)
-        assert ci.low == pytest.approx(binom.ppf(0.025, n, 0.5) / n, abs=0.051)
-        assert ci.high == pytest.approx(binom.ppf(0.975, n, 0.5) / n, abs=0.051)
-        small = bootstrap_ci([(y, prob, subjects)], "bacc", n_resamples=300, seed=1)
-        assert bootstrap_ci([(y, prob, subjects)], "bacc", n_resamples=300, seed=1) == small  # deterministic
+        ci = bootstrap_cis([(y, prob, subjects)], n_resamples=1000, seed=0)
+        assert list(ci) == ["bacc", "auroc", "auc_pr"]
+        assert ci["bacc"].low == pytest.approx(binom.ppf(0.025, n, 0.5) / n, abs=0.051)
+        assert ci["bacc"].high == pytest.approx(binom.ppf(0.975, n, 0.5) / n, abs=0.051)
+        small = bootstrap_cis([(y, prob, subjects)], n_resamples=100, seed=1)
+        assert bootstrap_cis([(y, prob, subjects)], n_resamples=100, seed=1) == small  # deterministic
         # two identical seeds average to the same interval
-        assert bootstrap_ci([(y, prob, subjects)] * 2, "bacc", n_resamples=300, seed=1) == small
+        assert bootstrap_cis([(y, prob, subjects)] * 2, n_resamples=100, seed=1) == small
     # a perfect model has a degenerate interval at 1; one subject cannot be resampled
-    perfect = bootstrap_ci([(y, np.eye(2)[y], subjects)], "auroc", n_resamples=200)
-    assert perfect.low == perfect.high == 1.0
-    one = bootstrap_ci([(y[:2], prob[:2], subjects[:2])], "bacc", n_resamples=200)
-    assert np.isnan(one.low) and one.n_subjects == 1
+    perfect = bootstrap_cis([(y, np.eye(2)[y], subjects)], n_resamples=50)
+    assert perfect["auroc"].low == perfect["auroc"].high == perfect["bacc"].low == 1.0
+    one = bootstrap_cis([(y[:2], prob[:2], subjects[:2])], n_resamples=200)
+    assert np.isnan(one["bacc"].low) and one["bacc"].n_subjects == 1
 
 
 def test_paired_wilcoxon_known_values() -> None:

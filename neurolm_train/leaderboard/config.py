@@ -1,9 +1,10 @@
 """Typed configurations of the leaderboard rows and their content hash.
 
 A leaderboard *row* is a named model (``chance-majority``, ``chance-stratified``, ``bandpower-lr``,
-``smallnet``) of one *kind* (``chance``, ``bandpower``, ``smallnet``) with one frozen dataclass config. The
-config and the data selection (:class:`DataConfig`) are hashed together; the hash keys the results store
-(``store.py``), so a changed hyper-parameter re-runs the row and is never averaged with the old one.
+``smallnet``, ``neurolm-tiny``) of one *kind* (``chance``, ``bandpower``, ``smallnet``, ``neurolm``) with one
+frozen dataclass config. The config and the data selection (:class:`DataConfig`) are hashed together; the
+hash keys the results store (``store.py``), so a changed hyper-parameter re-runs the row and is never
+averaged with the old one.
 
 The code version (git commit) is recorded with every result but is deliberately **not** part of the hash:
 otherwise every unrelated commit would invalidate all results. Change :data:`SCHEMA_VERSION` when a code
@@ -35,6 +36,8 @@ class DataConfig:
     ``max_windows_per_split``: ``None`` = every window (the real leaderboard). An integer keeps a
     deterministic subset of about that many windows per split, spread evenly over every (subject, label)
     group so that no subject or class disappears (``windows.select_keys``); for reduced test runs only.
+    The ``neurolm`` kind trains through the trainer's streaming loader on every train window (its length
+    is set by epochs/steps) and is scored on the same selected test windows as every other row.
     """
 
     max_windows_per_split: int | None = None
@@ -104,11 +107,43 @@ class SmallNetConfig:
     select_metric: str = "bacc"
 
 
+@dataclass(frozen=True)
+class NeuroLMRowConfig:
+    """The NeuroLM row (``neurolm.py``): train ``model`` through vq -> pretrain -> instruct with the
+    trainer (``neurolm_train.train``) on the task's own shards, or score a given ``checkpoint``.
+
+    The vq and pretrain stages read only the task's **train** windows, labels unused (no other corpus, so
+    no test subject leaks into pre-training); instruct trains on the train windows and keeps the step with
+    the best val balanced accuracy (``best.pt``, validated every ``instruct_eval_every`` steps, 0 = at
+    the end only; ``val_limit`` windows per validation, None = all). ``*_epochs`` are used unless
+    ``*_steps`` is set; ``batch_size`` None = the trainer's default for ``model`` (16 for tiny).
+    ``features``: ``bidirectional`` (official, leaks, spec §4.4) or ``causal``. ``paper_decoding``: also
+    record the paper's greedy decoding + string parsing (hard-label scores and parse-failure rate, spec
+    §5.3) beside the probability-based scores. ``checkpoint``: an instruct checkpoint of this trainer to
+    score instead of training (its sha256 enters the config hash).
+    """
+
+    model: str = "tiny"
+    vq_epochs: int = 1
+    pretrain_epochs: int = 1
+    instruct_epochs: int = 1
+    vq_steps: int | None = None
+    pretrain_steps: int | None = None
+    instruct_steps: int | None = None
+    batch_size: int | None = None
+    instruct_eval_every: int = 0
+    val_limit: int | None = None
+    features: str = "bidirectional"
+    paper_decoding: bool = True
+    checkpoint: str | None = None
+
+
 #: Config class per model kind.
 KIND_CONFIGS: dict[str, type] = {
     "chance": ChanceConfig,
     "bandpower": BandPowerConfig,
     "smallnet": SmallNetConfig,
+    "neurolm": NeuroLMRowConfig,
 }
 
 
@@ -135,6 +170,7 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
         ModelSpec("chance-stratified", "chance", ChanceConfig("stratified")),
         ModelSpec("bandpower-lr", "bandpower", BandPowerConfig()),
         ModelSpec("smallnet", "smallnet", SmallNetConfig()),
+        ModelSpec("neurolm-tiny", "neurolm", NeuroLMRowConfig()),
     )
 }
 
@@ -200,14 +236,31 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def config_payload(spec: ModelSpec, data: DataConfig) -> dict[str, Any]:
-    """The JSON-able description that is hashed and stored with every record."""
-    return {
+    """The JSON-able description that is hashed and stored with every record.
+
+    A config naming an input file (``checkpoint``) adds its sha256 under ``inputs``, so a changed file
+    re-runs the row. Raises ``FileNotFoundError`` when that file is missing.
+    """
+    payload: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model": spec.name,
         "kind": spec.kind,
         "config": dataclasses.asdict(spec.config),
         "data": dataclasses.asdict(data),
     }
+    checkpoint = getattr(spec.config, "checkpoint", None)
+    if checkpoint:
+        payload["inputs"] = {"checkpoint_sha256": file_sha256(Path(checkpoint))}
+    return payload
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex of a file, read in 16-MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def stable_hash(obj: Any) -> str:

@@ -46,9 +46,11 @@ def _evidence(row: Row) -> str:
     ev = row.evidence
     subset = f", ≤{ev['max_windows_per_split']} win/split" if ev["max_windows_per_split"] else ""
     dirty = "+dirty" if ev["dirty"] else ""
+    parse = (f" · paper decoding: {100 * ev['parse_failure_rate']:.1f}% unparsed"
+             if "parse_failure_rate" in ev else "")
     return (f"cfg {ev['config_hash'][:8]} · manifest {ev['manifest_hash'][:8]} · code "
             f"{'/'.join(c[:8] for c in ev['commits'])}{dirty} · {ev['n_test_subjects']} subj / "
-            f"{ev['n_test_windows']} win{subset} · {ev['wall_s_per_seed']:.1f} s/seed")
+            f"{ev['n_test_windows']} win{subset} · {ev['wall_s_per_seed']:.1f} s/seed{parse}")
 
 
 def _headers(board: Leaderboard, task: str) -> list[str]:

@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from neurolm_train.leaderboard import store
 from neurolm_train.leaderboard.baselines import Fit, fit_bandpower, fit_chance
 from neurolm_train.leaderboard.config import DataConfig, ModelSpec, config_hash, config_payload
+from neurolm_train.leaderboard.neurolm import clear_run_dir, fit_neurolm
 from neurolm_train.leaderboard.provenance import code_version
 from neurolm_train.leaderboard.scoring import metric_names, score_all
 from neurolm_train.leaderboard.smallnet import fit_smallnet
@@ -40,7 +41,8 @@ class FitContext:
     """What a fitter may use: the task manifest, the data selection, the seed and lazily read splits.
 
     ``train``/``val``/``test`` are read from the shards on first access and shared by every model and
-    seed of the task (:func:`run_leaderboard` keeps one context per task and swaps ``seed``).
+    seed of the task (:func:`run_leaderboard` keeps one context per task and swaps ``seed``). ``run_dir``
+    is an empty folder for the fit's own files (checkpoints), ``RESULTS/runs/TASK/MODEL/seed-SEED``.
     """
 
     out_dir: Path
@@ -48,6 +50,7 @@ class FitContext:
     data: DataConfig
     seed: int = 0
     max_bytes: int = 8 << 30
+    run_dir: Path | None = None
     _cache: dict[str, WindowSplit] = field(default_factory=dict)
 
     @property
@@ -89,6 +92,7 @@ FITTERS: dict[str, Fitter] = {
     "chance": _windows_fitter(fit_chance),
     "bandpower": _windows_fitter(fit_bandpower),
     "smallnet": _windows_fitter(fit_smallnet),
+    "neurolm": fit_neurolm,
 }
 #: Kinds whose fitter reads the raw windows (read before timing starts).
 WINDOW_KINDS = frozenset({"chance", "bandpower", "smallnet"})
@@ -120,6 +124,10 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
         for name in ("train", "val"):
             ctx.split(name)
     test = ctx.test
+    ctx.run_dir = Path(results) / "runs" / task / spec.name / f"seed-{seed}"
+    clear_run_dir(ctx.run_dir)
+    if spec.kind not in WINDOW_KINDS:
+        ctx.run_dir.mkdir(parents=True)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     fit = FITTERS[spec.kind](ctx, spec.config)
@@ -128,7 +136,7 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
         raise ValueError(f"{spec.name}: test probabilities {fit.test_prob.shape}, expected {(test.y.size, ctx.n_classes)}")
     if not np.all(np.isfinite(fit.test_prob)):
         raise ValueError(f"{spec.name}: non-finite test probabilities")
-    scores = score_all(test.y, fit.test_prob, ctx.n_classes)
+    scores = score_all(test.y, fit.test_prob)
     meta = {
         **config_payload(spec, ctx.data),
         "task": task,

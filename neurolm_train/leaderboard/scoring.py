@@ -1,4 +1,6 @@
-"""Task metrics from class probabilities (scikit-learn), overall and per subject.
+"""Task metrics from class probabilities, overall and per subject: a thin layer over the trainer's
+``neurolm_train.metrics`` (scikit-learn), so that every row of the leaderboard and the trainer's own
+evaluation score windows with the same code.
 
 Metric sets follow neurolm-spec.md §5.3 (the NeuroLM task -> metric map):
 
@@ -6,8 +8,8 @@ Metric sets follow neurolm-spec.md §5.3 (the NeuroLM task -> metric map):
   ``auc_pr`` (average precision of P(class 1), PyHealth's ``pr_auc``);
 - multiclass (K > 2): ``bacc``, ``kappa`` (Cohen's kappa of the argmax), ``f1_weighted``.
 
-Unlike the official NeuroLM scoring, AUROC and AUC-PR are computed from **probabilities**, not from hard
-predictions (spec §5.3), so they are comparable with LaBraM-style baselines.
+AUROC and AUC-PR are computed from **probabilities**, not from hard predictions as in the official NeuroLM
+scoring (spec §5.3), so they are comparable with LaBraM-style baselines.
 """
 
 from __future__ import annotations
@@ -16,13 +18,8 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import (
-    average_precision_score,
-    balanced_accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    roc_auc_score,
-)
+
+from neurolm_train.metrics import metrics as _task_metrics
 
 BINARY_METRICS = ("bacc", "auroc", "auc_pr")
 MULTICLASS_METRICS = ("bacc", "kappa", "f1_weighted")
@@ -30,69 +27,41 @@ MULTICLASS_METRICS = ("bacc", "kappa", "f1_weighted")
 METRIC_LABELS = {"bacc": "BAcc", "auroc": "AUROC", "auc_pr": "AUC-PR", "kappa": "Cohen κ", "f1_weighted": "W-F1"}
 
 
-def metric_names(n_classes: int) -> tuple[str, ...]:
-    """The metric set of a task with ``n_classes`` classes (K >= 2)."""
+def task_kind(n_classes: int) -> str:
+    """``"binary"`` (K = 2) or ``"multiclass"`` (K > 2); the trainer's task kinds. ValueError for K < 2."""
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes, got {n_classes}")
-    return BINARY_METRICS if n_classes == 2 else MULTICLASS_METRICS
+    return "binary" if n_classes == 2 else "multiclass"
 
 
-def chance_level(metric: str, y: np.ndarray, n_classes: int) -> float:
-    """Score of an uninformative predictor: BAcc 1/K, AUROC 0.5, AUC-PR the positive rate, kappa 0.
-
-    ``f1_weighted`` has no single chance value; the majority-class score is returned (all predictions =
-    most frequent class of ``y``).
-    """
-    y = np.asarray(y)
-    if metric == "bacc":
-        return 1.0 / n_classes
-    if metric == "auroc":
-        return 0.5
-    if metric == "auc_pr":
-        return float(np.mean(y == 1))
-    if metric == "kappa":
-        return 0.0
-    if metric == "f1_weighted":
-        major = np.bincount(y, minlength=n_classes).argmax()
-        return float(f1_score(y, np.full_like(y, major), average="weighted", zero_division=0))
-    raise KeyError(metric)
+def metric_names(n_classes: int) -> tuple[str, ...]:
+    """The metric set of a task with ``n_classes`` classes (K >= 2)."""
+    return BINARY_METRICS if task_kind(n_classes) == "binary" else MULTICLASS_METRICS
 
 
-def score(metric: str, y: np.ndarray, prob: np.ndarray) -> float:
-    """One metric of probabilities ``prob`` (N, K) against labels ``y`` (N,) int.
+def score_all(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    """Every metric of the task's set for probabilities ``prob`` (N, K) and labels ``y`` (N,) int.
 
-    Returns ``nan`` where the metric is undefined (AUROC/AUC-PR with one class present in ``y``).
+    K is ``prob.shape[1]``. Undefined values are ``nan`` (AUROC/AUC-PR when ``y`` has one class).
+    Raises ``ValueError`` when the shapes disagree.
     """
     y = np.asarray(y)
     prob = np.asarray(prob, dtype=np.float64)
     if prob.ndim != 2 or prob.shape[0] != y.shape[0]:
         raise ValueError(f"prob must be (N, K) with N = len(y) = {y.shape[0]}, got {prob.shape}")
-    pred = prob.argmax(axis=1)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # per-subject subsets often miss a class: the value is still defined
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        if metric == "bacc":
-            return float(balanced_accuracy_score(y, pred))
-        if metric in ("auroc", "auc_pr"):
-            if prob.shape[1] != 2:
-                raise ValueError(f"{metric} is defined here for binary tasks only")
-            if np.unique(y).size < 2:
-                return float("nan")
-            fn = roc_auc_score if metric == "auroc" else average_precision_score
-            return float(fn(y, prob[:, 1]))
-        if metric == "kappa":
-            return float(cohen_kappa_score(y, pred))
-        if metric == "f1_weighted":
-            return float(f1_score(y, pred, average="weighted", zero_division=0))
-    raise KeyError(f"unknown metric {metric!r}")
+        scores = _task_metrics(task_kind(prob.shape[1]), y, prob)
+    return {m: float(scores[m]) for m in metric_names(prob.shape[1])}
 
 
-def score_all(y: np.ndarray, prob: np.ndarray, n_classes: int) -> dict[str, float]:
-    """Every metric of the task's set (:func:`metric_names`) as ``{name: value}``."""
-    return {m: score(m, y, prob) for m in metric_names(n_classes)}
+def score(metric: str, y: np.ndarray, prob: np.ndarray) -> float:
+    """One metric of :func:`score_all`. Raises ``KeyError`` for a metric outside the task's set."""
+    return score_all(y, prob)[metric]
 
 
-def per_subject(metric: str, y: np.ndarray, prob: np.ndarray, subjects: np.ndarray) -> dict[str, float]:
-    """``{subject: metric over that subject's windows}``; ``nan`` where undefined for a subject."""
+def per_subject(y: np.ndarray, prob: np.ndarray, subjects: np.ndarray) -> dict[str, dict[str, float]]:
+    """``{subject: score_all over that subject's windows}``; ``nan`` where a metric is undefined."""
     subjects = np.asarray(subjects)
-    return {str(s): score(metric, y[subjects == s], prob[subjects == s]) for s in np.unique(subjects)}
+    return {str(s): score_all(y[subjects == s], prob[subjects == s]) for s in np.unique(subjects)}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import bootstrap, wilcoxon
 
-from neurolm_train.leaderboard.scoring import per_subject, score
+from neurolm_train.leaderboard.scoring import per_subject, score_all
 
 #: One run's test predictions: ``(y (N,) int, prob (N, K) float, subjects (N,) str)``.
 Run = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -30,16 +30,17 @@ class Interval:
     n_subjects: int
 
 
-def bootstrap_ci(runs: Sequence[Run], metric: str, n_resamples: int = 1000, confidence: float = 0.95,
-                 seed: int = 0) -> Interval:
-    """95% (``confidence``) percentile bootstrap CI over test subjects of the seed-averaged ``metric``.
+def bootstrap_cis(runs: Sequence[Run], n_resamples: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> dict[str, Interval]:
+    """95% (``confidence``) percentile bootstrap CIs over test subjects of every seed-averaged metric.
 
     Each resample draws the test subjects with replacement (``scipy.stats.bootstrap``, percentile method,
     generator seeded with ``seed``: deterministic), takes every window of each drawn subject (a subject
-    drawn twice counts twice), computes ``metric`` per run (seed) and averages over runs. The same subject
-    draw is used for every run, so the interval is for the number shown as the row's mean. Runs must
-    cover the same subjects. The interval is nan when ``metric`` is undefined on some resample (for
-    example AUROC when all drawn subjects have one class) or when there is a single subject.
+    drawn twice counts twice), scores each run (seed) with :func:`scoring.score_all` and averages over
+    runs. The same subject draw is used for every run and every metric, so each interval is for the number
+    shown as the row's mean. Runs must cover the same subjects. An interval is nan when its metric is
+    undefined on some resample (e.g. AUROC when every drawn subject has one class) or with one subject.
+    Returns ``{metric: Interval}`` in the task's metric order.
     """
     if not runs:
         raise ValueError("no runs")
@@ -47,31 +48,34 @@ def bootstrap_ci(runs: Sequence[Run], metric: str, n_resamples: int = 1000, conf
     for _, _, subj in runs[1:]:
         if not np.array_equal(np.unique(subj), subjects):
             raise ValueError("runs cover different test subjects")
+    names = tuple(score_all(runs[0][0], runs[0][1]))
+    if subjects.size < 2:
+        nan = float("nan")
+        return {m: Interval(nan, nan, confidence, n_resamples, int(subjects.size)) for m in names}
     rows = [[np.flatnonzero(subj == s) for s in subjects] for _, _, subj in runs]
 
-    def statistic(draw: np.ndarray) -> float:
+    def statistic(draw: np.ndarray) -> np.ndarray:
         values = []
         for (y, prob, _), by_subject in zip(runs, rows, strict=True):
             idx = np.concatenate([by_subject[int(i)] for i in draw])
-            values.append(score(metric, y[idx], prob[idx]))
-        return float(np.mean(values))
+            values.append(list(score_all(y[idx], prob[idx]).values()))
+        return np.mean(values, axis=0)
 
-    if subjects.size < 2:
-        return Interval(float("nan"), float("nan"), confidence, n_resamples, int(subjects.size))
     res = bootstrap(
         (np.arange(subjects.size),), statistic, n_resamples=n_resamples, confidence_level=confidence,
         method="percentile", vectorized=False, rng=np.random.default_rng(seed),
     )
-    ci = res.confidence_interval
-    return Interval(float(ci.low), float(ci.high), confidence, n_resamples, int(subjects.size))
+    low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
+    return {m: Interval(float(lo), float(hi), confidence, n_resamples, int(subjects.size))
+            for m, lo, hi in zip(names, low, high, strict=True)}
 
 
 def subject_scores(runs: Sequence[Run], metric: str) -> dict[str, float]:
     """Per-subject ``metric`` averaged over runs (seeds); subjects where it is undefined in every run are left out."""
-    per_run = [per_subject(metric, y, prob, subj) for y, prob, subj in runs]
+    per_run = [per_subject(y, prob, subj) for y, prob, subj in runs]
     out = {}
     for s in sorted(per_run[0]):
-        vals = np.array([p.get(s, np.nan) for p in per_run], dtype=float)
+        vals = np.array([p[s][metric] if s in p else np.nan for p in per_run], dtype=float)
         if np.isfinite(vals).any():
             out[s] = float(np.nanmean(vals))
     return out

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from neurolm_train.leaderboard.reported import DEFAULT_DIR, ReportedRow, load_reported
 from neurolm_train.leaderboard.scoring import metric_names
-from neurolm_train.leaderboard.stats import Interval, Paired, bootstrap_ci, paired_wilcoxon, subject_scores
+from neurolm_train.leaderboard.stats import Interval, Paired, bootstrap_cis, paired_wilcoxon, subject_scores
 from neurolm_train.leaderboard.store import Record, iter_records
 from neurolm_train.leaderboard.windows import load_manifest
 
@@ -114,11 +114,12 @@ def _select_current(task: str, model: str, records: list[Record], manifest_hash:
 def _computed_row(task: str, model: str, records: list[Record], n_resamples: int, seed: int) -> Row:
     runs = [r.probabilities() for r in records]
     names = tuple(records[0].meta["metrics"])
+    cis = bootstrap_cis(runs, n_resamples, seed=seed)
     cells = {}
     for m in names:
         values = np.array([r.meta["scores"][m] for r in records], dtype=float)
         std = float(values.std(ddof=1)) if values.size > 1 else None
-        cells[m] = Cell(float(values.mean()), std, bootstrap_ci(runs, m, n_resamples, seed=seed))
+        cells[m] = Cell(float(values.mean()), std, cis[m])
     meta = records[0].meta
     commits = sorted({str((r.meta.get("code") or {}).get("commit") or "unknown")[:12] for r in records})
     evidence = {
@@ -133,6 +134,10 @@ def _computed_row(task: str, model: str, records: list[Record], n_resamples: int
         "max_windows_per_split": meta["data"].get("max_windows_per_split"),
         "records": [str(r.path) for r in records],
     }
+    failures = [r.meta["details"]["trainer_test_scores"]["generation"]["parse_failure_rate"] for r in records
+                if "generation" in (r.meta.get("details") or {}).get("trainer_test_scores", {})]
+    if failures:  # the paper's decoding (spec §5.3): share of answers that could not be parsed
+        evidence["parse_failure_rate"] = float(np.mean(failures))
     return Row(task, model, "computed here", cells, len(records), evidence, note=meta["kind"])
 
 
