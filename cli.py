@@ -324,7 +324,8 @@ def leaderboard_run_cmd(
     out: str = typer.Argument(..., help="Output folder holding shards/TASK/ (from `neurolm-data shard`)."),
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s) to run (default: every labelled task)."),
     model: list[str] = typer.Option(
-        None, "--model", "-m", help="Row(s): chance-majority, chance-stratified, bandpower-lr, smallnet (default: all)."
+        None, "--model", "-m",
+        help="Row(s): chance-majority, chance-stratified, bandpower-lr, smallnet, neurolm-tiny (default: all).",
     ),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
     results: str = typer.Option(None, "--results", help="Results store (default: OUT/leaderboard)."),
