@@ -94,7 +94,9 @@ def test_acceptance_1_reduced_run_then_show(workload_out: Path, tmp_path: Path) 
     assert computed["chance-majority"].metrics["auroc"].ci.low == computed["chance-majority"].metrics["auroc"].ci.high == 0.5
     reported = [r for r in board.rows if not r.computed]
     assert any(r.task == "workload" and r.model.startswith("NeuroLM") for r in reported)
-    assert any(r.model.startswith("LaBraM") for r in reported)
+    assert any(r.model.startswith("LaBraM") and r.origin.startswith("reported") for r in reported)
+    assert any(r.task == "workload" and r.model == "LaBraM-Base" and r.origin.startswith("not retrieved")
+               and not r.metrics for r in reported)  # a known gap is shown as such, never as a number
     assert board.comparisons and all(c.task == "workload" for c in board.comparisons)
 
     text = md.read_text()
@@ -216,6 +218,10 @@ def test_reported_rows_carry_sources_and_tags(tmp_path: Path) -> None:
     bad.write_text('schema_version = 1\n[sources.x]\ncitation = "c"\n[[row]]\nmodel = "M"\ntask = "tuab"\n'
                    'source = "x"\nbacc = { value = 81.4, tag = "paper" }\n')
     with pytest.raises(ReportedFormatError, match="not a fraction"):
+        load_file(bad)
+    bad.write_text('schema_version = 1\n[sources.x]\ncitation = "c"\n[[row]]\nmodel = "M"\ntask = "tuab"\n'
+                   'source = "x"\n')
+    with pytest.raises(ReportedFormatError, match="either metrics or"):
         load_file(bad)
 
 

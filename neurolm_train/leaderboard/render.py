@@ -42,7 +42,7 @@ def format_cell(cell: Cell | None) -> str:
 
 def _evidence(row: Row) -> str:
     if not row.computed:
-        return row.evidence["via"]
+        return row.evidence["missing"] or row.evidence["via"]
     ev = row.evidence
     subset = f", ≤{ev['max_windows_per_split']} win/split" if ev["max_windows_per_split"] else ""
     dirty = "+dirty" if ev["dirty"] else ""

@@ -55,6 +55,7 @@ class ReportedRow:
     metrics: dict[str, ReportedValue]
     file: str
     file_sha256: str
+    missing: str | None = None
 
 
 def _value(raw: object, where: str) -> ReportedValue:
@@ -88,17 +89,18 @@ def load_file(path: Path) -> list[ReportedRow]:
                 raise ReportedFormatError(f"{where}: missing {key!r}")
         if raw["source"] not in sources:
             raise ReportedFormatError(f"{where}: source {raw['source']!r} not declared under [sources]")
-        unknown = set(raw) - {"model", "task", "source", "params", "note", *METRICS}
+        unknown = set(raw) - {"model", "task", "source", "params", "note", "missing", *METRICS}
         if unknown:
             raise ReportedFormatError(f"{where}: unknown field(s) {sorted(unknown)}")
         metrics = {m: _value(raw[m], f"{where} {m}") for m in METRICS if m in raw}
-        if not metrics:
-            raise ReportedFormatError(f"{where}: no metric")
+        missing = raw.get("missing")
+        if bool(metrics) == bool(missing):
+            raise ReportedFormatError(f"{where}: give either metrics or `missing = \"why\"`, not both or neither")
         src = sources[raw["source"]]
         rows.append(ReportedRow(
             model=raw["model"], task=raw["task"], source=raw["source"], citation=src["citation"],
             via=src.get("via", ""), params=raw.get("params"), note=raw.get("note") or src.get("note"),
-            metrics=metrics, file=str(path), file_sha256=hashlib.sha256(blob).hexdigest(),
+            metrics=metrics, file=str(path), file_sha256=hashlib.sha256(blob).hexdigest(), missing=missing,
         ))
     return rows
 

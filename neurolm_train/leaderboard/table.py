@@ -143,8 +143,10 @@ def _computed_row(task: str, model: str, records: list[Record], n_resamples: int
 
 def _reported_row(row: ReportedRow) -> Row:
     cells = {m: Cell(v.value, v.std, None, v.tag, v.hard_labels) for m, v in row.metrics.items()}
-    evidence = {"citation": row.citation, "via": row.via, "file": row.file, "file_sha256": row.file_sha256}
-    return Row(row.task, row.model, f"reported ({row.source})", cells, None, evidence, row.params, row.note)
+    evidence = {"citation": row.citation, "via": row.via, "file": row.file, "file_sha256": row.file_sha256,
+                "missing": row.missing}
+    origin = f"reported ({row.source})" if row.missing is None else f"not retrieved ({row.source})"
+    return Row(row.task, row.model, origin, cells, None, evidence, row.params, row.note)
 
 
 def _task_sort_key(task: str) -> tuple[int, str]:
