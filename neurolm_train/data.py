@@ -24,6 +24,11 @@ index), so a run resumes mid-epoch exactly and every rank yields exactly ``batch
   or ``uniform``; spec §9.21).
 * To resume mid-epoch, streams regenerate the epoch and drop the consumed batches without decoding them.
 
+Work split (``shardio``): DataLoader workers read shard indexes, shuffle, mix and parse ``meta.json``, and
+send window records (shard path + byte offset, a few hundred bytes); the training process maps the shard
+and copies each window once, transposed, into the batch (``collate``). Moving decoded batches through
+worker shared memory would cost more than the whole decode.
+
 Evaluation order (``eval_batches``) is one exact pass, task by task, shards in name order, samples strided
 over ranks; batches never mix tasks.
 """
@@ -31,7 +36,6 @@ over ranks; batches never mix tasks.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -44,13 +48,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.filters import _shuffle
 
 from neurolm_data.channels import PAD_INDEX
 
 from .prompts import task_id
+from .shardio import eeg_ref, open_sample, read_ref, shard_entries, tar_samples
 
 #: Samples per second-long patch: 200 Hz x 1 s (spec §1.1).
 PATCH: int = 200
@@ -114,58 +118,74 @@ def _seed(*parts: object) -> int:
 
 
 def window_tokens(eeg: np.ndarray, channel_indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One window (C, S*200) µV -> time-major tokens (spec §1.2).
+    """One window (C, S*200) µV -> time-major tokens (spec §1.2); ``collate`` does the same into a batch.
 
     Returns ``x`` (S*C, 200) float32 in 100 µV units, ``chans`` (S*C,) int64, ``times`` (S*C,) int64.
     Raises ValueError when the length is not whole seconds or the channel list does not match.
     """
-    c, n = eeg.shape
-    if n % PATCH or len(channel_indices) != c:
-        raise ValueError(f"window {eeg.shape} with {len(channel_indices)} channel indices: need (C, S*{PATCH})")
-    s = n // PATCH
-    x = eeg.reshape(c, s, PATCH).transpose(1, 0, 2).reshape(s * c, PATCH) / np.float32(UV_PER_UNIT)
-    chans = np.tile(np.asarray(channel_indices, dtype=np.int64), s)
-    times = np.repeat(np.arange(s, dtype=np.int64), c)
-    return x.astype(np.float32, copy=False), chans, times
+    _check_shape(eeg.shape, channel_indices, "window")
+    b = collate([{"eeg": eeg, "shape": eeg.shape, "idx": channel_indices, "key": "", "label": -1, "task": 0}])
+    return b["x"][0].numpy(), b["chans"][0].numpy(), b["times"][0].numpy()
+
+
+def _check_shape(shape: tuple[int, ...], channel_indices: list[int], key: str) -> None:
+    if len(shape) != 2 or shape[1] % PATCH or len(channel_indices) != shape[0]:
+        raise ValueError(f"{key}: window {shape} with {len(channel_indices)} channel indices: need (C, S*{PATCH})")
 
 
 def decode_sample(sample: dict, max_tokens: int) -> dict:
-    """Raw tar members -> window dict (x, chans, times, n_chans, label, task, key). Raises ValueError when
-    the window exceeds ``max_tokens`` tokens or ``MAX_SECONDS`` seconds."""
-    meta = json.loads(sample["meta.json"])
-    eeg = np.load(io.BytesIO(sample["eeg.npy"]), allow_pickle=False)
-    x, chans, times = window_tokens(eeg, meta["channel_indices"])
+    """Raw shard sample -> window record for ``collate``: ``eeg`` (an ``eeg_ref``: shard location, or the
+    array for shards read through ``tarfile``), ``shape`` (C, S*200), ``idx`` (channel indices), ``key``,
+    ``label`` (-1 if unlabeled), ``task`` (task id). Raises ValueError on a malformed window or one over
+    ``max_tokens`` tokens or ``MAX_SECONDS`` seconds."""
+    meta = json.loads(bytes(sample["meta.json"]))
     key = sample["__key__"]
-    if len(x) > max_tokens or eeg.shape[1] // PATCH > MAX_SECONDS:
-        raise ValueError(f"{key}: {eeg.shape[0]} ch x {eeg.shape[1] // PATCH} s = {len(x)} tokens exceeds "
-                         f"max_tokens={max_tokens} or {MAX_SECONDS} s")
+    eeg = eeg_ref(sample["eeg.npy"])
+    shape = tuple(eeg.shape) if isinstance(eeg, np.ndarray) else eeg[3]
+    _check_shape(shape, meta["channel_indices"], key)
+    c, s = shape[0], shape[1] // PATCH
+    if c * s > max_tokens or s > MAX_SECONDS:
+        raise ValueError(f"{key}: {c} ch x {s} s = {c * s} tokens exceeds max_tokens={max_tokens} "
+                         f"or {MAX_SECONDS} s")
     label = meta.get("label")
-    return dict(x=x, chans=chans, times=times, n_chans=eeg.shape[0], key=key,
+    return dict(eeg=eeg, shape=shape, idx=meta["channel_indices"], key=key,
                 label=-1 if label is None else int(label), task=task_id(meta["task"]))
 
 
 def collate(windows: list[dict]) -> dict:
-    """Pad decoded windows to the batch's longest token count (see the module docstring for the keys)."""
-    b, length = len(windows), max(len(w["x"]) for w in windows)
-    x = np.zeros((b, length, PATCH), dtype=np.float32)
+    """Window records -> one padded token batch (module docstring), tokens time-major, ``x`` = µV / 100.
+
+    Runs in the training process: each window is read from its mapped shard (``read_ref``) and copied once,
+    transposed, into the batch, so DataLoader workers only send window records of a few hundred bytes.
+    """
+    b = len(windows)
+    sizes = [(w["shape"][0], w["shape"][1] // PATCH) for w in windows]
+    length = max(c * s for c, s in sizes)
+    x = np.empty((b, length, PATCH), dtype=np.float32)
     chans = np.full((b, length), PAD_INDEX, dtype=np.int64)
     times = np.zeros((b, length), dtype=np.int64)
     mask = np.zeros((b, length), dtype=bool)
-    for i, w in enumerate(windows):
-        n = len(w["x"])
-        x[i, :n], chans[i, :n], times[i, :n], mask[i, :n] = w["x"], w["chans"], w["times"], True
+    scale = np.float32(UV_PER_UNIT)
+    for i, (w, (c, s)) in enumerate(zip(windows, sizes, strict=True)):
+        n = c * s
+        eeg = read_ref(w["eeg"]).reshape(c, s, PATCH).transpose(1, 0, 2)
+        np.divide(eeg, scale, out=x[i, :n].reshape(s, c, PATCH))  # one pass: transpose + µV -> 100 µV
+        x[i, n:] = 0.0
+        chans[i, :n].reshape(s, c)[:] = np.asarray(w["idx"], dtype=np.int64)
+        times[i, :n].reshape(s, c)[:] = np.arange(s, dtype=np.int64)[:, None]
+        mask[i, :n] = True
     return dict(
         x=torch.from_numpy(x), chans=torch.from_numpy(chans), times=torch.from_numpy(times),
-        mask=torch.from_numpy(mask),
-        n_chans=torch.tensor([w["n_chans"] for w in windows], dtype=torch.int64),
+        mask=torch.from_numpy(mask), n_chans=torch.tensor([c for c, _ in sizes], dtype=torch.int64),
         label=torch.tensor([w["label"] for w in windows], dtype=torch.int64),
         task=torch.tensor([w["task"] for w in windows], dtype=torch.int64),
         key=[w["key"] for w in windows],
     )
 
 
-def _tar_samples(urls: list[str]) -> Iterator[dict]:
-    return wds.tarfile_samples(iter([{"url": u} for u in urls]))
+def _records(batch: list[dict]) -> list[dict]:
+    """DataLoader ``collate_fn`` for record batches: pass them through unconverted."""
+    return batch
 
 
 class TrainStream(IterableDataset):
@@ -203,11 +223,15 @@ class TrainStream(IterableDataset):
             order = list(task.shards)
             random.Random(_seed(self.seed, epoch, task.name, p)).shuffle(order)
             got = 0
-            for s in _tar_samples(order[slot::n_slots] if by_shard else order):
-                got += 1
-                if by_shard or ordinal % n_slots == slot:
-                    yield s
-                ordinal += 1
+            for url in order[slot::n_slots] if by_shard else order:
+                entries = shard_entries(url)
+                if entries is None:  # not plain ustar: webdataset's tarfile reader
+                    entries = [(None, s) for s in tar_samples([url])]
+                for key, members in entries:
+                    got += 1
+                    if by_shard or ordinal % n_slots == slot:
+                        yield members if key is None else open_sample(url, key, members)
+                    ordinal += 1
             if got == 0:
                 raise ValueError(f"task {task.name!r}: shards {order} hold no samples")
 
@@ -245,7 +269,7 @@ class TrainStream(IterableDataset):
         first, step = (self.start + info.id, self.n_streams) if info else (self.start, 1)
         gens: dict = {}
         for g in count(first, step):
-            yield collate([decode_sample(s, self.max_tokens) for s in self._raw(g, gens)])
+            yield [decode_sample(s, self.max_tokens) for s in self._raw(g, gens)]
 
 
 class TokenLoader:
@@ -277,8 +301,10 @@ class TokenLoader:
             self.stream.set_position(self.epoch, self.batch)
             # an own generator: creating the iterator must not consume the global torch RNG (exact resume)
             self._it = iter(DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
-                                       pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(0)))
-        out = next(self._it)
+                                       collate_fn=_records, generator=torch.Generator().manual_seed(0)))
+        out = collate(next(self._it))
+        if self.pin_memory:
+            out = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
         self.batch += 1
         if self.batch == self.batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
@@ -314,7 +340,7 @@ class EvalStream(IterableDataset):
         for task in self.tasks:
             buf = []
             stride = max(1, task.n_windows // self.limit) if self.limit else 1
-            for ordinal, s in enumerate(_tar_samples(list(task.shards))):
+            for ordinal, s in enumerate(tar_samples(list(task.shards))):
                 if ordinal % stride:
                     continue
                 pick = ordinal // stride
@@ -324,10 +350,10 @@ class EvalStream(IterableDataset):
                     continue
                 buf.append(decode_sample(s, self.max_tokens))
                 if len(buf) == self.batch_size:
-                    yield collate(buf)
+                    yield buf
                     buf = []
             if buf:
-                yield collate(buf)
+                yield buf
 
 
 def eval_batches(tasks: list[TaskShards], batch_size: int, world: int = 1, rank: int = 0,
@@ -336,7 +362,9 @@ def eval_batches(tasks: list[TaskShards], batch_size: int, world: int = 1, rank:
     windows per task if given); across ranks every window appears once."""
     ds = EvalStream(tasks, batch_size, world, rank, max_tokens, limit)
     # an own generator: creating the iterator must not consume the global torch RNG (exact resume)
-    return iter(DataLoader(ds, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(0)))
+    dl = DataLoader(ds, batch_size=None, num_workers=num_workers, collate_fn=_records,
+                    generator=torch.Generator().manual_seed(0))
+    return (collate(records) for records in dl)
 
 
 def default_batches_per_epoch(tasks: list[TaskShards], batch_size: int, world: int) -> int:

@@ -172,3 +172,20 @@ def test_too_long_windows_and_missing_tasks_raise(pretrain_out: Path):
         next(eval_batches(tasks, 2, max_tokens=276))
     with pytest.raises(FileNotFoundError, match="tuab"):
         discover(pretrain_out / "shards", ["tuab"], "train")
+
+
+def test_non_ustar_shards_read_the_same(workload_out: Path, tmp_path: Path):
+    """A gzip-compressed copy of a shard goes through webdataset's tarfile reader and gives the same batches."""
+    import gzip
+
+    src = workload_out / "shards" / "workload"
+    dst = tmp_path / "shards" / "workload"
+    (dst / "val").mkdir(parents=True)
+    shutil.copy(src / "windows.parquet", dst / "windows.parquet")
+    for tar in (src / "val").glob("*.tar"):
+        (dst / "val" / tar.name).write_bytes(gzip.compress(tar.read_bytes(), compresslevel=1))
+    fast = list(eval_batches(discover(workload_out / "shards", ["workload"], "val"), 64))
+    slow = list(eval_batches(discover(tmp_path / "shards", ["workload"], "val"), 64))
+    assert len(fast) == len(slow) == 5
+    for a, b in zip(fast, slow, strict=True):
+        assert a["key"] == b["key"] and all(torch.equal(a[k], b[k]) for k in a if k != "key")
