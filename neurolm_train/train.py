@@ -253,7 +253,7 @@ def train(cfg: RunConfig) -> Path:
         while step < end:
             t0 = time.perf_counter()
             parts: dict[str, float] = {}
-            tokens = 0
+            tok_eeg = tok_text = 0
             for micro in range(cfg.grad_accum):
                 batch = to_device(loader.next(), device)
                 seen += 1
@@ -261,10 +261,10 @@ def train(cfg: RunConfig) -> Path:
                 if crops is not None:
                     tx, ty = crops.batch(cfg.text.batch_size, cfg.seed, step, rank, micro)
                     text = (tx.to(device), ty.to(device))
-                    tokens += tx.numel()
-                tokens += int(batch["mask"].sum())
+                    tok_text += tx.numel()
+                tok_eeg += int(batch["mask"].sum())
                 if cfg.stage == "instruct":  # EEG + [SEP] + prompt + answer sequence (spec §5.1)
-                    tokens += len(batch["key"]) * TEXT_MAX_LEN
+                    tok_text += len(batch["key"]) * TEXT_MAX_LEN
                 sync = micro == cfg.grad_accum - 1 or world == 1
                 with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(cfg, device):
                     res = ddp(batch, text, step / total)
@@ -280,8 +280,13 @@ def train(cfg: RunConfig) -> Path:
             opt.zero_grad(set_to_none=True)
             step += 1
             dt = time.perf_counter() - t0
-            rec = {"step": step, "epoch": loader.epoch, "lr": lr, "tokens": tokens * world,
-                   "tok_per_s": tokens * world / dt, "dt": dt, **parts}
+            if world > 1:  # token counts of all ranks (windows differ in length)
+                counts = torch.tensor([tok_eeg, tok_text], dtype=torch.int64, device=device)
+                dist.all_reduce(counts)
+                tok_eeg, tok_text = (int(c) for c in counts)
+            tokens = tok_eeg + tok_text
+            rec = {"step": step, "epoch": loader.epoch, "lr": lr, "tokens": tokens, "tokens_eeg": tok_eeg,
+                   "tokens_text": tok_text, "tok_per_s": tokens / dt, "dt": dt, **parts}
             if gnorm is not None:
                 rec["grad_norm"] = gnorm
             if step % cfg.log_every == 0 or step == total:
