@@ -28,11 +28,12 @@ def atomic_save(obj: object, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike) -> dict:
-    """Load a checkpoint on the CPU. Raises FileNotFoundError when missing."""
+    """Load a checkpoint on the CPU, tensors memory-mapped (read on use). Raises FileNotFoundError when
+    missing."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
 
 
 def rng_state() -> dict:

@@ -42,6 +42,17 @@ from .stages import eeg_args, to_device
 MAX_NEW_TOKENS = 5
 
 
+def _finite(obj):
+    """NaN/inf (undefined metrics, e.g. AUROC with one class) -> None, so results are strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def code_version() -> str:
     """``git rev-parse HEAD`` of the package's repository, or ``unknown``."""
     try:
@@ -167,6 +178,6 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
         out.mkdir(parents=True, exist_ok=True)
         pl.concat(frames, how="diagonal").write_parquet(out / "predictions.parquet")
         tmp = out / "results.json.tmp"
-        tmp.write_text(json.dumps(result, indent=2, default=str))
+        tmp.write_text(json.dumps(_finite(result), indent=2, default=str, allow_nan=False))
         tmp.replace(out / "results.json")
     return result

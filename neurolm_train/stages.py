@@ -20,7 +20,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from . import checkpoint
+from . import checkpoint, official
 from .config import RunConfig
 from .models import (
     NeuroLM,
@@ -138,12 +138,6 @@ def _tokenizer_from(path: str, mc: NeuroLMConfig) -> VQTokenizer:
     return vq
 
 
-def _official(init: str, vq: str | None, mc: NeuroLMConfig) -> NeuroLM:
-    from . import official  # the models engineer's loader of the official NeuroLM/VQ files
-
-    return official.load_neurolm(init, vq, mc)
-
-
 def build_stage(cfg: RunConfig) -> tuple[nn.Module, nn.Module, NeuroLMConfig]:
     """The stage module (for DDP), the model inside it (saved in checkpoints) and its config.
 
@@ -169,5 +163,5 @@ def build_stage(cfg: RunConfig) -> tuple[nn.Module, nn.Module, NeuroLMConfig]:
         model = NeuroLM(mc)
         model.load_state_dict(ck["model"])
     else:
-        model = _official(cfg.init, cfg.vq, mc)
+        model = official.load_neurolm(cfg.init, cfg.vq, mc)  # official NeuroLM-*.pt (+ VQ.pt)
     return InstructStage(model, cfg.tokenizer), model, mc

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from pathlib import Path
 
@@ -127,12 +128,13 @@ class Logger:
         if self.file:
             self.file.close()
 
-    def write(self, record: dict, advance: int = 0, show: str | None = None) -> None:
+    def write(self, record: dict, show: str | None = None) -> None:
         if self.rank != 0:
             return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        self.progress.update(self.task, advance=advance, **({"description": show} if show else {}))
+        if show:
+            self.progress.update(self.task, description=show)
 
     def print(self, msg: str) -> None:
         if self.rank == 0:
@@ -190,13 +192,15 @@ def train(cfg: RunConfig) -> Path:
     chash = config_hash(cfg)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    import random as _random
-
-    _random.seed(cfg.seed)
+    random.seed(cfg.seed)
 
     stage, model, mc = build_stage(cfg)
+    if cfg.text.corpus and cfg.text.block > mc.gpt.block_size:
+        raise ValueError(f"text.block={cfg.text.block} exceeds the GPT block_size={mc.gpt.block_size}")
     stage.to(device)
     tasks = discover(cfg.data.shards, cfg.data.tasks, "train")
+    if cfg.eval_every or cfg.stage == "instruct":  # fail now, not after training, when val shards are missing
+        discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")
     weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)
     loader = TokenLoader(tasks, weights, cfg.data.batch_size, cfg.seed, cfg.data.batches_per_epoch, world, rank,
                          cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens, device.type == "cuda")
@@ -221,7 +225,10 @@ def train(cfg: RunConfig) -> Path:
     if rank == 0:
         (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": chash,
                                                      "model_config": mc.to_dict()}, indent=2))
-    ddp = DDP(stage, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else stage
+    # without text, stage 2 never touches wte: DDP must then look for unused parameters
+    unused = cfg.stage == "pretrain" and crops is None
+    ddp = DDP(stage, device_ids=[device.index] if device.type == "cuda" else None,
+              find_unused_parameters=unused) if world > 1 else stage
     stage.train()
 
     def save(path: Path, extra: dict | None = None) -> None:
@@ -290,7 +297,7 @@ def train(cfg: RunConfig) -> Path:
             if gnorm is not None:
                 rec["grad_norm"] = gnorm
             if step % cfg.log_every == 0 or step == total:
-                logger.write(rec, advance=0, show=f"loss {parts['loss']:.4f} lr {lr:.2e}")
+                logger.write(rec, show=f"loss {parts['loss']:.4f} lr {lr:.2e}")
             logger.progress.update(logger.task, advance=1)
             if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < end:
                 save(ckpt_path)
