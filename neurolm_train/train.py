@@ -231,7 +231,7 @@ def train(cfg: RunConfig) -> Path:
               find_unused_parameters=unused) if world > 1 else stage
     stage.train()
 
-    def save(path: Path, extra: dict | None = None) -> None:
+    def save(path: Path) -> None:
         rngs = [checkpoint.rng_state()]
         if dist.is_initialized():
             rngs = [None] * world
@@ -241,7 +241,7 @@ def train(cfg: RunConfig) -> Path:
                 "stage": cfg.stage, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "loader": loader.state_dict(), "rng": rngs,
                 "config": cfg.to_dict(), "config_hash": chash, "model_config": mc.to_dict(), "best": best,
-                "world": world, **(extra or {})}, path)
+                "world": world}, path)
 
     def maybe_validate() -> None:
         nonlocal best
