@@ -4,16 +4,18 @@ Acceptance 7 of issue 2. On the same EEGMAT files in the same run, prints second
 CPU-second and peak RSS for:
 
   (a) ``run_ingest("workload", ...)`` with 1 worker (in-process),
-  (b) the same with 2 workers (process pool; speed-up over (a) in wall time and CPU),
+  (b) the same with 2 workers (process pool; wall-clock speed-up over (a)),
   (c) the reference ``../shared/baselines/ref_neurolm_maker.py`` (MNE read, filter, notch, resample, one
-      pickle per window), called by path.
+      pickle per window), called by path,
 
-Each run is a fresh child process measured with ``os.wait4`` (this process is a Linux child subreaper, so
-every descendant is reaped here: CPU = user + system of the child and all its descendants, pool workers
-included; peak RSS = the largest resident set among them). CPU totals
-include interpreter start-up and imports; the ``net`` column subtracts the CPU of a child that only imports
-the same modules. The pipeline runs on half and on all of the corpus to show that peak RSS per worker does
-not grow with the corpus. Outputs go to a temporary folder that is deleted at the end.
+and the ratio (a) / (c). Each run is a fresh child process measured with ``os.wait4`` (this process is a Linux
+child subreaper, so every descendant is reaped here: CPU = user + system of the child and all its
+descendants, pool workers included; peak RSS = the largest resident set among them). CPU is reported twice:
+with start-up (interpreter and imports) included, and net of it (minus the least CPU of a child that only
+imports the modules the configuration loads, ``_PIPELINE_IMPORTS`` / ``_REFERENCE_IMPORTS``). The pipeline runs on half and on all of
+the corpus to show that peak RSS per worker does not grow with the corpus. With ``--repeat N`` the
+configurations run in N interleaved rounds (so that a change in the machine's load hits all of them) and the
+least-CPU run of each is shown (wall: its least wall). Outputs go to a temporary folder deleted at the end.
 
 usage: python benchmarks/ingest_throughput.py [--root EEGMAT_DIR] [--reference PATH] [--repeat N]
 """
@@ -43,8 +45,10 @@ _PIPELINE = (
     "print(json.dumps({'done': s.n_done, 'worker_rss_mb': s.worker_peak_rss_mb,"
     " 'worker_cpu_s': s.worker_cpu_seconds, 'run_wall_s': s.wall_seconds}))\n"
 )
-_PIPELINE_IMPORTS = "import neurolm_data.ingest, neurolm_data.preprocess, mne.filter, pyedflib, scipy.fft\n"
-_REFERENCE_IMPORTS = "import mne, pickle\n"
+#: What each configuration imports (its start-up): the pipeline's modules (pyarrow for the manifests), and for
+#: the reference MNE plus the submodules its calls load lazily (read_raw_edf, filter/notch/resample).
+_PIPELINE_IMPORTS = "import neurolm_data.ingest, neurolm_data.sources, pyedflib, scipy.fft, pyarrow.parquet\n"
+_REFERENCE_IMPORTS = "import pickle, mne, mne.io.edf.edf, mne.filter, scipy.signal\n"
 
 
 def _become_subreaper() -> None:
@@ -102,7 +106,7 @@ def best(runs: list[dict]) -> dict:
     r = dict(min(runs, key=lambda r: r["cpu_s"]))
     r["wall_s"] = min(x["wall_s"] for x in runs)
     if "run_wall_s" in r:
-        r["run_wall_s"] = min(json.loads(x["stdout"].strip().splitlines()[-1])["run_wall_s"] for x in runs)
+        r["run_wall_s"] = min(x["run_wall_s"] for x in runs)
     return r
 
 
@@ -110,7 +114,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="EEGMAT folder (default: %(default)s)")
     ap.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="reference maker script")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the least-CPU run is shown")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the least-CPU run is shown")
     args = ap.parse_args()
 
     _become_subreaper()
@@ -120,6 +124,7 @@ def main() -> None:
     for f in files:  # warm the page cache so that no configuration pays the first disk read
         f.read_bytes()
     py = sys.executable
+    load0 = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="neurolm-bench-"))
     try:
         half_dir = work / "half"
@@ -128,60 +133,60 @@ def main() -> None:
         for f in half:
             (half_dir / f.name).symlink_to(f.resolve())
         corpora = {"half": (half_dir, eeg_seconds(half), len(half)), "full": (args.root, eeg_seconds(files), len(files))}
-
-        imp_pipe = best([_run([py, "-c", _PIPELINE_IMPORTS]) for _ in range(args.repeat)])
-        imp_ref = best([_run([py, "-c", _REFERENCE_IMPORTS]) for _ in range(args.repeat)])
-
-        results = []
-
-        def pipeline(label: str, corpus: str, workers: int) -> dict:
-            root, secs, n = corpora[corpus]
-            runs = []
-            for i in range(args.repeat):
-                out = work / f"out-{label}-{i}"
-                runs.append(_run([py, "-c", _PIPELINE, str(root), str(out), str(workers)]))
+        configs = [("pipeline, 1 worker", "half", 1), ("pipeline, 2 workers", "half", 2),
+                   ("pipeline, 1 worker", "full", 1), ("pipeline, 2 workers", "full", 2), ("reference", "full", 0)]
+        runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
+        imports: dict[str, list[dict]] = {"pipeline": [], "reference": []}
+        for rnd in range(args.repeat):
+            imports["pipeline"].append(_run([py, "-c", _PIPELINE_IMPORTS]))
+            imports["reference"].append(_run([py, "-c", _REFERENCE_IMPORTS]))
+            for i, (_, corpus, workers) in enumerate(configs):
+                root = corpora[corpus][0]
+                out = work / f"out-{i}-{rnd}"
+                if workers:
+                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers)])
+                    r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
+                    if r["done"] != corpora[corpus][2]:
+                        raise RuntimeError(f"{configs[i]}: {r['done']} recordings done of {corpora[corpus][2]}")
+                else:
+                    r = _run([py, str(args.reference), str(root), str(out)])
+                    r["worker_rss_mb"] = r["rss_mb"]  # one process does all the work
+                runs[i].append(r)
                 shutil.rmtree(out)
-            for x in runs:
-                x.update(json.loads(x["stdout"].strip().splitlines()[-1]))
-            r = best(runs)
-            r.update(label=label, corpus=corpus, files=n, eeg_s=secs, net_cpu_s=r["cpu_s"] - imp_pipe["cpu_s"])
-            results.append(r)
-            return r
-
-        a_half = pipeline("pipeline, 1 worker", "half", 1)
-        b_half = pipeline("pipeline, 2 workers", "half", 2)
-        a = pipeline("pipeline, 1 worker", "full", 1)
-        b = pipeline("pipeline, 2 workers", "full", 2)
-        ref_runs = []
-        for i in range(args.repeat):
-            out = work / f"ref-{i}"
-            ref_runs.append(_run([py, str(args.reference), str(args.root), str(out)]))
-            shutil.rmtree(out)
-        c = best(ref_runs)
-        c.update(label="reference (ref_neurolm_maker.py)", corpus="full", files=len(files),
-                 eeg_s=corpora["full"][1], net_cpu_s=c["cpu_s"] - imp_ref["cpu_s"], worker_rss_mb=c["rss_mb"])
-        results.append(c)
+        start = {k: min(x["cpu_s"] for x in v) for k, v in imports.items()}
+        res = []
+        for i, (label, corpus, workers) in enumerate(configs):
+            r = best(runs[i])
+            secs = corpora[corpus][1]
+            net = r["cpu_s"] - start["pipeline" if workers else "reference"]
+            r.update(label=label, corpus=corpus, eeg_s=secs, net_cpu_s=net, rate=secs / r["cpu_s"],
+                     net_rate=secs / max(net, 1e-9))
+            res.append(r)
+        a_half, b_half, a, b, c = res
 
         print(f"EEGMAT at {args.root}: {len(files)} files, {corpora['full'][1]:.0f} s of EEG "
-              f"(half: {len(half)} files, {corpora['half'][1]:.0f} s); {os.cpu_count()} CPUs; "
-              f"load average {os.getloadavg()[0]:.2f}")
-        print(f"import-only CPU: pipeline {imp_pipe['cpu_s']:.2f} s, reference {imp_ref['cpu_s']:.2f} s")
-        hdr = (f"{'configuration':34s} {'corpus':6s} {'wall s':>7s} {'CPU s':>7s} {'net CPU':>8s} "
-               f"{'EEG s/CPU-s':>12s} {'net':>8s} {'peak RSS MiB':>13s} {'RSS/worker':>11s}")
+              f"(half: {len(half)} files, {corpora['half'][1]:.0f} s); {os.cpu_count()} CPUs; load average "
+              f"(1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, at end "
+              f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print(f"{args.repeat} interleaved round(s); per configuration the least-CPU run (wall: the least wall). "
+              f"Start-up CPU (interpreter + imports, a child that only imports): pipeline {start['pipeline']:.2f} s, "
+              f"reference {start['reference']:.2f} s")
+        hdr = (f"{'configuration':22s} {'corpus':6s} {'wall s':>7s} {'CPU s':>7s} {'EEG-s/CPU-s':>12s} "
+               f"{'net CPU s':>10s} {'EEG-s/net CPU-s':>16s} {'peak RSS MiB':>13s} {'per worker':>11s}")
         print(hdr)
         print("-" * len(hdr))
-        for r in results:
-            print(f"{r['label']:34s} {r['corpus']:6s} {r['wall_s']:7.2f} {r['cpu_s']:7.2f} {r['net_cpu_s']:8.2f} "
-                  f"{r['eeg_s'] / r['cpu_s']:12.0f} {r['eeg_s'] / max(r['net_cpu_s'], 1e-9):8.0f} "
-                  f"{r['rss_mb']:13.0f} {r['worker_rss_mb']:11.0f}")
-        print(f"speed-up vs reference, 1 worker: {(a['eeg_s'] / a['cpu_s']) / (c['eeg_s'] / c['cpu_s']):.1f}x "
-              f"per CPU-second incl. start-up, {(a['eeg_s'] / a['net_cpu_s']) / (c['eeg_s'] / c['net_cpu_s']):.1f}x "
-              f"net of imports; wall {c['wall_s'] / a['wall_s']:.1f}x")
-        print(f"2 workers vs 1: wall speed-up {a['wall_s'] / b['wall_s']:.2f}x (full), "
-              f"{a_half['wall_s'] / b_half['wall_s']:.2f}x (half); run_ingest wall only (no interpreter start-up) "
-              f"{a['run_wall_s'] / b['run_wall_s']:.2f}x (full); CPU ratio {b['cpu_s'] / a['cpu_s']:.2f}")
-        print(f"peak RSS per worker: half {b_half['worker_rss_mb']:.0f} MiB, full {b['worker_rss_mb']:.0f} MiB "
-              f"(2 workers); 1 worker process: half {a_half['rss_mb']:.0f} MiB, full {a['rss_mb']:.0f} MiB")
+        for r in res:
+            print(f"{r['label']:22s} {r['corpus']:6s} {r['wall_s']:7.2f} {r['cpu_s']:7.2f} {r['rate']:12.0f} "
+                  f"{r['net_cpu_s']:10.2f} {r['net_rate']:16.0f} {r['rss_mb']:13.0f} {r['worker_rss_mb']:11.0f}")
+        print(f"pipeline (1 worker) / reference, EEG-s per CPU-s on the full corpus: {a['rate'] / c['rate']:.1f}x "
+              f"with start-up included, {a['net_rate'] / c['net_rate']:.1f}x with start-up excluded "
+              f"(wall {c['wall_s'] / a['wall_s']:.1f}x)")
+        print(f"2 workers vs 1 worker: wall-clock speed-up {a['wall_s'] / b['wall_s']:.2f}x full, "
+              f"{a_half['wall_s'] / b_half['wall_s']:.2f}x half (whole command); run_ingest only "
+              f"{a['run_wall_s'] / b['run_wall_s']:.2f}x full; total CPU 2 workers / 1 worker "
+              f"{b['cpu_s'] / a['cpu_s']:.2f} (full)")
+        print(f"peak RSS per worker, half -> full corpus: 1 worker {a_half['worker_rss_mb']:.0f} -> "
+              f"{a['worker_rss_mb']:.0f} MiB, 2 workers {b_half['worker_rss_mb']:.0f} -> {b['worker_rss_mb']:.0f} MiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -18,7 +18,9 @@ How overlaps are found:
   ``tusz``) shares TUH's anonymised ids (``aaaaaaaa``), other sources are their own namespace (a source class
   may declare ``subject_namespace``).
 - **Signals** are compared three ways, strongest first: (1) ``signal_hash`` equality (the whole decoded
-  input, recordings.parquet); (2) per-channel fingerprints: sha256 of the first ``FINGERPRINT_S`` seconds of
+  input, recordings.parquet: for EDF/BDF its integer samples and per-channel calibration, which determine the
+  decoded µV exactly; docs/architecture.md; both OUTs need ingest's schema version, part of their config);
+  (2) per-channel fingerprints: sha256 of the first ``FINGERPRINT_S`` seconds of
   each stored channel (float32, 200 Hz), keyed by channel name and length: ingest's filters act on each
   channel independently, so the same input channel gives the same stored row whatever other channels a source
   keeps (TUAB keeps 23, TUEG every vocabulary channel; ``tests/test_audit.py`` guards this); flat channels (std below ``FLAT_UV``) are ignored; this

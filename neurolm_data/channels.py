@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 #: NeuroLM ``standard_1020`` (neurolm-spec.md §1.3). Index = position. 136 is the padding slot.
 STANDARD_1020: tuple[str, ...] = (
@@ -89,13 +90,15 @@ class ChannelName:
     reason: str | None = None
 
 
+@lru_cache(maxsize=4096)
 def normalize_channel(raw: str, *, merge_synonyms: bool = False) -> ChannelName:
     """Normalize one channel name to the NeuroLM vocabulary.
 
     Handles ``EEG FP1-REF``, ``EEG Fp1-Ref``, ``EEG Fp1``, ``Fp1.`` (EEGMMIDB pads names with dots),
     ``EEG FP1-LE``, ``FP1-F7`` (bipolar, kept only if the pair is in the vocabulary) and ``EEG F4-M1``.
     Matching is case-insensitive. Never raises: an unmapped channel comes back with ``name=None`` and
-    a ``reason``.
+    a ``reason``. Results are cached (the result is immutable; every recording of a corpus repeats the same
+    few labels).
     """
     s = raw.strip()
     upper = s.upper()

@@ -24,7 +24,7 @@ import numpy as np
 from neurolm_data.channels import ChannelMap, map_channels
 
 if TYPE_CHECKING:
-    from neurolm_data.sources.base import RawSignal
+    from neurolm_data.sources.base import DigitalSamples, RawSignal
 
 # ``neurolm_data.sources`` imports every source module and the sources import this module, so the
 # ``sources.base`` names are imported inside the functions: either package can then be imported first.
@@ -77,57 +77,67 @@ def _select(path: Path, labels: list[str], rates: list[float], units: list[str],
     return cmap, picks, scales, sfreq, dropped
 
 
-def _decode_records(path: Path, r, picks: list[int], scales: list[float], n: int) -> np.ndarray | None:
-    """Decode the picked signals straight from the data records with numpy (EDF int16 / BDF int24).
+def _decode_records(path: Path, r, picks: list[int], scales: list[float], n: int) -> DigitalSamples | None:
+    """Read the picked signals' integer samples straight from the data records with numpy (EDF int16 / BDF
+    int24), with the calibration that decodes them to µV.
 
-    EDFlib's ``readSignal`` walks the file once per channel; this reads each data record once. The file was
-    already validated by ``pyedflib.EdfReader`` (header, size). The physical value is EDFlib's
-    ``bitvalue * (offset + digital)`` with ``bitvalue = (pmax - pmin) / (dmax - dmin)`` and
-    ``offset = pmax / bitvalue - dmax`` (EDF spec, EDFlib ``edflib.c``). Returns None if the header does not
-    list the same non-annotation signals as pyedflib (then the caller uses EDFlib).
+    EDFlib's ``readSignal`` walks the file once per channel and returns float64; this reads the data records
+    in one call and keeps the integers (2 bytes per EDF sample instead of 8). The file was already validated by
+    ``pyedflib.EdfReader`` (header, size). The physical value is EDFlib's ``bitvalue * (offset + digital)``
+    with ``bitvalue = (pmax - pmin) / (dmax - dmin)`` and ``offset = pmax / bitvalue - dmax`` (EDF spec,
+    EDFlib ``edflib.c``); ``gain = bitvalue * scale`` adds the unit's factor to µV. Returns None if the header
+    does not list the same non-annotation signals as pyedflib (then the caller uses EDFlib), or if a
+    calibration is not finite.
     """
+    from neurolm_data.sources.base import DigitalSamples
+
     with open(path, "rb") as f:
         head = f.read(256)
         ns = int(head[252:256].decode("ascii").strip())
         sig = f.read(ns * 256)
-    bdf = head[:1] == b"\xff"
-    bps = 3 if bdf else 2
+        bdf = head[:1] == b"\xff"
+        bps = 3 if bdf else 2
 
-    def field(offset: int, width: int) -> list[str]:
-        base = offset * ns
-        return [sig[base + i * width: base + (i + 1) * width].decode("latin-1").strip() for i in range(ns)]
+        def field(offset: int, width: int) -> list[str]:
+            base = offset * ns
+            return [sig[base + i * width: base + (i + 1) * width].decode("latin-1").strip() for i in range(ns)]
 
-    labels = field(0, 16)
-    # label 16, transducer 80, dimension 8, physical min/max 8+8, digital min/max 8+8, prefilter 80 -> 216
-    nsamp = [int(v) for v in field(216, 8)]
-    signal_idx = [i for i, lab in enumerate(labels) if lab not in ("EDF Annotations", "BDF Annotations")]
-    if len(signal_idx) != r.signals_in_file or ns == 0:
-        return None
-    n_rec = int(r.datarecords_in_file)
-    rec_bytes = sum(nsamp) * bps
-    header_bytes = 256 * (ns + 1)
-    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=header_bytes, shape=(n_rec, rec_bytes))
+        labels = field(0, 16)
+        # label 16, transducer 80, dimension 8, physical min/max 8+8, digital min/max 8+8, prefilter 80 -> 216
+        nsamp = [int(v) for v in field(216, 8)]
+        signal_idx = [i for i, lab in enumerate(labels) if lab not in ("EDF Annotations", "BDF Annotations")]
+        if len(signal_idx) != r.signals_in_file or ns == 0:
+            return None
+        gain = np.empty(len(picks))
+        offset = np.empty(len(picks))
+        for row, (p, scale) in enumerate(zip(picks, scales, strict=True)):
+            pmin, pmax = r.getPhysicalMinimum(p), r.getPhysicalMaximum(p)
+            dmin, dmax = r.getDigitalMinimum(p), r.getDigitalMaximum(p)
+            bitvalue = (pmax - pmin) / (dmax - dmin)
+            offset[row] = pmax / bitvalue - dmax
+            gain[row] = bitvalue * scale
+        if not (np.isfinite(gain).all() and np.isfinite(offset).all()):
+            return None
+        n_rec = int(r.datarecords_in_file)
+        # all data records in one read (the file position is at the end of the header), then a gather per channel
+        raw = np.empty((n_rec, sum(nsamp) * bps), dtype=np.uint8)
+        if f.readinto(memoryview(raw).cast("B")) != raw.nbytes:
+            return None
     starts = np.concatenate([[0], np.cumsum(nsamp)])[:-1] * bps
-    data = np.empty((len(picks), n), dtype=np.float64)
-    for row, (p, scale) in enumerate(zip(picks, scales, strict=True)):
+    samples = np.empty((len(picks), n), dtype=np.int32 if bdf else np.int16)
+    for row, p in enumerate(picks):
         h = signal_idx[p]
         block = raw[:, starts[h]:starts[h] + nsamp[h] * bps]
         if bdf:
             b = block.reshape(-1, 3)[:n].astype(np.int32)
             dig = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-            dig = np.where(dig >= 1 << 23, dig - (1 << 24), dig)
+            samples[row] = np.where(dig >= 1 << 23, dig - (1 << 24), dig)
+        elif n == n_rec * nsamp[h]:  # one copy, record by record, into the channel's row
+            samples[row].reshape(n_rec, nsamp[h])[...] = block.view("<i2")
         else:
-            dig = np.ascontiguousarray(block).view("<i2").reshape(-1)[:n]
-        pmin, pmax = r.getPhysicalMinimum(p), r.getPhysicalMaximum(p)
-        dmin, dmax = r.getDigitalMinimum(p), r.getDigitalMaximum(p)
-        bitvalue = (pmax - pmin) / (dmax - dmin)
-        offset = pmax / bitvalue - dmax
-        out = data[row]
-        out[:] = dig
-        out += offset
-        out *= bitvalue * scale
+            samples[row] = block.view("<i2").reshape(-1)[:n]
     del raw
-    return data
+    return DigitalSamples(samples, gain, offset)
 
 
 def read_edf(
@@ -149,7 +159,9 @@ def read_edf(
     Returns:
         ``RawSignal`` with ``data`` float64 (n_kept, n_samples) in µV, ``ch_names`` the raw labels of the kept
         channels, ``sfreq`` the EEG rate, ``dropped`` every other channel with its reason, ``meta`` with the
-        reader and file type.
+        reader and file type. When the data records were read as integers (the usual case), the signal holds
+        them as ``digital`` (int16/int32 samples, per-channel gain and offset) and ``data`` is decoded from
+        them on first access, with the same arithmetic as EDFlib.
 
     Raises:
         RecordingError: missing, empty, truncated or corrupt file; unreadable annotations (when asked for);
@@ -190,8 +202,8 @@ def read_edf(
         units = [r.getPhysicalDimension(i) for i in range(n_sig)]
         _, picks, scales, sfreq, dropped = _select(path, labels, rates, units, channels, merge_synonyms)
         n = min(int(r.getNSamples()[p]) for p in picks)
-        data = _decode_records(path, r, picks, scales, n)
-        if data is None:  # header layout not understood by the fast path: EDFlib per channel
+        data, digital = None, _decode_records(path, r, picks, scales, n)
+        if digital is None:  # header layout not understood by the fast path: EDFlib per channel
             data = np.empty((len(picks), n), dtype=np.float64)
             for row, (p, scale) in enumerate(zip(picks, scales, strict=True)):
                 data[row] = r.readSignal(p, 0, n)
@@ -209,9 +221,9 @@ def read_edf(
         raise RecordingError(path, f"cannot decode EDF signals: {type(e).__name__}: {e}") from None
     finally:
         r.close()
-    if not np.isfinite(data).all():
-        raise RecordingError(path, "EDF decodes to non-finite samples")
-    return RawSignal(data=data, ch_names=[labels[p] for p in picks], sfreq=sfreq, events=events,
+    if data is not None and not np.isfinite(data).all():  # integer samples with a finite calibration are
+        raise RecordingError(path, "EDF decodes to non-finite samples")  # finite by construction
+    return RawSignal(data=data, digital=digital, ch_names=[labels[p] for p in picks], sfreq=sfreq, events=events,
                      dropped=dropped, meta=meta)
 
 

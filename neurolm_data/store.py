@@ -15,11 +15,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: Folder (relative to OUT) of the per-recording arrays and their JSON sidecars.
 RECORDINGS_DIR = "recordings"
@@ -83,6 +84,8 @@ def write_npy_atomic(path: str | Path, array: np.ndarray) -> None:
 
 def write_parquet_atomic(path: str | Path, table: pa.Table) -> None:
     """Write ``table`` with the fixed ``PARQUET_OPTIONS`` atomically (byte-identical for equal tables)."""
+    import pyarrow.parquet as pq  # here, not at import: ingest workers write no Parquet
+
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 

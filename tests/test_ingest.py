@@ -77,6 +77,31 @@ def test_workload_manifest_follows_the_contract(eegmat_dir, tmp_path):
     assert cfg["config"]["preprocess"]["notch_hz"] == 50.0 and cfg["config"]["source"] == "workload"
 
 
+def test_signal_hash_is_the_integer_samples_and_their_calibration(eegmat_dir, tmp_path):
+    # docs/architecture.md: for an EDF read as integers, signal_hash = sha256(int16 samples of the kept channels,
+    # then per-channel gain and offset as float64), which determine the decoded µV exactly
+    import hashlib
+
+    from neurolm_data.readers import read_edf
+
+    root = link_files(eegmat_dir, tmp_path / "eegmat", ("Subject03_2.edf",))
+    run_ingest("workload", root, tmp_path / "out")
+    rec = pq.read_table(tmp_path / "out" / "recordings.parquet").to_pylist()[0]
+    sig = read_edf(eegmat_dir / "Subject03_2.edf", channels=WORKLOAD_CHANNELS)
+    d = sig.digital
+    blob = d.samples.astype("<i2").tobytes() + d.gain.astype("<f8").tobytes() + d.offset.astype("<f8").tobytes()
+    assert rec["signal_hash"] == hashlib.sha256(blob).hexdigest() == d.sha256()
+    edf = pyedflib.EdfReader(str(eegmat_dir / "Subject03_2.edf"))
+    labels = [lab.strip() for lab in edf.getSignalLabels()]
+    decoded = d.decode()
+    for row, name in enumerate(sig.ch_names):
+        np.testing.assert_array_equal(decoded[row], edf.readSignal(labels.index(name)))
+    edf.close()
+    # reading .data materializes the float64 signal; from then on it is the signal (digital is dropped)
+    np.testing.assert_array_equal(sig.data, decoded)
+    assert sig.digital is None and sig.n_samples == decoded.shape[1]
+
+
 @pytest.mark.parametrize("mp_context", [None, "forkserver"])  # default (fork on Linux) and a pickling method
 def test_manifests_identical_for_one_and_two_workers(eegmat_dir, tmp_path, mp_context):
     root = link_files(eegmat_dir, tmp_path / "eegmat", SUBSET)

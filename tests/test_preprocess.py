@@ -119,3 +119,69 @@ def test_padding_is_mnes_reflect_limited(n, left, right):
     buf[:, left:left + n] = x
     _reflect_into(buf, left, n)
     np.testing.assert_array_equal(buf, _smart_pad(x, np.array([left, right]), "reflect_limited"))
+
+
+@pytest.mark.parametrize("sfreq", [160.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0])
+@pytest.mark.parametrize(("l_freq", "h_freq", "notch"), [(0.1, 75.0, 50.0), (0.1, 75.0, 60.0), (0.5, 40.0, 0.0),
+                                                          (1.0, 70.0, 60.0)])
+def test_fir_kernels_are_mnes_create_filter(sfreq, l_freq, h_freq, notch):
+    # the fast engine designs MNE's kernels in numpy (no MNE / scipy.signal import in a worker): same numbers
+    from mne.filter import create_filter
+
+    from neurolm_data.preprocess import fir_kernels
+
+    ks = fir_kernels(sfreq, l_freq, h_freq, notch)
+    np.testing.assert_array_equal(ks[0], create_filter(None, sfreq, l_freq, h_freq, fir_design="firwin",
+                                                       verbose="error"))
+    assert len(ks) == (2 if notch else 1)
+    if notch:
+        width, tb_2 = notch / 200.0, 0.5
+        lows, highs = notch - width / 2.0 - tb_2, notch + width / 2.0 + tb_2
+        np.testing.assert_array_equal(ks[1], create_filter(None, sfreq, l_freq=highs, h_freq=lows,
+                                                           l_trans_bandwidth=tb_2, h_trans_bandwidth=tb_2,
+                                                           fir_design="firwin", verbose="error"))
+
+
+def test_integer_samples_go_straight_to_float32(eegmat_dir):
+    # ingest hands the EDF's int16 samples + calibration to the fast engine; same output as the decoded signal
+    sig = read_edf(eegmat_dir / "Subject07_2.edf")
+    assert sig.digital is not None and sig.digital.samples.dtype == np.int16
+    cfg = PreprocessConfig().resolved(50.0)
+    from_int = preprocess(sig.digital, sig.sfreq, cfg)
+    from_float = preprocess(sig.digital.decode(), sig.sfreq, cfg)
+    scale = np.sqrt(np.mean(from_float.astype(np.float64) ** 2, axis=1, keepdims=True))
+    assert np.abs(from_int - from_float).max(axis=1, keepdims=True).max() < 1e-5 * scale.min()
+    assert_equivalent(from_int, preprocess(sig.digital, sig.sfreq, PreprocessConfig(engine="mne").resolved(50.0)))
+
+
+@pytest.mark.parametrize(("sfreq", "n"), [(500.0, 31000), (500.0, 40000), (500.0, 91000), (250.0, 31000),
+                                          (512.0, 31000)])
+def test_warp_plan_error_bound_holds_for_pure_tones(sfreq, n):
+    # The "warp" plan reaches MNE's grid by a Taylor expansion whose error bound (_WARP_TOL) holds for any
+    # spectrum; pure tones up to the low-pass stop edge are the worst case, not real EEG.
+    from neurolm_data.preprocess import _WARP_TOL, _fast_plan
+
+    plan = _fast_plan(n, sfreq, 0.1, 75.0, 60.0, 200.0)
+    assert plan.kind == "warp" and plan.coeffs is not None and len(plan.coeffs) >= 1
+    t = np.arange(n) / sfreq
+    tones = [5.0, 20.0, 45.0, 70.0, 75.0, 80.0, 90.0]
+    x = np.stack([100.0 * np.sin(2 * np.pi * f * t + i) for i, f in enumerate(tones)])
+    fast = preprocess(x, sfreq, PreprocessConfig().resolved(60.0))[:, 400:-400].astype(np.float64)
+    ref = preprocess(x, sfreq, PreprocessConfig(engine="mne").resolved(60.0))[:, 400:-400].astype(np.float64)
+    rel = np.sqrt(np.mean((fast - ref) ** 2, axis=1)) / np.sqrt(np.mean(ref**2, axis=1))
+    assert rel.max() <= _WARP_TOL, dict(zip(tones, rel, strict=True))
+
+
+def test_circular_padding_is_rolled_reflect_limited():
+    # the fast engine pads around data placed at any offset of a circular buffer: _smart_pad's output, rolled
+    from mne.cuda import _smart_pad
+
+    from neurolm_data.preprocess import _reflect_into
+
+    for n, left, right, at in [(10, 15, 20, 4), (10, 3, 4, 0), (31000, 17268, 17268, 9000), (5, 7, 2, 7)]:
+        x = np.random.default_rng(n + at).standard_normal((2, n)).astype(np.float32)
+        buf = np.full((2, left + n + right), np.nan, dtype=np.float32)
+        buf[:, at:at + n] = x
+        _reflect_into(buf, left, n, at=at)
+        np.testing.assert_array_equal(buf, np.roll(_smart_pad(x, np.array([left, right]), "reflect_limited"),
+                                                   at - left, axis=1))

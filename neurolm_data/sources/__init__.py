@@ -7,6 +7,7 @@ module name to ``_MODULES``.
 from importlib import import_module
 
 from neurolm_data.sources.base import (
+    DigitalSamples,
     Event,
     RawSignal,
     RecordingError,
@@ -42,6 +43,7 @@ for _m in _MODULES:
             raise
 
 __all__ = [
+    "DigitalSamples",
     "Event",
     "RawSignal",
     "RecordingError",

@@ -18,8 +18,8 @@ TUH_NAME = re.compile(r"^(?P<subject>[A-Za-z0-9]+)_(?P<session>s\d+)_(?P<run>t\d
 
 
 def duration_s(sig: RawSignal) -> float:
-    """Signal duration in seconds: ``n_samples / sfreq``."""
-    return sig.data.shape[1] / sig.sfreq
+    """Signal duration in seconds: ``n_samples / sfreq`` (does not decode integer samples)."""
+    return sig.n_samples / sig.sfreq
 
 
 def require_channels(path: Path, sig: RawSignal, wanted: tuple[str, ...], corpus: str) -> RawSignal:

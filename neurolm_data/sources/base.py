@@ -8,6 +8,7 @@ second), ``read`` turns one into a ``RawSignal`` (µV, native sfreq), and everyt
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -75,12 +76,59 @@ class RecordingRef:
         return safe_key("_".join(p for p in parts if p))
 
 
-@dataclass
+@dataclass(frozen=True)
+class DigitalSamples:
+    """Integer samples of a recording's kept channels as stored in the file, with their calibration.
+
+    The physical signal is ``µV = (samples + offset[:, None]) * gain[:, None]`` (EDF spec: the digital value
+    plus EDFlib's offset ``pmax / bitvalue - dmax``, times ``bitvalue = (pmax - pmin) / (dmax - dmin)`` and the
+    unit's factor to µV). Readers that decode integer samples themselves (``readers.read_edf``) hand these to
+    ``RawSignal`` so that ingest can hash and preprocess the recording without a float64 copy.
+
+    Attributes:
+        samples: C-contiguous int16 (EDF) or int32 (BDF, sign-extended int24) array (n_channels, n_samples).
+        gain: float64 (n_channels,), µV per digital unit.
+        offset: float64 (n_channels,), digital units added before scaling.
+    """
+
+    samples: np.ndarray
+    gain: np.ndarray
+    offset: np.ndarray
+
+    def decode(self) -> np.ndarray:
+        """float64 (n_channels, n_samples) µV: ``(samples + offset) * gain`` per channel, in that order."""
+        out = np.empty(self.samples.shape, dtype=np.float64)
+        for row in range(out.shape[0]):
+            o = out[row]
+            o[:] = self.samples[row]
+            o += self.offset[row]
+            o *= self.gain[row]
+        return out
+
+    def take(self, rows: list[int]) -> DigitalSamples:
+        """The channels ``rows``, in that order."""
+        return DigitalSamples(np.ascontiguousarray(self.samples[rows]), self.gain[rows], self.offset[rows])
+
+    def sha256(self) -> str:
+        """Hex sha256 of the samples' C-order little-endian bytes, then ``gain`` and ``offset`` as float64 LE.
+
+        These determine the decoded µV signal exactly (``decode``); this is the ``signal_hash`` of a recording
+        read from integer samples (docs/architecture.md).
+        """
+        h = hashlib.sha256(memoryview(np.ascontiguousarray(self.samples, self.samples.dtype.newbyteorder("<")))
+                           .cast("B"))
+        h.update(np.ascontiguousarray(self.gain, "<f8").tobytes())
+        h.update(np.ascontiguousarray(self.offset, "<f8").tobytes())
+        return h.hexdigest()
+
+
 class RawSignal:
     """One recording as read from disk, before preprocessing.
 
     Attributes:
-        data: float64 array (n_channels, n_samples) in µV.
+        data: float64 array (n_channels, n_samples) in µV. A reader may give ``digital`` instead; ``data`` is
+            then decoded from it on first access, and from that moment ``data`` is the signal (a source may
+            change it) and ``digital`` is None. Assigning ``data`` also clears ``digital``.
         ch_names: channel names as written in the file (``len == n_channels``).
         sfreq: sampling frequency in Hz (all channels share it; readers resample or drop odd-rate
             channels such as TUH's 1-Hz IBI/BURSTS/SUPPR and say so in ``dropped``).
@@ -88,14 +136,51 @@ class RawSignal:
         dropped: ``(raw channel name, reason)`` for channels the reader itself skipped.
         meta: header facts learned while reading (reader used, file type, ...), JSON-serializable; ingest
             stores them in the manifest's ``extra`` column under ``"reader"``.
+        digital: the integer samples and calibration that ``data`` decodes from, while ``data`` has not been
+            materialized; else None.
     """
 
-    data: np.ndarray
-    ch_names: list[str]
-    sfreq: float
-    events: list[Event] = field(default_factory=list)
-    dropped: list[tuple[str, str]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, data: np.ndarray | None = None, ch_names: list[str] | None = None, sfreq: float = 0.0,
+                 events: list[Event] | None = None, dropped: list[tuple[str, str]] | None = None,
+                 meta: dict[str, Any] | None = None, *, digital: DigitalSamples | None = None):
+        if (data is None) == (digital is None):
+            raise ValueError("RawSignal needs exactly one of data (float64 µV) and digital (integer samples)")
+        self._data = data
+        self._digital = digital
+        self.ch_names = list(ch_names or [])
+        self.sfreq = sfreq
+        self.events = list(events or [])
+        self.dropped = list(dropped or [])
+        self.meta = dict(meta or {})
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data, self._digital = self._digital.decode(), None
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._data, self._digital = value, None
+
+    @property
+    def digital(self) -> DigitalSamples | None:
+        return self._digital
+
+    @property
+    def n_channels(self) -> int:
+        """Channels, without decoding."""
+        return (self._data if self._data is not None else self._digital.samples).shape[0]
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per channel, without decoding."""
+        return (self._data if self._data is not None else self._digital.samples).shape[1]
+
+    def __repr__(self) -> str:
+        kind = "digital" if self._data is None else "float64"
+        return (f"RawSignal({self.n_channels} x {self.n_samples} {kind}, sfreq={self.sfreq:g}, "
+                f"ch_names={self.ch_names}, events={len(self.events)}, dropped={len(self.dropped)})")
 
 
 class Source(ABC):
