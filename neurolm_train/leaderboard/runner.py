@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from neurolm_train.leaderboard import store
 from neurolm_train.leaderboard.baselines import Fit, fit_bandpower, fit_chance
-from neurolm_train.leaderboard.config import DataConfig, ModelSpec, config_hash, config_payload
+from neurolm_train.leaderboard.config import DataConfig, ModelSpec, config_payload, stable_hash
 from neurolm_train.leaderboard.neurolm import clear_run_dir, fit_neurolm
 from neurolm_train.leaderboard.provenance import code_version
 from neurolm_train.leaderboard.scoring import metric_names, score_all
@@ -113,7 +113,8 @@ class Outcome:
 def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False) -> Outcome:
     """Fit ``spec`` on ``ctx`` (task, seed) unless a current record exists; store and return the outcome."""
     task, seed = ctx.manifest.task, ctx.seed
-    chash = config_hash(spec, ctx.data)
+    payload = config_payload(spec, ctx.data)  # hashes an input checkpoint once
+    chash = stable_hash(payload)
     old = store.load_record(store.record_dir(results, task, spec.name, seed))
     if not force and store.is_current(old, chash, ctx.manifest.manifest_hash):
         meta = old.meta  # type: ignore[union-attr]
@@ -138,7 +139,7 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
         raise ValueError(f"{spec.name}: non-finite test probabilities")
     scores = score_all(test.y, fit.test_prob)
     meta = {
-        **config_payload(spec, ctx.data),
+        **payload,
         "task": task,
         "seed": seed,
         "config_hash": chash,

@@ -117,7 +117,7 @@ def paired_wilcoxon(a: dict[str, float], b: dict[str, float], metric: str) -> Pa
     else:
         res = wilcoxon(va, vb, zero_method="wilcox", alternative="two-sided")
         stat, p, note = float(res.statistic), float(res.pvalue), ""
-    if min_p > 0.05:
+    if min_p > 0.05 and n > 0:
         note = (note + "; " if note else "") + f"{n} non-zero pairs cannot reach p<0.05 (min p={min_p:.3f})"
     return Paired(metric, tuple(common), tuple(va.tolist()), tuple(vb.tolist()), stat, p,
                   float(np.median(d)), min_p, note)
