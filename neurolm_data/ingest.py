@@ -527,6 +527,7 @@ def run_ingest(
         # starts its refresh thread, so no thread of ours is ever forked.
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
         futures = {pool.submit(ingest_one, ref, config, str(root), str(out)): ref for ref in todo}
+        manifest_schemas()  # imports pyarrow while the workers run, not after them (the manifests need it)
     with prog:
         if pool is None:
             cpu0 = _process_usage()[1]
