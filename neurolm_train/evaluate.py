@@ -166,7 +166,8 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
         frames.append(pl.DataFrame(rows).with_columns(pl.lit(split).alias("split")))
     result = {
         "scores": scores, "checkpoint": str(ckpt_path), "stage": ck["stage"], "step": ck["step"],
-        "selection": {"rule": "best mean val balanced accuracy during training (train.validate)",
+        "selection": {"rule": "best mean val balanced accuracy during training, ties broken by mean val AUROC "
+                               "(binary) / kappa (multiclass) (train.validate)",
                       "record": ck.get("best")},
         "scoring": "answer-option log-likelihood -> softmax probabilities" + (" + greedy generation" if generate else ""),
         "config": ck["config"], "config_hash": ck.get("config_hash", config_hash(cfg)),

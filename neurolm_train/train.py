@@ -152,7 +152,8 @@ def _mean_over_ranks(sums: dict[str, float], n: int, device: torch.device) -> di
 def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, device: torch.device) -> dict:
     """Validation record of the stage on the ``val`` split. ``vq``/``pretrain``: mean losses over at most
     ``val_limit`` evenly spaced windows (score = -loss); ``instruct``: ``evaluate.score_split`` on
-    ``val_tasks`` (score = mean balanced accuracy). Returns ``{"score": float, ...}``; higher is better."""
+    ``val_tasks`` (score = mean balanced accuracy; ties broken by ``tiebreak`` = mean AUROC (binary) or
+    kappa (multiclass)). Returns ``{"score": float, ...}``; higher is better."""
     tasks = cfg.data.val_tasks or cfg.data.tasks
     was_training = stage.training
     stage.eval()
@@ -162,7 +163,9 @@ def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, devi
 
             res = score_split(stage.model, discover(cfg.data.shards, tasks, "val"), cfg, device, rank, world)
             baccs = [m["bacc"] for m in res["scores"].values()]
-            return {"score": float(np.mean(baccs)), "val": res["scores"]}
+            ranks = [m.get("auroc", m.get("kappa", float("nan"))) for m in res["scores"].values()]
+            tie = float(np.nanmean(ranks)) if np.isfinite(ranks).any() else 0.0
+            return {"score": float(np.mean(baccs)), "tiebreak": tie, "val": res["scores"]}
         sums: dict[str, float] = {}
         n = 0
         with torch.no_grad(), autocast(cfg, device):
@@ -248,7 +251,7 @@ def train(cfg: RunConfig) -> Path:
         rec = validate(stage, cfg, rank, world, device)
         logger.write({"step": step, "kind": "val", **rec})
         logger.print(f"step {step}: val score {rec['score']:.4f}")
-        if best is None or rec["score"] > best["score"]:
+        if best is None or (rec["score"], rec.get("tiebreak", 0.0)) > (best["score"], best.get("tiebreak", 0.0)):
             best = {"step": step, **rec}
             save(out / "best.pt")
 

@@ -68,7 +68,7 @@ def test_checkpoint_was_selected_on_validation(results: Path):
     vals = [r for r in map(json.loads, (results / "ins" / "metrics.jsonl").read_text().splitlines())
             if r.get("kind") == "val"]
     assert [v["step"] for v in vals] == [20, 40]
-    best = max(vals, key=lambda v: v["score"])
+    best = max(vals, key=lambda v: (v["score"], v["tiebreak"]))  # first of equal records wins
     res = json.loads((results / "eval" / "results.json").read_text())
     assert res["selection"]["record"]["step"] == best["step"] == res["step"]
     assert res["selection"]["record"]["val"]["workload"]["n"] == 96

@@ -25,7 +25,8 @@ def chain(workload_out: Path, pretrain_out: Path, tmp_path_factory: pytest.TempP
     corpus = write_corpus(root / "corpus.txt")
     pre = pretrain_out / "shards"
     runs = {s: root / s for s in ("vq", "pretrain", "instruct")}
-    train(tiny("vq", runs["vq"], pre, corpus, ["pretrain"], 2, steps=STEPS))
+    # 12 steps need a larger step than tiny's 1e-3 (chosen to keep the codebook alive in long runs)
+    train(tiny("vq", runs["vq"], pre, corpus, ["pretrain"], 2, steps=STEPS, optim={"lr": 3e-3, "min_lr": 3e-4}))
     train(tiny("pretrain", runs["pretrain"], pre, corpus, ["pretrain"], 2, steps=STEPS, eval_every=STEPS // 2,
                init=str(runs["vq"] / "ckpt.pt")))
     train(tiny("instruct", runs["instruct"], workload_out / "shards", corpus, ["workload"], 8, steps=STEPS,
