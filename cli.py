@@ -7,6 +7,7 @@ Both are typer apps. Commands are thin: they parse options, build the typed conf
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 
@@ -400,6 +401,33 @@ def leaderboard_show_cmd(
         console.print(f"[bold red]leaderboard show failed[/]: {e}")
         raise typer.Exit(1) from None
     console.print(f"Markdown: {md}\nPNG: {chart}")
+
+
+# ---------------------------------------------------------------- neurolm-train pipeline (the main job)
+@train_app.command("pipeline")
+def pipeline_cmd(
+    root: str = typer.Option(None, "--root", help="EEGMAT folder (SubjectNN_{1,2}.edf); default $NEUROLM_EEGMAT."),
+    out: str = typer.Option("out/workload", "--out", "-o", help="Output folder: recordings, manifests, shards, leaderboard."),
+    download: bool = typer.Option(False, "--download", help="Fetch EEGMAT 1.0.0 from PhysioNet once (SHA-256 checked)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated leaderboard seeds (the README table uses 0,1,2)."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="Leaderboard row(s) (default: all built-in rows)."),
+    workers: int = typer.Option(2, "--workers", "-j", help="Ingest processes."),
+) -> None:
+    """The main job: EEGMAT -> ingest -> split -> shard -> leaderboard (baselines + NeuroLM tiny) -> tables."""
+    from rich.console import Console
+
+    from neurolm_train.pipeline import resolve_eegmat_root, run_pipeline
+
+    console = Console()
+    try:
+        eegmat = resolve_eegmat_root(root, download)
+        res = run_pipeline(eegmat, Path(out), seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
+                           models=tuple(model) if model else None, workers=workers, console=console)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        console.print(f"[bold red]pipeline failed[/]: {e}")
+        raise typer.Exit(1) from None
+    if res.n_failed:
+        console.print(f"[yellow]{res.n_failed} recording(s) failed to ingest; see {out}/ledger.parquet[/]")
 
 
 

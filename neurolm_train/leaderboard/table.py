@@ -167,8 +167,9 @@ def build_leaderboard(
 
     ``tasks``: restrict to these; default = tasks with records plus tasks with reported rows.
     ``reported_dir``: folder of reported TOML files (``None`` = no reported rows). ``compare``: pairs of
-    computed model names to test on every task that has both; default = every pair of computed rows
-    except chance-vs-chance.
+    computed model names to test on every task that has both (ValueError with fewer than 2 common test
+    subjects); default = every pair of computed rows except chance-vs-chance, leaving out pairs with fewer
+    than 2 common test subjects (no paired test exists there).
     ``n_resamples``/``seed``: the subject bootstrap (deterministic for a given seed).
     """
     out_dir = Path(out_dir)
@@ -231,5 +232,7 @@ def _comparisons(board: Leaderboard, groups: dict[tuple[str, str], list[Record]]
             for name in (a, b):
                 recs = [r for r in groups[(task, name)] if str(r.path) in computed[name].evidence["records"]]
                 scores.append(subject_scores([r.probabilities() for r in recs], metric))
+            if compare is None and len(set(scores[0]) & set(scores[1])) < 2:
+                continue  # default pairs: a paired test needs >= 2 common test subjects; asked-for pairs raise
             out.append(Comparison(task, a, b, paired_wilcoxon(scores[0], scores[1], metric)))
     return out

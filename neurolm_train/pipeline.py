@@ -1,0 +1,128 @@
+"""The main job: the whole pipeline on the default dataset (EEGMAT = NeuroLM's Workload task), one call.
+
+ingest (``workload`` source) -> split (``workload`` protocol: Subject00-25 / 26-30 / 31-35, spec §2.6) ->
+shard (``workload`` task: last 60 s, 4-s windows, 2-s stride) -> leaderboard run (chance, band power +
+logistic regression, a small supervised net, NeuroLM ``tiny`` through vq -> pretrain -> instruct) ->
+leaderboard show (rich table, Markdown, PNG). Every step is resumable: re-running skips finished
+recordings, identical shards and current leaderboard records, so an interrupted run continues where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Training budget of the NeuroLM ``tiny`` row in the main job and the README leaderboard (CPU): the
+#: tokenizer and the autoregressive stage see the Workload train windows 3 times, instruction tuning 5
+#: times, validated once per epoch (94 steps of 16 windows); ``best.pt`` = best val balanced accuracy.
+NEUROLM_TINY_BUDGET: tuple[str, ...] = (
+    "vq_epochs=3", "pretrain_epochs=3", "instruct_epochs=5", "instruct_eval_every=94",
+)
+
+#: Environment variable naming a local EEGMAT folder (``SubjectNN_{1,2}.edf``).
+EEGMAT_ENV = "NEUROLM_EEGMAT"
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Where the main job left its outputs: the ingest/shard folder and the leaderboard files."""
+
+    out: Path
+    n_failed: int
+    n_windows: int
+    markdown: Path
+    png: Path
+    wall_s: float
+
+
+def resolve_eegmat_root(root: str | Path | None, download: bool = False) -> Path:
+    """The EEGMAT folder: ``root``, else ``$NEUROLM_EEGMAT``, else (with ``download``) a verified download.
+
+    Raises:
+        FileNotFoundError: no folder given, none in the environment, and no download asked for.
+    """
+    if root is None:
+        root = os.environ.get(EEGMAT_ENV)
+    if root is None and download:
+        from neurolm_data.download import fetch_eegmat
+
+        return fetch_eegmat(progress=True)
+    if root is None:
+        raise FileNotFoundError(
+            f"no EEGMAT folder: pass --root DIR, set {EEGMAT_ENV}, or add --download (PhysioNet, SHA-256 checked)"
+        )
+    root = Path(root)
+    if not any(root.glob("Subject*_*.edf")):
+        raise FileNotFoundError(f"{root}: no SubjectNN_{{1,2}}.edf files (the EEGMAT release layout)")
+    return root
+
+
+def run_pipeline(
+    root: Path,
+    out: Path,
+    *,
+    seeds: tuple[int, ...] = (0,),
+    models: tuple[str, ...] | None = None,
+    workers: int = 2,
+    n_boot: int = 1000,
+    console=None,
+) -> PipelineResult:
+    """Run the whole pipeline on EEGMAT into ``out`` and render the Workload leaderboard.
+
+    Args:
+        root: the EEGMAT folder. out: output folder (recordings, manifests, shards, ``leaderboard/``).
+        seeds: leaderboard seeds per row. models: row names (default: every built-in row).
+        workers: ingest processes. n_boot: subject-bootstrap resamples for the 95% CIs.
+
+    Returns:
+        A ``PipelineResult``. Failed recordings are reported and skipped (they do not stop the run).
+    """
+    from rich.console import Console
+
+    from neurolm_data.ingest import run_ingest
+    from neurolm_data.shard import run_shard
+    from neurolm_data.split import run_split
+    from neurolm_train.leaderboard.config import DataConfig, parse_sets, resolve_models
+    from neurolm_train.leaderboard.render import print_rich, to_markdown, to_png
+    from neurolm_train.leaderboard.runner import run_leaderboard
+    from neurolm_train.leaderboard.table import build_leaderboard
+
+    console = console or Console()
+    out = Path(out)
+    t0 = time.perf_counter()
+
+    console.rule("1/5 ingest")
+    summary = run_ingest("workload", root, out, workers=workers, progress=True)
+    console.print(summary.line())
+    console.rule("2/5 split")
+    run_split(out, "workload")
+    console.rule("3/5 shard")
+    shards = run_shard(out, "workload")
+    n_windows = sum(s["samples"] for s in shards.manifest["shards"])
+    console.print(f"{n_windows} windows in {len(shards.manifest['shards'])} shards under {out / 'shards' / 'workload'}")
+
+    console.rule("4/5 leaderboard run")
+    budget = not models or "neurolm-tiny" in models
+    sets = parse_sets([f"neurolm-tiny.{item}" for item in NEUROLM_TINY_BUDGET] if budget else [])
+    specs = resolve_models(list(models) if models else None, sets, None)
+    run_leaderboard(
+        out, specs, seeds, ["workload"], None, DataConfig(None), False,
+        log=lambda o: console.print(
+            f"{o.model:18s} seed {o.seed}: {o.status:8s} {o.wall_s:7.1f} s  "
+            + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())
+        ),
+    )
+
+    console.rule("5/5 leaderboard show")
+    results = out / "leaderboard"
+    board = build_leaderboard(out, results, tasks=["workload"], n_resamples=n_boot)
+    print_rich(board, console)
+    md = results / "leaderboard.md"
+    md.write_text(to_markdown(board))
+    png = to_png(board, results / "leaderboard.png")
+    wall = time.perf_counter() - t0
+    console.print(f"Markdown: {md}\nPNG: {png}\nwall time: {wall:.0f} s")
+    return PipelineResult(out, summary.n_failed, n_windows, md, png, wall)
