@@ -9,6 +9,7 @@ majority (TUH's 1-Hz ``IBI``/``BURSTS``/``SUPPR``) and non-EEG channels are drop
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ from neurolm_data.readers import read_edf
 from neurolm_data.sources.base import RawSignal, RecordingRef, Source, register_source, safe_key
 
 _SUFFIXES = {".edf", ".bdf"}
-_OPTIONS = {"notch_hz", "annotations", "merge_synonyms"}
+_OPTIONS = {"notch_hz", "annotations", "merge_synonyms", "subject_regex"}
 
 
 def _as_bool(v: Any) -> bool:
@@ -39,6 +40,11 @@ class EdfSource(Source):
         annotations: read EDF+ annotations into events (default true); an unreadable annotation channel then
             fails the recording.
         merge_synonyms: map T3/T4/T5/T6 to T7/T8/P7/P8 (default false, as the official code, spec §9.25).
+        subject_regex: a regular expression searched in the file stem whose group ``subject`` (or first group)
+            is the subject, e.g. ``(?P<subject>Subject\\d+)_`` for EEGMAT, so that a person's recordings share
+            one subject and subject-level splits keep them together. The run is then the whole stem (recording
+            ids stay unique). Without it the subject is the stem. A stem that does not match raises
+            ``ValueError`` naming the file (discovery must not silently split a person).
     """
 
     name: ClassVar[str] = "edf"
@@ -57,6 +63,21 @@ class EdfSource(Source):
             self.mains_hz = float(options["notch_hz"])
         self.annotations = _as_bool(options.get("annotations", True))
         self.merge_synonyms = _as_bool(options.get("merge_synonyms", False))
+        pattern = options.get("subject_regex")
+        try:
+            self.subject_regex = re.compile(pattern) if pattern else None
+        except re.error as e:
+            raise ValueError(f"source 'edf': subject_regex {pattern!r} is not a regular expression: {e}") from None
+
+    def _subject_run(self, path: Path) -> tuple[str, str]:
+        """(subject, run) of a file: the stem and "" by default, or the ``subject_regex`` match and the stem."""
+        if self.subject_regex is None:
+            return safe_key(path.stem), ""
+        m = self.subject_regex.search(path.stem)
+        if m is None:
+            raise ValueError(f"{path}: file name does not match subject_regex {self.subject_regex.pattern!r}")
+        subject = m.group("subject") if "subject" in self.subject_regex.groupindex else m.group(1 if m.groups() else 0)
+        return safe_key(subject), safe_key(path.stem)
 
     def discover(self, root: Path) -> list[RecordingRef]:
         """Every EDF/BDF under ``root``, sorted by relative path. Reads no data."""
@@ -70,9 +91,10 @@ class EdfSource(Source):
         refs = []
         for p in files:
             folder = p.parent.relative_to(root).as_posix()
+            subject, run = self._subject_run(p)
             refs.append(RecordingRef(
-                source=self.name, subject=safe_key(p.stem), session="" if folder == "." else safe_key(folder),
-                run="", path=p, extra={"format": p.suffix.lower().lstrip(".")},
+                source=self.name, subject=subject, session="" if folder == "." else safe_key(folder),
+                run=run, path=p, extra={"format": p.suffix.lower().lstrip(".")},
             ))
         return refs
 
