@@ -15,9 +15,11 @@ maker (``neurolm-spec.md`` §1.1). Two engines implement it:
   any exact resampler therefore differs from the official output by ~10 % in-band, so the plan is reproduced
   here. All FFTs run in float32 after removing a constant near each channel's mean (recordings longer than the
   filter padding; the band-pass gain at 0 Hz is ~0, so the constant never reaches the output; TUH signals carry
-  DC offsets of ~4.5 mV, ``FIXTURES.md`` §1). Filtering and resampling share one spectrum: one forward and one
-  inverse real FFT per channel (see ``_preprocess_fast``). Integer EDF samples (``DigitalSamples``) go straight
-  into the float32 FFT buffer, and neither MNE nor ``scipy.signal`` is imported.
+  DC offsets of ~4.5 mV, ``FIXTURES.md`` §1). Filtering and resampling share one spectrum: one forward real FFT
+  per channel, then either one inverse on exactly MNE's grid or, when that inverse length is slow for pocketfft
+  (MNE's ``round(ratio * 2**k)`` usually has large prime factors), a few inverses of a fast length combined by a
+  Taylor expansion onto MNE's grid with a bounded error (``_fast_plan``). Integer EDF samples
+  (``DigitalSamples``) go straight into the float32 FFT buffer, and neither MNE nor ``scipy.signal`` is imported.
 
 ``tests/test_preprocess.py`` checks on real EEGMAT recordings that ``fast`` matches ``mne`` within the issue's
 bound (per channel correlation >= 0.999 and RMS error <= 1 % of the reference RMS, 2 s ignored at each edge),
