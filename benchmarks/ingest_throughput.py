@@ -3,7 +3,8 @@
 Acceptance 7 of issue 2. On the same EEGMAT files in the same run, prints seconds of EEG processed per
 CPU-second and peak RSS for:
 
-  (a) ``run_ingest("workload", ...)`` with 1 worker (in-process),
+  (a) ``run_ingest("workload", ...)`` with 1 worker (in-process), in the environment ``neurolm-data ingest``
+      runs it in (``_PIPELINE_ENV``: OpenBLAS single-threaded, set by the CLI before numpy is imported),
   (b) the same with 2 workers (process pool; wall-clock speed-up over (a)),
   (c) the reference ``../shared/baselines/ref_neurolm_maker.py`` (MNE read, filter, notch, resample, one
       pickle per window), called by path,
@@ -49,6 +50,9 @@ _PIPELINE = (
 #: the reference MNE plus the submodules its calls load lazily (read_raw_edf, filter/notch/resample).
 _PIPELINE_IMPORTS = "import neurolm_data.ingest, neurolm_data.sources, pyedflib, scipy.fft, pyarrow.parquet\n"
 _REFERENCE_IMPORTS = "import pickle, mne, mne.io.edf.edf, mne.filter, scipy.signal\n"
+#: The pipeline's children (run and import-only) get the environment default that ``neurolm-data ingest`` sets
+#: before importing numpy (cli.py: no OpenBLAS thread pool); the reference runs as its script is shipped.
+_PIPELINE_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 def _become_subreaper() -> None:
@@ -61,15 +65,16 @@ def _become_subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
-def _run(cmd: list[str]) -> dict:
-    """Run ``cmd`` and reap it and every descendant with ``os.wait4``.
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run ``cmd`` (with ``env``, default this process's environment) and reap it and every descendant with
+    ``os.wait4``.
 
     Returns wall s, CPU s (user + system summed over the child and all its descendants, pool workers
     included), peak RSS MiB (the largest single process) and stdout. Raises RuntimeError if it fails.
     """
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
-        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True)
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env)
         _, status, ru = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
@@ -124,6 +129,7 @@ def main() -> None:
     for f in files:  # warm the page cache so that no configuration pays the first disk read
         f.read_bytes()
     py = sys.executable
+    pipe_env = {**_PIPELINE_ENV, **os.environ}  # a value set by the user wins, as in the CLI
     load0 = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="neurolm-bench-"))
     try:
@@ -138,13 +144,13 @@ def main() -> None:
         runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
         imports: dict[str, list[dict]] = {"pipeline": [], "reference": []}
         for rnd in range(args.repeat):
-            imports["pipeline"].append(_run([py, "-c", _PIPELINE_IMPORTS]))
+            imports["pipeline"].append(_run([py, "-c", _PIPELINE_IMPORTS], env=pipe_env))
             imports["reference"].append(_run([py, "-c", _REFERENCE_IMPORTS]))
             for i, (_, corpus, workers) in enumerate(configs):
                 root = corpora[corpus][0]
                 out = work / f"out-{i}-{rnd}"
                 if workers:
-                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers)])
+                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers)], env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                     if r["done"] != corpora[corpus][2]:
                         raise RuntimeError(f"{configs[i]}: {r['done']} recordings done of {corpora[corpus][2]}")

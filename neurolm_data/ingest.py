@@ -25,8 +25,10 @@ import resource
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -232,6 +234,26 @@ def _heap_for_large_buffers() -> bool:
     worker (initializer) and around an in-process run. Returns False where there is no glibc ``mallopt``.
     """
     return _mallopt(_HEAP_THRESHOLD, _HEAP_THRESHOLD)
+
+
+#: Environment defaults for pool workers that import numpy themselves (``spawn``, ``forkserver``): ingest makes
+#: no BLAS call, and OpenBLAS starts a thread pool at import that spins on the other cores for a while (measured
+#: ~0.05-0.07 CPU-s per process). A forked worker shares the parent's imported numpy and starts no pool.
+_WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+
+@contextmanager
+def _worker_environment(mp_context: str) -> Iterator[None]:
+    """While pool workers start: ``_WORKER_ENV`` as defaults (a value the user set wins) in the environment
+    that ``spawn`` / ``forkserver`` children inherit; this process's environment is restored afterwards."""
+    added = [] if mp_context == "fork" else [k for k in _WORKER_ENV if k not in os.environ]
+    for k in added:
+        os.environ[k] = _WORKER_ENV[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def _worker_init() -> None:
@@ -525,8 +547,9 @@ def run_ingest(
             ctx.set_forkserver_preload(_PRELOAD)
         # Submitting starts the workers; with "fork" they are all forked here, before the progress display
         # starts its refresh thread, so no thread of ours is ever forked.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
-        futures = {pool.submit(ingest_one, ref, config, str(root), str(out)): ref for ref in todo}
+        with _worker_environment(mp_context):
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+            futures = {pool.submit(ingest_one, ref, config, str(root), str(out)): ref for ref in todo}
         manifest_schemas()  # imports pyarrow while the workers run, not after them (the manifests need it)
     with prog:
         if pool is None:

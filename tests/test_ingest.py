@@ -102,6 +102,25 @@ def test_signal_hash_is_the_integer_samples_and_their_calibration(eegmat_dir, tm
     assert sig.digital is None and sig.n_samples == decoded.shape[1]
 
 
+def test_spawned_workers_get_single_threaded_openblas_and_the_parent_env_is_restored(monkeypatch):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from neurolm_data.ingest import _worker_environment
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with _worker_environment("spawn"):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "1"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    with _worker_environment("fork"):  # forked workers share the parent's numpy: nothing to set
+        assert "OPENBLAS_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")  # the user's choice wins and stays
+    with _worker_environment("spawn"):
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
 @pytest.mark.parametrize("mp_context", [None, "forkserver"])  # default (fork on Linux) and a pickling method
 def test_manifests_identical_for_one_and_two_workers(eegmat_dir, tmp_path, mp_context):
     root = link_files(eegmat_dir, tmp_path / "eegmat", SUBSET)
