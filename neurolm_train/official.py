@@ -14,6 +14,7 @@ official (after the prefix)            project
 ``VQ.quantize.embedding.initted``      ``VQTokenizer.quantize.initted``
 ``VQ.quantize.cluster_size``           ``VQTokenizer.quantize.cluster_size``
 ``VQ.quantize.embedding.embed_avg``    none: never used nor updated officially (all zeros, ckpt §3)
+none                                   ``VQTokenizer.quantize.unused_steps`` (dead-code restart counters, not exported)
 ``domain_classifier.*``                ``VQTokenizer.domain_classifier.*``
 ``wte.weight``                         returned in ``info["wte"]`` (the stage-1 text side)
 ``GPT2.*``                             ``NeuroLM.gpt.*``
@@ -111,8 +112,15 @@ def _shape(sd: dict[str, Tensor], key: str) -> tuple[int, ...]:
 def encoder_config(sd: dict[str, Tensor], prefix: str, n_head: int = 12, **vq: Any) -> VQConfig:
     """The tokenizer encoder's shape from official keys under ``prefix`` (``VQ.encoder.`` or ``tokenizer.``):
     depth from the block indices, width and embedding rows from ``pos_embed``/``time_embed``, conv channels
-    from ``conv1``. The head count is not in the shapes (ckpt §1.3): 12 by convention, or ``encoder_args``."""
+    from ``conv1``. The head count is not in the shapes (ckpt §1.3): 12 by convention, or ``encoder_args``.
+    Raises OfficialCheckpointError when the width is not divisible by ``n_head``."""
     rows, d = _shape(sd, prefix + "pos_embed.weight")
+    if d % n_head:
+        raise OfficialCheckpointError(
+            f"{prefix}pos_embed.weight: width {d} is not divisible by {n_head} heads (the head count is not "
+            "in the shapes: it comes from VQ.pt's encoder_args, the model config (mc= / --config) or the "
+            "convention of 12)"
+        )
     kw = dict(
         n_layer=_depth(sd, prefix + "blocks."),
         n_head=n_head,
@@ -127,16 +135,20 @@ def encoder_config(sd: dict[str, Tensor], prefix: str, n_head: int = 12, **vq: A
 
 
 def vq_config_from_state(
-    sd: dict[str, Tensor], encoder_args: dict | None = None, patch_norm: str = "sample"
+    sd: dict[str, Tensor],
+    encoder_args: dict | None = None,
+    patch_norm: str = "sample",
+    n_head: int | None = None,
 ) -> VQConfig:
     """Full ``VQConfig`` of a (prefix-stripped) ``VQ.pt`` state dict (ckpt §2.1); ``patch_norm`` as in
-    ``VQConfig`` (default the official ``"sample"``)."""
+    ``VQConfig`` (default the official ``"sample"``). Heads (not in the shapes): ``encoder_args["n_head"]``,
+    else the caller's ``n_head`` (e.g. its model config's), else the official 12."""
     n_codes, code_dim = _shape(sd, "VQ.quantize.embedding.weight")
     return encoder_config(
         sd,
         "VQ.encoder.",
         patch_norm=patch_norm,
-        n_head=int((encoder_args or {}).get("n_head", 12)),
+        n_head=int((encoder_args or {}).get("n_head") or n_head or 12),
         decoder_layers=_depth(sd, "VQ.decoder_freq.blocks."),
         n_codes=n_codes,
         code_dim=code_dim,
@@ -151,23 +163,32 @@ def neurolm_config_from_state(
     model_args: dict | None = None,
     vq: VQConfig | None = None,
     patch_norm: str = "sample",
+    gpt_heads: int | None = None,
+    vq_heads: int | None = None,
     **overrides: Any,
 ) -> NeuroLMConfig:
     """``NeuroLMConfig`` of a (prefix-stripped) ``NeuroLM-*.pt`` state dict (ckpt §2.2-§2.3, §5).
 
     GPT depth from ``GPT2.transformer.h.<i>``, width and input rows from ``wte``, EEG codes = lm_head rows -
-    wte rows, heads from ``model_args`` or the GPT-2 convention for the width. The tokenizer shape comes from
-    ``tokenizer.*``; when ``vq`` (the ``VQ.pt`` config) is given it must agree with those shapes and is used
-    as is (head count, quantizer, ``patch_norm``), else 12 heads, 128-d codes and ``patch_norm``.
+    wte rows, heads from ``model_args``, else the caller's ``gpt_heads``, else the GPT-2 convention for the
+    width. The tokenizer shape comes from ``tokenizer.*``; when ``vq`` (the ``VQ.pt`` config) is given it must
+    agree with those shapes and is used as is (head count, quantizer, ``patch_norm``), else ``vq_heads`` heads
+    (default the official 12), 128-d codes and ``patch_norm``.
     ``overrides`` set ``NeuroLMConfig`` fields (``features``, ``eeg_head``, ``text_positions``).
     Raises OfficialCheckpointError when the head count cannot be determined or ``vq`` does not match.
     """
     n_in, d = _shape(sd, "GPT2.transformer.wte.weight")
     n_layer = _depth(sd, "GPT2.transformer.h.")
-    n_head = (model_args or {}).get("n_head") or _GPT2_HEADS.get(d)
+    n_head = (model_args or {}).get("n_head") or gpt_heads or _GPT2_HEADS.get(d)
     if n_head is None:
         raise OfficialCheckpointError(
-            f"GPT width {d} is not a GPT-2 width and the file has no model_args n_head"
+            f"GPT width {d} is not a GPT-2 width and neither the file (model_args) nor the model config "
+            "gives n_head"
+        )
+    if d % int(n_head):
+        raise OfficialCheckpointError(
+            f"GPT2.transformer.wte.weight: width {d} is not divisible by {n_head} heads (from "
+            f"{'model_args' if (model_args or {}).get('n_head') else 'the model config or the GPT-2 convention'})"
         )
     gpt = GPTConfig(
         n_layer=n_layer,
@@ -178,7 +199,8 @@ def neurolm_config_from_state(
         init_from=None,
     )
     n_codes = _shape(sd, "GPT2.lm_head.weight")[0] - n_in
-    vq_cfg = encoder_config(sd, "tokenizer.", n_codes=n_codes, patch_norm=patch_norm)
+    heads = vq.n_head if vq is not None else vq_heads or 12
+    vq_cfg = encoder_config(sd, "tokenizer.", n_head=heads, n_codes=n_codes, patch_norm=patch_norm)
     if vq is not None:
         keys = ("n_layer", "n_embd", "n_chan_emb", "n_time_emb", "conv_chans", "bias", "n_codes")
         diff = [
@@ -206,6 +228,8 @@ def vq_to_official(tok: VQTokenizer, wte: Tensor, prefix: bool = True) -> Ordere
     for k, v in tok.state_dict().items():
         part, rest = k.split(".", 1)
         if part == "quantize":
+            if rest == "unused_steps":  # the dead-code restart counters: not an official buffer
+                continue
             out["VQ.quantize." + _QUANT[rest]] = v
             if rest == "codebook":
                 out[_EMBED_AVG] = torch.zeros_like(v)
@@ -254,13 +278,17 @@ def check_layout(sd: dict[str, Tensor], expected: dict[str, Tensor], what: str) 
 
 
 def vq_from_official(
-    sd: dict[str, Tensor], encoder_args: dict | None = None, patch_norm: str = "sample"
+    sd: dict[str, Tensor],
+    encoder_args: dict | None = None,
+    patch_norm: str = "sample",
+    n_head: int | None = None,
 ) -> tuple[VQTokenizer, Tensor]:
     """Build a ``VQTokenizer`` (eval mode) and the ``wte`` (50257, d) from a prefix-stripped ``VQ.pt``
-    state dict. Raises OfficialCheckpointError on any missing, unexpected or mis-shaped key."""
+    state dict; ``n_head`` as in ``vq_config_from_state``. Raises OfficialCheckpointError on any missing,
+    unexpected or mis-shaped key."""
     sd = strip_prefix(sd)
     with torch.device("meta"):
-        tok = VQTokenizer(vq_config_from_state(sd, encoder_args, patch_norm))
+        tok = VQTokenizer(vq_config_from_state(sd, encoder_args, patch_norm, n_head))
     wte_shape = _shape(sd, "wte.weight")
     check_layout(sd, vq_to_official(tok, torch.empty(wte_shape, device="meta"), False), "VQ.pt")
     own: dict[str, Tensor] = {}
@@ -279,15 +307,19 @@ def neurolm_from_official(
     model_args: dict | None = None,
     vq: VQTokenizer | None = None,
     patch_norm: str = "sample",
+    gpt_heads: int | None = None,
+    vq_heads: int | None = None,
     **overrides: Any,
 ) -> NeuroLM:
     """Build a ``NeuroLM`` (eval mode) from a prefix-stripped ``NeuroLM-*.pt`` state dict; ``vq`` (from
     ``VQ.pt``) supplies the quantizer head and codebook, without it ``model.tokenizer`` cannot make codes
-    (``get_codes`` raises). ``patch_norm`` (used without ``vq``) and ``overrides`` as in
-    ``neurolm_config_from_state``.
+    (``get_codes`` raises). ``patch_norm`` (used without ``vq``), ``gpt_heads``/``vq_heads`` (head counts
+    the file does not store) and ``overrides`` as in ``neurolm_config_from_state``.
     Raises OfficialCheckpointError on any missing, unexpected or mis-shaped key."""
     sd = strip_prefix(sd)
-    cfg = neurolm_config_from_state(sd, model_args, None if vq is None else vq.cfg, patch_norm, **overrides)
+    cfg = neurolm_config_from_state(
+        sd, model_args, None if vq is None else vq.cfg, patch_norm, gpt_heads, vq_heads, **overrides
+    )
     with torch.device("meta"):
         model = NeuroLM(cfg)
     check_layout(sd, neurolm_to_official(model, prefix=False), "NeuroLM checkpoint")
@@ -406,37 +438,10 @@ def official_param_groups(model: nn.Module, weight_decay: float) -> list[dict[st
 
 
 # --------------------------------------------------------------------------------------------- public
-def load_official(
-    paths: str | Path | Sequence[str | Path],
-    keep_optimizer: bool = False,
-    patch_norm: str = "sample",
-    **overrides: Any,
-) -> tuple[VQTokenizer | None, NeuroLM | None, dict[str, Any]]:
-    """Build the project's models from official files: the entry point of ``--checkpoint``/``--init``.
-
-    Args:
-        paths: one path, a comma-separated string (``"VQ.pt,NeuroLM-B.pt"``) or a sequence; at most one
-            ``VQ.pt``-like and one ``NeuroLM-*.pt``-like file, told apart by their keys. A bare file name
-            not found locally is looked up in the Hugging Face cache of ``Weibang/NeuroLM`` (offline).
-        keep_optimizer: return each file's AdamW state in ``info["optimizer"]`` (to seed a resumed run
-            with ``official_param_groups``); by default it is never read.
-        patch_norm: tokenizer TemporalConv GroupNorm statistics (``VQConfig.patch_norm``): the official
-            ``"sample"`` (over all N tokens, padding included, so to reproduce official numbers pad as the
-            official loaders do: 1024 tokens in stages 1-2, 276 EEG tokens in stage 3) or ``"valid"``.
-        overrides: ``NeuroLMConfig`` fields for the NeuroLM, e.g. ``features="causal"``,
-            ``eeg_head="eeg_only"``; ``text_positions`` defaults to the official ``"batch"`` here.
-            Defaults reproduce the official computations; generation still defaults to the correct mask
-            (``generate(..., faithful_mask=True)`` for the official one).
-
-    Returns ``(tokenizer, model, info)``: the full ``VQTokenizer`` from ``VQ.pt`` (or None), the
-    ``NeuroLM`` (or None; its frozen tokenizer gets the ``VQ.pt`` quantizer when both are given), both in
-    eval mode on the CPU, and ``info`` with ``variant`` ("B", "L", "XL" or "custom"), ``config``
-    (``NeuroLMConfig`` or None), ``vq_config``, ``wte`` (VQ.pt text table or None), ``has_codebook``,
-    ``tokenizer_matches_vq`` (NeuroLM's ``tokenizer.*`` equals VQ.pt's encoder; None unless both given),
-    ``iter_num``/``epoch``/``optimizer`` per kind (``{"vq": ..., "neurolm": ...}``) and ``paths``.
-    Raises OfficialCheckpointError for a file of neither kind, two of one kind, or a layout mismatch
-    (naming the key), FileNotFoundError for a missing file.
-    """
+def _read_files(paths: str | Path | Sequence[str | Path]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{"vq" | "neurolm": (path, checkpoint)}`` of official files (memory-mapped, prefix stripped), told
+    apart by their keys; ``paths`` as in ``load_official``. Raises OfficialCheckpointError for a file of
+    neither kind or two of one kind, FileNotFoundError for a missing file."""
     if isinstance(paths, (str, Path)):
         paths = [p for p in str(paths).split(",") if p.strip()]
     files: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -455,7 +460,72 @@ def load_official(
             )
         if kind in files:
             raise OfficialCheckpointError(f"two {kind} checkpoints given: {files[kind][0]} and {p}")
-        files[kind] = (str(p), ck)
+        files[kind] = (str(p).strip(), ck)
+    return files
+
+
+def inspect_official(paths: str | Path | Sequence[str | Path]) -> dict[str, Any]:
+    """What official files hold, without building a model (tensors memory-mapped, not read).
+
+    ``paths`` as in ``load_official``. Returns ``paths`` (``{"vq": path, "neurolm": path}``, only the kinds
+    given), ``resolved`` (the same, as local files: Hugging Face cache names resolved), ``variant`` (the
+    NeuroLM's "B", "L", "XL" from the GPT depth and width, "custom" otherwise, None without a NeuroLM file)
+    and ``iter_num``/``epoch`` per kind. Raises as ``load_official`` does for unknown, duplicate or missing
+    files, and OfficialCheckpointError when the GPT keys needed for the variant are missing (naming one).
+    """
+    files = _read_files(paths)
+    variant = None
+    if "neurolm" in files:
+        sd = files["neurolm"][1]["model"]
+        shape = (_depth(sd, "GPT2.transformer.h."), _shape(sd, "GPT2.transformer.wte.weight")[1])
+        variant = _VARIANTS.get(shape, "custom")
+    return {
+        "paths": {k: p for k, (p, _) in files.items()},
+        "resolved": {k: str(resolve(p)) for k, (p, _) in files.items()},
+        "variant": variant,
+        "iter_num": {k: ck.get("iter_num") for k, (_, ck) in files.items()},
+        "epoch": {k: ck.get("epoch") for k, (_, ck) in files.items()},
+    }
+
+
+def load_official(
+    paths: str | Path | Sequence[str | Path],
+    keep_optimizer: bool = False,
+    patch_norm: str = "sample",
+    mc: NeuroLMConfig | None = None,
+    **overrides: Any,
+) -> tuple[VQTokenizer | None, NeuroLM | None, dict[str, Any]]:
+    """Build the project's models from official files: the entry point of ``--checkpoint``/``--init``.
+
+    Args:
+        paths: one path, a comma-separated string (``"VQ.pt,NeuroLM-B.pt"``) or a sequence; at most one
+            ``VQ.pt``-like and one ``NeuroLM-*.pt``-like file, told apart by their keys. A bare file name
+            not found locally is looked up in the Hugging Face cache of ``Weibang/NeuroLM`` (offline).
+        keep_optimizer: return each file's AdamW state in ``info["optimizer"]`` (to seed a resumed run
+            with ``official_param_groups``); by default it is never read.
+        patch_norm: tokenizer TemporalConv GroupNorm statistics (``VQConfig.patch_norm``): the official
+            ``"sample"`` (over all N tokens, padding included, so to reproduce official numbers pad as the
+            official loaders do: 1024 tokens in stages 1-2, 276 EEG tokens in stage 3) or ``"valid"``.
+        mc: a model config supplying the head counts the files do not store (ckpt §1.3): GPT heads when
+            there is no ``model_args``, tokenizer heads of a ``NeuroLM-*.pt`` (always absent) and of a
+            ``VQ.pt`` without ``encoder_args``. Heads stored in a file win; without ``mc`` the conventions
+            apply (12 for the tokenizer, GPT-2's count for the width). Use it for non-official shapes, e.g.
+            small models exported with ``save_official_*``; shapes are still read from the tensors.
+        overrides: ``NeuroLMConfig`` fields for the NeuroLM, e.g. ``features="causal"``,
+            ``eeg_head="eeg_only"``; ``text_positions`` defaults to the official ``"batch"`` here.
+            Defaults reproduce the official computations; generation still defaults to the correct mask
+            (``generate(..., faithful_mask=True)`` for the official one).
+
+    Returns ``(tokenizer, model, info)``: the full ``VQTokenizer`` from ``VQ.pt`` (or None), the
+    ``NeuroLM`` (or None; its frozen tokenizer gets the ``VQ.pt`` quantizer when both are given), both in
+    eval mode on the CPU, and ``info`` with ``variant`` ("B", "L", "XL" or "custom"), ``config``
+    (``NeuroLMConfig`` or None), ``vq_config``, ``wte`` (VQ.pt text table or None), ``has_codebook``,
+    ``tokenizer_matches_vq`` (NeuroLM's ``tokenizer.*`` equals VQ.pt's encoder; None unless both given),
+    ``iter_num``/``epoch``/``optimizer`` per kind (``{"vq": ..., "neurolm": ...}``) and ``paths``.
+    Raises OfficialCheckpointError for a file of neither kind, two of one kind, or a layout mismatch
+    (naming the key), FileNotFoundError for a missing file.
+    """
+    files = _read_files(paths)
     overrides = {"text_positions": "batch", **overrides}
     tok = wte = model = None
     info: dict[str, Any] = {"paths": {k: v[0] for k, v in files.items()}, "tokenizer_matches_vq": None}
@@ -465,10 +535,11 @@ def load_official(
         }
     if "vq" in files:
         ck = files["vq"][1]
-        tok, wte = vq_from_official(ck["model"], ck.get("encoder_args"), patch_norm)
+        tok, wte = vq_from_official(ck["model"], ck.get("encoder_args"), patch_norm, mc and mc.vq.n_head)
     if "neurolm" in files:
         ck = files["neurolm"][1]
-        model = neurolm_from_official(ck["model"], ck.get("model_args"), tok, patch_norm, **overrides)
+        heads = dict(gpt_heads=mc.gpt.n_head, vq_heads=mc.vq.n_head) if mc is not None else {}
+        model = neurolm_from_official(ck["model"], ck.get("model_args"), tok, patch_norm, **heads, **overrides)
         if tok is not None:
             enc = tok.encoder.state_dict()
             info["tokenizer_matches_vq"] = all(
@@ -542,11 +613,11 @@ def load_neurolm(init: str | Path, vq: str | Path | None, mc: NeuroLMConfig) -> 
     """The trainer's ``--init NeuroLM-B.pt [--vq VQ.pt]`` entry: ``load_official`` with the run config's
     options (``features``, ``eeg_head``, ``text_positions``, ``vq.patch_norm``; use ``patch_norm="sample"``
     for the official GroupNorm statistics), checked against ``mc``'s shapes, and ``model.cfg = mc`` so that a
-    checkpoint saved with ``mc`` rebuilds the same model. ``vq`` adds the codebook (needed for stage-2 targets
-    only). Raises OfficialCheckpointError when a file is not of the expected kind or its shapes differ from
+    checkpoint saved with ``mc`` rebuilds the same model. ``mc`` also supplies the head counts the files do
+    not store (``load_official``). ``vq`` adds the codebook (needed for stage-2 targets only). Raises OfficialCheckpointError when a file is not of the expected kind or its shapes differ from
     ``mc`` (naming the fields), FileNotFoundError for a missing file."""
     opts = dict(features=mc.features, eeg_head=mc.eeg_head, text_positions=mc.text_positions)
-    _, model, info = load_official([init] + ([vq] if vq else []), patch_norm=mc.vq.patch_norm, **opts)
+    _, model, info = load_official([init] + ([vq] if vq else []), patch_norm=mc.vq.patch_norm, mc=mc, **opts)
     if model is None or (vq and "vq" not in info["paths"]):
         raise OfficialCheckpointError(f"expected a NeuroLM-*.pt ({init}) and optionally a VQ.pt ({vq})")
     diff = []

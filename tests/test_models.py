@@ -65,7 +65,9 @@ def tiny():
     cfg = model_config("tiny")
     tok = VQTokenizer(cfg.vq)
     tok.train()
-    tok(*make_batch([4, 3], [5, 4], 24)[:4])  # k-means init
+    # k-means init on more vectors (608) than codes (512): no duplicate codebook rows, whose exact ties
+    # would let the chosen index depend on the padded length
+    tok(*make_batch([19, 19], [16, 16], 304)[:4])
     tok.eval()
     return cfg, tok, build_neurolm(cfg, tok)
 
@@ -405,3 +407,65 @@ def test_codebook_stays_identical_across_ddp_ranks(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert a["initted"].item() == 1.0 and a["cluster_size"].sum() > 0
+
+
+# ---------------------------------------------------------------- dead-code restart (tiny deviation)
+def _drifted_usage(dead_code_steps: int, steps: int = 30) -> int:
+    """Codes used in the last step of a quantizer whose k-means init saw one cluster and whose later inputs
+    come from another (the encoder moved): the codes at the near edge take every vector (collapse)."""
+    from neurolm_train.models.tokenizer import NormEMAQuantizer, l2norm
+
+    torch.manual_seed(0)
+    q = NormEMAQuantizer(64, 8, decay=0.99, dead_code_steps=dead_code_steps).train()
+    a, b = torch.zeros(8), torch.zeros(8)
+    a[0], b[1] = 1.0, 1.0
+    mask = torch.ones(1, 512, dtype=torch.bool)
+    q(l2norm(a + 0.1 * torch.randn(1, 512, 8)), mask)  # k-means init on cluster a
+    for _ in range(steps):
+        _, codes, _ = q(l2norm(b + 0.3 * torch.randn(1, 512, 8)), mask)
+    return int(codes.unique().numel())
+
+
+def test_dead_code_restart_keeps_the_codebook_in_use():
+    off, on = _drifted_usage(0), _drifted_usage(5)
+    assert off <= 24, off  # without restart most codes stay stranded at the old cluster
+    assert on >= 48, on  # with it the stranded codes are re-seeded on the new inputs
+
+
+def test_dead_code_restart_config_and_state_dict():
+    assert model_config("tiny").vq.dead_code_steps > 0 and model_config("tiny").vq.embed_std == 0.02
+    for name in ("B", "L", "XL"):  # official: unused codes keep their weights, embeddings N(0, 1)
+        assert model_config(name).vq.dead_code_steps == 0 and model_config(name).vq.embed_std is None
+    cfg = VQConfig(n_embd=32, n_layer=1, n_head=2, decoder_layers=1, code_dim=16, n_codes=8, domain_hidden=8,
+                   dead_code_steps=3)
+    tok = VQTokenizer(cfg)
+    sd = {k: v for k, v in tok.state_dict().items() if k != "quantize.unused_steps"}  # an older checkpoint
+    VQTokenizer(cfg).load_state_dict(sd)  # strict: the missing counters load as zeros
+    with pytest.raises(ValueError):
+        VQConfig(dead_code_steps=-1)
+
+
+def _ddp_restart_worker(rank: int, path: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from neurolm_train.models.tokenizer import NormEMAQuantizer, l2norm
+
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    q = NormEMAQuantizer(32, 8, dead_code_steps=1).train()
+    torch.manual_seed(10 + rank)  # different draws and data per rank
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    for _ in range(4):
+        q(l2norm(torch.randn(1, 40, 8) + 3.0 * rank), mask)
+    torch.save(dict(q.state_dict()), f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_dead_code_restart_identical_across_ddp_ranks(tmp_path):
+    """Dead codes are chosen from all-reduced usage and re-seeded with rank 0's draw (broadcast)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_restart_worker, args=(str(tmp_path / "rdv"), str(tmp_path / "q")), nprocs=2)
+    a, b = torch.load(tmp_path / "q.0"), torch.load(tmp_path / "q.1")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -42,10 +42,20 @@ class VQConfig:
     # TemporalConv GroupNorm statistics: "sample" = official, over all N tokens incl. padding (ckpt §4.2);
     # "valid" = over the valid tokens only (padding-invariant, see tokenizer.TemporalConv)
     patch_norm: Literal["sample", "valid"] = "valid"
+    # init std of the encoder/decoder channel and time embeddings; None = PyTorch's N(0, 1), as officially
+    # (spec §3.2 "Both keep PyTorch's default N(0,1) init"; spec §9.9 recommends 0.02 for such rows)
+    embed_std: float | None = None
+    # dead-code restart: a code no token picked for this many consecutive training steps is re-seeded from
+    # a random valid vector of the batch; 0 = off, as officially (spec §3.2: unused codes keep their weights)
+    dead_code_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.patch_norm not in ("sample", "valid"):
             raise ValueError(f"patch_norm must be 'sample' or 'valid', got {self.patch_norm!r}")
+        if self.embed_std is not None and self.embed_std <= 0:
+            raise ValueError(f"embed_std must be > 0 or None, got {self.embed_std}")
+        if self.dead_code_steps < 0:
+            raise ValueError(f"dead_code_steps must be >= 0, got {self.dead_code_steps}")
 
 
 @dataclass
@@ -135,13 +145,26 @@ def model_config(name: str, **overrides: Any) -> NeuroLMConfig:
     narrow: tokenizer 64 wide, 2 blocks, 512 codes of 32 dims; GPT 128 wide, 2 blocks, random init (its
     width differs from the tokenizer's, so it exercises the L/XL ``encode_transform_layer`` path), and its
     EEG loss uses the 512 EEG rows only (``eeg_head="eeg_only"``: a 58k-way softmax over every EEG token is
-    ~10x the rest of a CPU step). ``B``/``L``/``XL`` keep every official choice.
+    ~10x the rest of a CPU step). Two tokenizer deviations from the official code make the short CPU runs
+    usable (``B``/``L``/``XL`` keep every official choice):
+
+    - ``embed_std=0.02`` for the tokenizer's channel/time embeddings instead of PyTorch's N(0, 1) (spec §3.2,
+      §9.9). With N(0, 1) rows (norm ~8 at width 64) next to a TemporalConv content path of norm ~0.5, the
+      tiny encoder's features vary across windows by ~1% of their size, and after 120 vq steps every
+      Workload window got the same code sequence (codes a function of channel and second only), so
+      pre-training learned positions and instruction tuning answered every window alike (BAcc 0.500).
+      At 0.02 the content is ~half of the feature size at init.
+    - ``dead_code_steps=20``: codes unused for 20 consecutive vq steps are re-seeded from random batch vectors
+      (``NormEMAQuantizer``; officially unused codes keep their weights, spec §3.2). At lr 3e-3 the tiny
+      codebook collapsed to < 25 used codes within 60 steps without it.
+
     ``overrides`` set top-level ``NeuroLMConfig`` fields (e.g. ``features="causal"``).
     Raises ``KeyError`` for an unknown name.
     """
     if name == "tiny":
         vq = VQConfig(
-            n_embd=64, n_layer=2, n_head=4, decoder_layers=2, code_dim=32, n_codes=512, domain_hidden=64
+            n_embd=64, n_layer=2, n_head=4, decoder_layers=2, code_dim=32, n_codes=512, domain_hidden=64,
+            embed_std=0.02, dead_code_steps=20,
         )
         gpt = GPTConfig(n_layer=2, n_head=4, n_embd=128, init_from=None)
         return NeuroLMConfig(

@@ -98,6 +98,8 @@ class NeuralTransformer(nn.Module):
     Channel and time embeddings (``Embedding(256, d)``, ``Embedding(64, d)``, PyTorch's N(0,1) init as in the
     official code), ``n_layer`` bias-free pre-LN blocks, ``fc_norm`` (LayerNorm eps 1e-6) on every token.
     Linear weights trunc-normal(0.02); each block's ``c_proj`` weights divided by sqrt(2·layer) (spec §3.2).
+    ``cfg.embed_std`` set: the two embeddings are N(0, embed_std) instead (a ``tiny`` deviation, see
+    ``model_config``).
     """
 
     def __init__(self, cfg: VQConfig, n_layer: int, in_dim: int | None = None) -> None:
@@ -115,6 +117,9 @@ class NeuralTransformer(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         with torch.no_grad():
+            if cfg.embed_std is not None:
+                self.pos_embed.weight.normal_(std=cfg.embed_std)
+                self.time_embed.weight.normal_(std=cfg.embed_std)
             for i, blk in enumerate(self.blocks):
                 blk.attn.c_proj.weight.div_(math.sqrt(2.0 * (i + 1)))
                 blk.mlp.c_proj.weight.div_(math.sqrt(2.0 * (i + 1)))
@@ -216,14 +221,27 @@ class NormEMAQuantizer(nn.Module):
     """L2-normalised EMA vector quantizer (spec §3.2, ckpt §3).
 
     Buffers (no gradients, never in the optimizer): ``codebook`` (K, D) unit rows, ``cluster_size`` (K,) EMA
-    of code usage, ``init_counts`` (K,) k-means cluster sizes, ``initted`` (1,) 1.0 once k-means ran.
+    of code usage, ``init_counts`` (K,) k-means cluster sizes, ``initted`` (1,) 1.0 once k-means ran,
+    ``unused_steps`` (K,) consecutive training steps in which no valid token picked the code.
     Differences from the official code: k-means and the EMA statistics use the valid tokens only
     (spec §9.23); under DDP rank 0's k-means codebook is broadcast to all ranks (officially each rank
     initialises its own); ``cluster_size`` is updated in training mode only.
+
+    Dead-code restart (``dead_code_steps`` > 0; a deviation, off by default: officially unused codes keep
+    their weights, spec §3.2): after each EMA update, every code unused for ``dead_code_steps`` consecutive
+    steps (counted on the all-reduced usage, so identical on every rank) is replaced by a random valid
+    vector of the batch, drawn on rank 0 and broadcast, and its counter restarts. ``unused_steps`` is not
+    an official buffer: ``VQ.pt`` export leaves it out, loading a state dict without it sets it to zeros.
     """
 
     def __init__(
-        self, n_codes: int, dim: int, decay: float = 0.99, beta: float = 1.0, kmeans_iters: int = 10
+        self,
+        n_codes: int,
+        dim: int,
+        decay: float = 0.99,
+        beta: float = 1.0,
+        kmeans_iters: int = 10,
+        dead_code_steps: int = 0,
     ) -> None:
         super().__init__()
         self.n_codes, self.dim, self.decay, self.beta, self.kmeans_iters = (
@@ -233,10 +251,21 @@ class NormEMAQuantizer(nn.Module):
             beta,
             kmeans_iters,
         )
+        self.dead_code_steps = dead_code_steps
         self.register_buffer("codebook", torch.zeros(n_codes, dim))
         self.register_buffer("cluster_size", torch.zeros(n_codes))
         self.register_buffer("init_counts", torch.zeros(n_codes))
         self.register_buffer("initted", torch.zeros(1))
+        self.register_buffer("unused_steps", torch.zeros(n_codes))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:  # type: ignore[override]
+        # state dicts written before the restart existed (and official VQ.pt files) have no counters
+        key = prefix + "unused_steps"
+        if key not in state_dict and prefix + "codebook" in state_dict:
+            state_dict[key] = torch.zeros(state_dict[prefix + "codebook"].shape[0])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     @property
     def is_initialized(self) -> bool:
@@ -270,6 +299,28 @@ class NormEMAQuantizer(nn.Module):
         mean = l2norm(sums / bins.clamp(min=1).unsqueeze(-1))
         mean = torch.where((bins == 0).unsqueeze(-1), self.codebook, mean)
         self.codebook.copy_(l2norm(self.decay * self.codebook + (1 - self.decay) * mean))
+        if self.dead_code_steps > 0:
+            self._restart_dead(z, bins)
+
+    @torch.no_grad()
+    def _restart_dead(self, z: Tensor, bins: Tensor) -> None:
+        """Re-seed the codes unused for ``dead_code_steps`` steps from random rows of ``z`` (M, D) (this rank's
+        valid unit vectors); ``bins`` (K,) is the all-reduced usage of this step. Rank 0 draws, all ranks
+        copy its draw, so the codebooks stay identical."""
+        self.unused_steps.add_(1.0).masked_fill_(bins > 0, 0.0)
+        dead = (self.unused_steps >= self.dead_code_steps).nonzero().squeeze(1)
+        n, M = len(dead), z.shape[0]
+        if n == 0:
+            return
+        if M == 0:  # nothing to draw from on this rank: keep the rows (rank 0's choice wins under DDP)
+            new = self.codebook[dead].clone()
+        else:
+            pick = torch.randperm(M, device=z.device)[:n] if M >= n else torch.randint(0, M, (n,), device=z.device)
+            new = z[pick].to(self.codebook.dtype)
+        if _distributed():
+            dist.broadcast(new, src=0)
+        self.codebook[dead] = new
+        self.unused_steps[dead] = 0.0
 
     def forward(self, z: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """z (B, N, D) float32 unit vectors; mask (B, N) bool.
@@ -308,7 +359,9 @@ class VQTokenizer(nn.Module):
         if decoders:
             self.decoder_freq = NeuralTransformer(cfg, cfg.decoder_layers, in_dim=cfg.code_dim)
             self.decoder_raw = NeuralTransformer(cfg, cfg.decoder_layers, in_dim=cfg.code_dim)
-        self.quantize = NormEMAQuantizer(cfg.n_codes, cfg.code_dim, cfg.ema_decay, cfg.beta, cfg.kmeans_iters)
+        self.quantize = NormEMAQuantizer(
+            cfg.n_codes, cfg.code_dim, cfg.ema_decay, cfg.beta, cfg.kmeans_iters, cfg.dead_code_steps
+        )
         self.encode_task_layer = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, cfg.code_dim))
         if decoders:
             self.decode_task_layer_freq = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, cfg.n_freq))
