@@ -280,9 +280,10 @@ for _stage in ("vq", "pretrain", "instruct"):
 
 @train_app.command("evaluate")
 def evaluate_cmd(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="An instruct checkpoint, normally RUN/best.pt (chosen on val)."),
+    checkpoint: str = typer.Option(..., "--checkpoint", help="An instruct checkpoint, normally RUN/best.pt (chosen on val), or official files VQ.pt,NeuroLM-B.pt."),
     shards: list[str] = typer.Option(..., "--shards", "-s", help="OUT/shards root(s) holding TASK/SPLIT/*.tar (repeatable)."),
     out: str = typer.Option(..., "--out", "-o", help="Folder for results.json and predictions.parquet."),
+    config: str = typer.Option(None, "--config", "-c", help="Official files only: model config (tiny, B, L, XL; default: inferred B/L/XL)."),
     tasks: str = typer.Option("workload", "--tasks", "-t", help="Comma-separated tasks to score."),
     splits: str = typer.Option("val,test", "--splits", help="Comma-separated splits to score."),
     generate: bool = typer.Option(False, "--generate", help="Also the paper's greedy decoding + string parsing, with its parse-failure rate."),
@@ -299,7 +300,8 @@ def evaluate_cmd(
     console = Console()
     try:
         res = evaluate(checkpoint, os.pathsep.join(shards), [t.strip() for t in tasks.split(",") if t.strip()], out,
-                       tuple(s.strip() for s in splits.split(",") if s.strip()), generate, hard_label, batch_size, limit)
+                       tuple(s.strip() for s in splits.split(",") if s.strip()), generate, hard_label, batch_size, limit,
+                       config)
     except (FileNotFoundError, ValueError, KeyError) as e:
         console.print(f"[bold red]evaluate failed[/]: {e}")
         raise typer.Exit(1) from None

@@ -1,0 +1,130 @@
+"""Issue 6 "CLI": official files (``VQ.pt,NeuroLM-*.pt``) go straight into ``neurolm-train evaluate`` and
+``neurolm-train instruct``. A small random project model (``tiny``: the GPT is wider than the tokenizer, so the
+L/XL ``encode_transform_layer`` path, and 4 heads everywhere, which the official files do not all store) is
+exported with ``save_official_*`` and loaded back through the CLI with ``--config tiny``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli import train_app
+from neurolm_train.config import RunConfig, stage_config
+from neurolm_train.data import discover
+from neurolm_train.evaluate import predict
+from neurolm_train.models import NeuroLM, VQTokenizer
+from neurolm_train.official import (
+    OfficialCheckpointError,
+    load_official,
+    save_official_neurolm,
+    save_official_vq,
+)
+from neurolm_train.stages import neurolm_config
+
+torch.set_num_threads(1)
+
+
+def _cli(*args: str, ok: bool = True) -> str:
+    res = CliRunner().invoke(train_app, list(args))
+    assert (res.exit_code == 0) == ok, res.output + repr(res.exception)
+    return " ".join(res.output.split())  # rich wraps long messages
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, NeuroLM]:
+    """``(vq.pt, nlm.pt, model)``: a random tiny NeuroLM (with a k-means-free random codebook) and its
+    tokenizer, written in the official layout."""
+    root = tmp_path_factory.mktemp("official_cli")
+    mc = neurolm_config(stage_config("instruct", "tiny"))
+    torch.manual_seed(0)
+    tok = VQTokenizer(mc.vq)
+    with torch.no_grad():
+        tok.quantize.codebook.copy_(torch.nn.functional.normalize(torch.randn_like(tok.quantize.codebook), dim=-1))
+        tok.quantize.initted.fill_(1.0)
+    model = NeuroLM(mc)
+    model.load_tokenizer(tok.eval())
+    save_official_vq(tok, root / "vq.pt", torch.randn(50257, mc.vq.n_embd), iter_num=3, epoch=1)
+    save_official_neurolm(model, root / "nlm.pt", iter_num=11, epoch=2)
+    return root / "vq.pt", root / "nlm.pt", model.eval()
+
+
+def test_evaluate_official_pair_equals_in_memory_scoring(exported, workload_out: Path, tmp_path: Path):
+    vq, nlm, model = exported
+    shards = str(workload_out / "shards")
+    _cli("evaluate", "--checkpoint", f"{vq},{nlm}", "--shards", shards, "--tasks", "workload", "--limit", "16",
+         "--config", "tiny", "--out", str(tmp_path / "eval"))
+    res = json.loads((tmp_path / "eval" / "results.json").read_text())
+    test = res["scores"]["workload"]["test"]
+    assert test["n"] == 16 and res["scores"]["workload"]["val"]["n"] == 16
+    assert all(k in test for k in ("bacc", "auroc", "auc_pr"))
+    assert res["stage"] == "official" and res["step"] == 11 and res["selection"]["record"] is None
+    files = {f["kind"]: f for f in res["official"]["files"]}
+    assert files["vq"]["path"] == str(vq) and files["neurolm"]["path"] == str(nlm)
+    for f, p in ((files["vq"], vq), (files["neurolm"], nlm)):
+        assert f["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert res["model_config"]["gpt"]["n_head"] == 4 and res["model_config"]["vq"]["n_head"] == 4
+    assert res["config"]["init"] == str(nlm) and res["config"]["vq"] == str(vq)
+
+    cfg = RunConfig.from_dict(res["config"])
+    rows = predict(model, discover(shards, ["workload"], "test"), cfg, torch.device("cpu"), limit=16)
+    preds = pl.read_parquet(tmp_path / "eval" / "predictions.parquet").filter(pl.col("split") == "test")
+    got = dict(zip(preds["key"].to_list(), preds["probs"].to_list(), strict=True))
+    assert sorted(got) == sorted(r["key"] for r in rows)
+    for r in rows:
+        np.testing.assert_allclose(got[r["key"]], r["probs"], rtol=0, atol=1e-6)
+
+
+def test_neurolm_file_alone_takes_its_tokenizer_heads_from_the_config(exported, workload_out: Path,
+                                                                      tmp_path: Path):
+    _, nlm, _ = exported
+    _cli("evaluate", "--checkpoint", str(nlm), "--shards", str(workload_out / "shards"), "--tasks", "workload",
+         "--limit", "4", "--splits", "test", "--config", "tiny", "--out", str(tmp_path / "eval"))
+    res = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert res["model_config"]["vq"]["n_head"] == 4 and [f["kind"] for f in res["official"]["files"]] == ["neurolm"]
+
+
+def test_head_counts_the_files_do_not_store_come_from_the_model_config(exported, tmp_path: Path):
+    _, nlm, model = exported
+    raw = torch.load(nlm, map_location="cpu", weights_only=True)
+    del raw["model_args"]  # no GPT head count either: only the caller's model config knows them
+    torch.save(raw, tmp_path / "bare.pt")
+    with pytest.raises(OfficialCheckpointError, match=r"GPT width 128 .* nor the model config gives n_head"):
+        load_official(tmp_path / "bare.pt")
+    gpt_only = model.cfg.from_dict({**model.cfg.to_dict(), "vq": {**model.cfg.vq.__dict__, "n_head": 12}})
+    with pytest.raises(OfficialCheckpointError, match=r"tokenizer.pos_embed.weight: width 64 .* 12 heads"):
+        load_official(tmp_path / "bare.pt", mc=gpt_only)
+    _, loaded, _ = load_official(tmp_path / "bare.pt", mc=model.cfg)
+    assert (loaded.cfg.gpt.n_head, loaded.cfg.vq.n_head) == (4, 4)
+
+
+def test_evaluate_refusals_are_clear(exported, workload_out: Path, tmp_path: Path):
+    vq, nlm, _ = exported
+    common = ["--shards", str(workload_out / "shards"), "--tasks", "workload", "--out", str(tmp_path / "x")]
+    out = _cli("evaluate", "--checkpoint", f"{vq},{nlm}", *common, ok=False)
+    assert "not those of B, L or XL" in out and "--config" in out
+    out = _cli("evaluate", "--checkpoint", f"{vq},{nlm}", "--config", "B", *common, ok=False)
+    assert "gpt.n_embd: file 128 vs config 768" in out
+    out = _cli("evaluate", "--checkpoint", str(vq), "--config", "tiny", *common, ok=False)
+    assert "needs an official NeuroLM-*.pt" in out
+    raw = torch.load(vq, map_location="cpu", weights_only=True)
+    key = "_orig_mod.VQ.encoder.blocks.0.attn.c_attn.weight"
+    raw["model"][key] = raw["model"][key][:, :-1].clone()
+    torch.save(raw, tmp_path / "bad_vq.pt")
+    out = _cli("evaluate", "--checkpoint", f"{tmp_path / 'bad_vq.pt'},{nlm}", "--config", "tiny", *common, ok=False)
+    assert "mis-shaped key(s): VQ.encoder.blocks.0.attn.c_attn.weight" in out
+
+
+def test_instruct_starts_from_the_official_pair(exported, workload_out: Path, tmp_path: Path):
+    vq, nlm, _ = exported
+    _cli("instruct", "--checkpoint", f"{vq},{nlm}", "--shards", str(workload_out / "shards"), "--tasks", "workload",
+         "--steps", "2", "-b", "4", "--config", "tiny", "--out", str(tmp_path / "ins"), "--set", "data.val_limit=8")
+    ck = torch.load(tmp_path / "ins" / "ckpt.pt", map_location="cpu", weights_only=False)
+    assert ck["stage"] == "instruct" and ck["step"] == 2
+    assert ck["config"]["init"] == str(nlm) and ck["config"]["vq"] == str(vq)
