@@ -224,7 +224,7 @@ def _stage_command(stage: str):
         grad_accum: int = typer.Option(None, "--grad-accum", help="Micro-batches per optimizer step."),
         workers: int = typer.Option(None, "--workers", "-w", help="DataLoader workers per rank."),
         text: str = typer.Option(None, "--text", help="Text corpus for the LM loss: a .txt or a nanoGPT uint16 .bin."),
-        init: str = typer.Option(None, "--init", help="Start from: a vq checkpoint (pretrain); a pretrain checkpoint or an official NeuroLM-*.pt (instruct)."),
+        init: str = typer.Option(None, "--init", help="Start from: a vq checkpoint or an official NeuroLM-*.pt with --vq (pretrain); a pretrain checkpoint or an official NeuroLM-*.pt (instruct)."),
         vq: str = typer.Option(None, "--vq", help="Official VQ.pt paired with an official --init NeuroLM-*.pt."),
         checkpoint: str = typer.Option(None, "--checkpoint", help="Official files as VQ.pt,NeuroLM-B.pt (= --vq, --init); one file = --init."),
         features: str = typer.Option(None, "--features", help="Stage-2/3 EEG features: bidirectional (official, leaks: spec §4.4) or causal."),
@@ -236,6 +236,7 @@ def _stage_command(stage: str):
         ckpt_every: int = typer.Option(None, "--ckpt-every", help="Write ckpt.pt every N steps (always at the end)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/ckpt.pt (bit-identical on CPU)."),
         stop_at: int = typer.Option(None, "--stop-at", help="End this invocation after N steps (checkpointed; --resume continues)."),
+        init_optimizer: bool = typer.Option(False, "--init-optimizer", help="pretrain/instruct from an official NeuroLM-*.pt: AdamW starts from the file's moments and step counts (lr, betas, weight decay, schedule: the run's). Off by default: the official instruction tuning starts a fresh AdamW."),
         set_: list[str] = typer.Option(None, "--set", help="Any config field as FIELD=VALUE, e.g. optim.lr=1e-4 data.shuffle_buffer=200."),
     ) -> None:
         from rich.console import Console
@@ -248,7 +249,8 @@ def _stage_command(stage: str):
             files = [f for f in checkpoint.split(",") if f.strip()]
             vq, init = (files[0], files[1]) if len(files) == 2 else (vq, files[0])
         flat = dict(steps=steps, epochs=epochs, grad_accum=grad_accum, init=init, vq=vq, features=features, gpt2=gpt2,
-                    precision=precision, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, stop_at=stop_at)
+                    precision=precision, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, stop_at=stop_at,
+                    init_optimizer=init_optimizer or None)
         data = dict(shards=os.pathsep.join(shards), batch_size=batch_size, num_workers=workers, mixing=mixing,
                     tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
         over = {k: v for k, v in flat.items() if v is not None}
@@ -268,7 +270,7 @@ def _stage_command(stage: str):
 
     cmd.__doc__ = {
         "vq": "Stage 1: train the text-aligned VQ tokenizer (spec §3) on unlabeled shards.",
-        "pretrain": "Stage 2: multi-channel autoregressive pre-training (spec §4) from a vq checkpoint (--init).",
+        "pretrain": "Stage 2: multi-channel autoregressive pre-training (spec §4) from a vq checkpoint (--init), or continued from the official files (--checkpoint VQ.pt,NeuroLM-B.pt).",
         "instruct": "Stage 3: multi-task instruction tuning (spec §5) from a pretrain checkpoint or official file (--init).",
     }[stage]
     return cmd

@@ -82,7 +82,9 @@ class RunConfig:
     pretrain checkpoint or official file for ``instruct``); ``vq``: official VQ file paired with an official
     NeuroLM ``init``; ``steps``: optimizer steps (None = ``epochs`` x batches per epoch / grad_accum);
     ``stop_at``: end this invocation after that many steps (checkpoint written; ``resume`` continues, as
-    after a pre-emption), without changing the schedule.
+    after a pre-emption), without changing the schedule; ``init_optimizer``: seed AdamW with the moments and
+    step counts of an official NeuroLM ``init`` file (``pretrain``/``instruct``; default off, as the official
+    instruction tuning starts a fresh optimizer), hashed only when on.
     """
 
     stage: str = "vq"
@@ -107,6 +109,7 @@ class RunConfig:
     out: str = "runs/run"
     resume: bool = False
     stop_at: int | None = None
+    init_optimizer: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -139,6 +142,8 @@ _NOT_HASHED = ("out", "resume", "log_every", "stop_at")
 def config_hash(cfg: RunConfig) -> str:
     """sha256 (16 hex) of the canonical JSON of ``cfg`` minus the fields in ``_NOT_HASHED``."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED}
+    if not d["init_optimizer"]:  # off: the hash of configs written before the field existed
+        del d["init_optimizer"]
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

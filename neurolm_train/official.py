@@ -24,7 +24,8 @@ none                                   ``VQTokenizer.quantize.unused_steps`` (de
 =====================================  =========================================================
 
 Linear weights are stored ``(out, in)`` in both layouts, so no tensor is transposed. Files are read with
-``map_location="cpu"``, ``weights_only=True`` and ``mmap=True``; the optimizer state is not read unless asked.
+``map_location="cpu"``, ``weights_only=True`` and ``mmap=True``; the optimizer state is not read unless asked
+(``load_official(keep_optimizer=True)``, or ``seed_optimizer`` to continue a run from it).
 """
 
 from __future__ import annotations
@@ -435,6 +436,69 @@ def official_param_groups(model: nn.Module, weight_decay: float) -> list[dict[st
         {"params": [p for p in ps if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0},
     ]
+
+
+def seed_optimizer(opt: torch.optim.Optimizer, model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load the AdamW state of an official ``NeuroLM-*.pt`` (its ``optimizer`` entry, ckpt §1.4) into ``opt``.
+
+    ``opt`` must be built on ``official_param_groups(model, wd)`` (the same tensors in the same order; the
+    trainer's ``make_optimizer`` is). Only the state is taken, per parameter: ``exp_avg`` and ``exp_avg_sq``
+    (float32, the parameter's shape) and ``step`` (0-d); a parameter without state in the file starts fresh, as
+    in PyTorch. The hyper-parameters (lr, betas, eps, weight decay) stay those of ``opt`` (the run config's),
+    and the file's ``iter_num`` does not move the run's schedule. Tensors are copied out of the memory-mapped
+    file. Returns ``{"path", "tensors" (params with state), "step" (largest AdamW step), "iter_num"}``.
+
+    Raises OfficialCheckpointError when ``path`` is not a ``NeuroLM-*.pt``, has no ``optimizer`` entry, or
+    its groups do not match ``opt`` (group count, tensors per group, or a moment's shape: naming the group,
+    the index in it and the parameter); ValueError when ``opt``'s groups are not ``official_param_groups``.
+    """
+    files = _read_files([path])
+    if "neurolm" not in files:
+        raise OfficialCheckpointError(f"{path}: the optimizer state comes from an official NeuroLM-*.pt")
+    ck = files["neurolm"][1]
+    sd = ck.get("optimizer")
+    if not isinstance(sd, dict) or "state" not in sd or "param_groups" not in sd:
+        raise OfficialCheckpointError(
+            f"{path} has no optimizer entry (AdamW 'state' and 'param_groups', ckpt §1.4): start without "
+            "init_optimizer (a fresh AdamW)"
+        )
+    names = {id(p): n for n, p in model.named_parameters()}
+    ours = [[id(p) for p in g["params"]] for g in opt.param_groups]
+    if ours != [[id(p) for p in g["params"]] for g in official_param_groups(model, 0.0)]:
+        raise ValueError("the optimizer's parameter groups are not official_param_groups(model): cannot seed it")
+    groups = sd["param_groups"]
+    if len(groups) != len(ours):
+        raise OfficialCheckpointError(
+            f"{path}: {len(groups)} optimizer parameter group(s), the model's AdamW has {len(ours)}"
+        )
+    state: dict[int, dict[str, Tensor]] = {}
+    idx, top = 0, 0.0
+    for g, (fg, og) in enumerate(zip(groups, opt.param_groups, strict=True)):
+        if len(fg["params"]) != len(og["params"]):
+            raise OfficialCheckpointError(
+                f"{path}: optimizer group {g} has {len(fg['params'])} tensors, the model's has "
+                f"{len(og['params'])} trainable parameters (ckpt §1.4: group 0 dim >= 2, group 1 dim < 2)"
+            )
+        for i, (fid, p) in enumerate(zip(fg["params"], og["params"], strict=True)):
+            st = sd["state"].get(fid)
+            if st is not None:
+                where = f"{path}: optimizer group {g} index {i} ({names.get(id(p), '?')})"
+                for k in ("exp_avg", "exp_avg_sq", "step"):
+                    if k not in st:
+                        raise OfficialCheckpointError(f"{where}: no '{k}' in its state")
+                for k in ("exp_avg", "exp_avg_sq"):
+                    if tuple(st[k].shape) != tuple(p.shape):
+                        raise OfficialCheckpointError(
+                            f"{where}: {k} shape {tuple(st[k].shape)}, parameter {tuple(p.shape)}"
+                        )
+                step = torch.as_tensor(st["step"], dtype=torch.float32).clone()
+                state[idx] = {"step": step, "exp_avg": st["exp_avg"].clone(), "exp_avg_sq": st["exp_avg_sq"].clone()}
+                top = max(top, float(step))
+            idx += 1
+    new = opt.state_dict()  # our hyper-parameters and indices 0..n-1 in group order
+    new["state"] = state
+    opt.load_state_dict(new)
+    return {"path": str(path), "tensors": len(state), "step": top, "iter_num": ck.get("iter_num")}
 
 
 # --------------------------------------------------------------------------------------------- public

@@ -138,30 +138,61 @@ def _tokenizer_from(path: str, mc: NeuroLMConfig) -> VQTokenizer:
     return vq
 
 
+def _official_neurolm(cfg: RunConfig, mc: NeuroLMConfig) -> NeuroLM:
+    """The NeuroLM of an official ``cfg.init`` (``NeuroLM-*.pt``, with ``cfg.vq`` = ``VQ.pt``). ``pretrain``
+    needs the ``VQ.pt`` codebook (its targets are codes). Raises ValueError (OfficialCheckpointError) when the
+    files do not fit."""
+    if cfg.stage == "pretrain" and not cfg.vq:
+        raise ValueError(
+            f"pretrain from official files ({cfg.init}) needs both: --checkpoint VQ.pt,NeuroLM-B.pt (or --init "
+            "NeuroLM-B.pt --vq VQ.pt); the VQ.pt codebook makes the targets"
+        )
+    model = official.load_neurolm(cfg.init, cfg.vq, mc)
+    if cfg.stage == "pretrain" and not model.tokenizer.quantize.is_initialized:
+        raise ValueError(f"{cfg.vq}: the codebook is not initialised (initted = 0): no pretrain targets")
+    return model
+
+
 def build_stage(cfg: RunConfig) -> tuple[nn.Module, nn.Module, NeuroLMConfig]:
     """The stage module (for DDP), the model inside it (saved in checkpoints) and its config.
 
-    ``vq``: a fresh ``VQTokenizer``. ``pretrain``: ``cfg.init`` must be a ``vq`` checkpoint; the NeuroLM
-    gets GPT-2 weights when available locally (else random init, logged). ``instruct``: ``cfg.init`` is a
+    ``vq``: a fresh ``VQTokenizer``. ``pretrain``: ``cfg.init`` is a ``vq`` checkpoint (the NeuroLM gets
+    GPT-2 weights when available locally, else random init, logged), or an official ``NeuroLM-*.pt`` with
+    ``cfg.vq`` = the official ``VQ.pt`` (continues the official stage 2). ``instruct``: ``cfg.init`` is a
     ``pretrain``/``instruct`` checkpoint, or an official ``NeuroLM-*.pt`` file (with ``cfg.vq`` = the official
-    ``VQ.pt``). Raises ValueError when a required checkpoint is missing or of the wrong stage.
+    ``VQ.pt``). ``cfg.init_optimizer`` (the trainer then seeds AdamW from the file) needs an official
+    ``init``. Raises ValueError when a required checkpoint is missing or of the wrong stage, or when
+    ``init_optimizer`` is set without an official NeuroLM ``init``.
     """
     mc = neurolm_config(cfg)
+    no_seed = "init_optimizer takes the AdamW state of an official NeuroLM-*.pt --init"
     if cfg.stage == "vq":
+        if cfg.init_optimizer:
+            raise ValueError(f"{no_seed} (stages pretrain and instruct)")
         model = VQTokenizer(mc.vq)
         table = gpt2_text_embeddings(mc.vq.n_embd, mc.gpt.init_from if cfg.model != "tiny" else None)
         return VQStage(model, table), model, mc
     if not cfg.init:
-        need = "a vq checkpoint" if cfg.stage == "pretrain" else "a pretrain checkpoint or an official NeuroLM file"
+        need = ("a vq checkpoint or an official NeuroLM file" if cfg.stage == "pretrain"
+                else "a pretrain checkpoint or an official NeuroLM file")
         raise ValueError(f"stage {cfg.stage!r} needs --init: {need}")
-    if cfg.stage == "pretrain":
-        model = build_neurolm(mc, tokenizer=_tokenizer_from(cfg.init, mc))
-        log.info("pretrain: GPT backbone from %s", model.backbone_init)
-        return PretrainStage(model), model, mc
     ck = checkpoint.load(cfg.init)
-    if isinstance(ck, dict) and ck.get("stage") in ("pretrain", "instruct"):
+    project = isinstance(ck, dict) and "stage" in ck  # our checkpoints carry their stage; official files do not
+    if project and cfg.init_optimizer:
+        raise ValueError(f"{no_seed}; {cfg.init} is a project {ck['stage']!r} checkpoint (continue a run with --resume)")
+    if cfg.stage == "pretrain":
+        if project:
+            model = build_neurolm(mc, tokenizer=_tokenizer_from(cfg.init, mc))
+            log.info("pretrain: GPT backbone from %s", model.backbone_init)
+        else:
+            model = _official_neurolm(cfg, mc)
+            log.info("pretrain: continues the official NeuroLM %s (codebook from %s)", cfg.init, cfg.vq)
+        return PretrainStage(model), model, mc
+    if project and ck["stage"] not in ("pretrain", "instruct"):
+        raise ValueError(f"{cfg.init} is a {ck['stage']!r} checkpoint: instruct starts from a pretrain checkpoint")
+    if project:
         model = NeuroLM(mc)
         model.load_state_dict(ck["model"])
     else:
-        model = official.load_neurolm(cfg.init, cfg.vq, mc)  # official NeuroLM-*.pt (+ VQ.pt)
+        model = _official_neurolm(cfg, mc)  # official NeuroLM-*.pt (+ VQ.pt)
     return InstructStage(model, cfg.tokenizer), model, mc

@@ -6,6 +6,9 @@ Per optimizer step: ``grad_accum`` micro-batches from the shard loader (plus tex
 stage module each (``stages.py``) under autocast (bf16 on CUDA, none on CPU; fp16 refused, spec §9.8),
 backward (``no_sync`` except on the last micro-batch), gradient clipping, AdamW step, warm-up/cosine lr.
 
+With ``init_optimizer`` (a fresh run from an official NeuroLM file) AdamW starts from the file's moments and
+step counts; lr, betas, weight decay and the schedule are the run's.
+
 Outputs in ``cfg.out``: ``config.json``; ``ckpt.pt`` (latest: model, optimizer, scheduler, loader position,
 RNG states of every rank, config and its hash; written atomically every ``ckpt_every`` steps and at the end,
 ``--resume`` continues from it bit-identically on CPU); ``best.pt`` (best validation score, the only
@@ -33,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from . import checkpoint
+from . import checkpoint, official
 from .config import RunConfig, config_hash
 from .data import TokenLoader, discover, eval_batches, mixing_weights
 from .prompts import TEXT_MAX_LEN
@@ -84,7 +87,9 @@ def autocast(cfg: RunConfig, device: torch.device) -> contextlib.AbstractContext
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over trainable parameters: weight decay on >= 2-D tensors, none on biases/norms (spec §3.4)."""
+    """AdamW over trainable parameters: weight decay on >= 2-D tensors, none on biases/norms (spec §3.4).
+    The groups are the official ones (``official.official_param_groups``, ckpt §1.4), so ``init_optimizer``
+    can load an official file's state into it (``official.seed_optimizer`` checks the order)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -212,6 +217,10 @@ def train(cfg: RunConfig) -> Path:
     opt = make_optimizer(model, cfg, device)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, WarmupCosine(int(cfg.optim.warmup * total), total, cfg.optim.min_lr / cfg.optim.lr))
+    if cfg.init_optimizer and not cfg.resume:  # make_optimizer's groups are official_param_groups (ckpt §1.4)
+        seeded = official.seed_optimizer(opt, model, cfg.init)
+        log.info("optimizer: AdamW state of %s (%d tensors, step %g, iter_num %s)", seeded["path"],
+                 seeded["tensors"], seeded["step"], seeded["iter_num"])
     step, best = 0, None
     ckpt_path = out / "ckpt.pt"
     if cfg.resume:
