@@ -18,10 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-#: Training budget of the NeuroLM tiny row on CPU (one epoch = 94 steps of 16 Workload train windows):
-#: the tokenizer and the autoregressive stage see the train windows 3 times, instruction tuning 5 times,
-#: validated once per epoch (best.pt = best val BAcc).
-NEUROLM_TINY = ("vq_epochs=3", "pretrain_epochs=3", "instruct_epochs=5", "instruct_eval_every=94")
+from neurolm_train.pipeline import NEUROLM_TINY_BUDGET as NEUROLM_TINY  # the main job's budget
 
 
 def commands(out: str, seeds: str, n_boot: int) -> list[list[str]]:
