@@ -104,21 +104,25 @@ def mat_variables(path: Path) -> list[str]:
     """
     import scipy.io
 
+    if _is_mat73(path):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                return sorted(k for k in f.keys() if not k.startswith("#"))
+        except OSError as e:
+            raise RecordingError(path, f"cannot read MAT v7.3 file: {e}") from None
     try:
         return [name for name, _, _ in scipy.io.whosmat(str(path))]
-    except NotImplementedError:  # MATLAB v7.3 = HDF5
-        pass
     except Exception as e:  # noqa: BLE001
         raise RecordingError(path, f"cannot read MAT file: {type(e).__name__}: {e}") from None
-    try:
-        import h5py
-    except ModuleNotFoundError:
-        raise RecordingError(path, "MATLAB v7.3 (HDF5) file needs h5py: pip install h5py") from None
-    try:
-        with h5py.File(path, "r") as f:
-            return sorted(k for k in f.keys() if not k.startswith("#"))
-    except OSError as e:
-        raise RecordingError(path, f"cannot read MAT v7.3 file: {e}") from None
+
+
+def _is_mat73(path: Path) -> bool:
+    """True for a MATLAB v7.3 file, which is HDF5 (scipy.io reads only v4-v7; h5py reads v7.3)."""
+    import h5py
+
+    return bool(h5py.is_hdf5(str(path)))
 
 
 def read_mat_variable(path: Path, name: str) -> np.ndarray:
@@ -130,17 +134,18 @@ def read_mat_variable(path: Path, name: str) -> np.ndarray:
     import scipy.io
 
     try:
-        d = scipy.io.loadmat(str(path), variable_names=[name])
-        if name not in d:
-            raise RecordingError(path, f"variable {name!r} not found")
-        x = d[name]
-    except NotImplementedError:
-        import h5py
+        if _is_mat73(path):
+            import h5py
 
-        with h5py.File(path, "r") as f:
-            if name not in f:
-                raise RecordingError(path, f"variable {name!r} not found") from None
-            x = np.asarray(f[name]).T
+            with h5py.File(path, "r") as f:
+                if name not in f:
+                    raise RecordingError(path, f"variable {name!r} not found")
+                x = np.asarray(f[name]).T
+        else:
+            d = scipy.io.loadmat(str(path), variable_names=[name])
+            if name not in d:
+                raise RecordingError(path, f"variable {name!r} not found")
+            x = d[name]
     except RecordingError:
         raise
     except Exception as e:  # noqa: BLE001
