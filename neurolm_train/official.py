@@ -368,17 +368,11 @@ def encoder_args(cfg: VQConfig) -> dict[str, Any]:
 
 
 def decoder_args(cfg: VQConfig) -> dict[str, Any]:
-    """``decoder_args`` of an official ``VQ.pt`` for ``cfg`` (ckpt §1.1; no ``out_chans``)."""
-    return dict(
-        n_layer=cfg.decoder_layers,
-        n_head=cfg.n_head,
-        n_embd=cfg.n_embd,
-        block_size=1024,
-        bias=cfg.bias,
-        dropout=cfg.dropout,
-        num_classes=0,
-        in_chans=cfg.code_dim,
-    )
+    """``decoder_args`` of an official ``VQ.pt`` for ``cfg``: the encoder's, with the decoder depth, the code
+    dimension as input and no ``out_chans`` (ckpt §1.1)."""
+    args = encoder_args(cfg)
+    del args["out_chans"]
+    return {**args, "n_layer": cfg.decoder_layers, "in_chans": cfg.code_dim}
 
 
 def model_args(cfg: NeuroLMConfig) -> dict[str, Any]:

@@ -39,3 +39,32 @@ def step_records(run: Path) -> list[dict]:
 def same_tensors(a: dict, b: dict) -> bool:
     """True when two state dicts hold bit-identical tensors under the same keys."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def cli(*args: str, ok: bool = True) -> str:
+    """Run ``neurolm-train ARGS``; assert it succeeded (or failed, ``ok=False``); the output with rich's line
+    wrapping undone."""
+    from typer.testing import CliRunner
+
+    from cli import train_app
+
+    res = CliRunner().invoke(train_app, list(args))
+    assert (res.exit_code == 0) == ok, res.output + repr(res.exception)
+    return " ".join(res.output.split())
+
+
+def random_tiny_neurolm(stage: str):
+    """A random ``tiny`` NeuroLM for ``stage`` (seed 0) with a random unit-norm codebook marked initialised
+    (no k-means needed), and its tokenizer: ``(model, tokenizer)``."""
+    from neurolm_train.models import NeuroLM, VQTokenizer
+    from neurolm_train.stages import neurolm_config
+
+    mc = neurolm_config(stage_config(stage, "tiny"))
+    torch.manual_seed(0)
+    tok = VQTokenizer(mc.vq)
+    with torch.no_grad():
+        tok.quantize.codebook.copy_(torch.nn.functional.normalize(torch.randn_like(tok.quantize.codebook), dim=-1))
+        tok.quantize.initted.fill_(1.0)
+    model = NeuroLM(mc)
+    model.load_tokenizer(tok.eval())
+    return model, tok

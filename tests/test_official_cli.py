@@ -13,28 +13,20 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from typer.testing import CliRunner
+from fixtures_trainer import cli, random_tiny_neurolm
 
-from cli import train_app
-from neurolm_train.config import RunConfig, stage_config
+from neurolm_train.config import RunConfig
 from neurolm_train.data import discover
 from neurolm_train.evaluate import predict
-from neurolm_train.models import NeuroLM, VQTokenizer
+from neurolm_train.models import NeuroLM
 from neurolm_train.official import (
     OfficialCheckpointError,
     load_official,
     save_official_neurolm,
     save_official_vq,
 )
-from neurolm_train.stages import neurolm_config
 
 torch.set_num_threads(1)
-
-
-def _cli(*args: str, ok: bool = True) -> str:
-    res = CliRunner().invoke(train_app, list(args))
-    assert (res.exit_code == 0) == ok, res.output + repr(res.exception)
-    return " ".join(res.output.split())  # rich wraps long messages
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +34,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Neur
     """``(vq.pt, nlm.pt, model)``: a random tiny NeuroLM (with a k-means-free random codebook) and its
     tokenizer, written in the official layout."""
     root = tmp_path_factory.mktemp("official_cli")
-    mc = neurolm_config(stage_config("instruct", "tiny"))
-    torch.manual_seed(0)
-    tok = VQTokenizer(mc.vq)
-    with torch.no_grad():
-        tok.quantize.codebook.copy_(torch.nn.functional.normalize(torch.randn_like(tok.quantize.codebook), dim=-1))
-        tok.quantize.initted.fill_(1.0)
-    model = NeuroLM(mc)
-    model.load_tokenizer(tok.eval())
+    model, tok = random_tiny_neurolm("instruct")
+    mc = model.cfg
     save_official_vq(tok, root / "vq.pt", torch.randn(50257, mc.vq.n_embd), iter_num=3, epoch=1)
     save_official_neurolm(model, root / "nlm.pt", iter_num=11, epoch=2)
     return root / "vq.pt", root / "nlm.pt", model.eval()
@@ -58,7 +44,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Neur
 def test_evaluate_official_pair_equals_in_memory_scoring(exported, workload_out: Path, tmp_path: Path):
     vq, nlm, model = exported
     shards = str(workload_out / "shards")
-    _cli("evaluate", "--checkpoint", f"{vq},{nlm}", "--shards", shards, "--tasks", "workload", "--limit", "16",
+    cli("evaluate", "--checkpoint", f"{vq},{nlm}", "--shards", shards, "--tasks", "workload", "--limit", "16",
          "--config", "tiny", "--out", str(tmp_path / "eval"))
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     test = res["scores"]["workload"]["test"]
@@ -84,7 +70,7 @@ def test_evaluate_official_pair_equals_in_memory_scoring(exported, workload_out:
 def test_neurolm_file_alone_takes_its_tokenizer_heads_from_the_config(exported, workload_out: Path,
                                                                       tmp_path: Path):
     _, nlm, _ = exported
-    _cli("evaluate", "--checkpoint", str(nlm), "--shards", str(workload_out / "shards"), "--tasks", "workload",
+    cli("evaluate", "--checkpoint", str(nlm), "--shards", str(workload_out / "shards"), "--tasks", "workload",
          "--limit", "4", "--splits", "test", "--config", "tiny", "--out", str(tmp_path / "eval"))
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert res["model_config"]["vq"]["n_head"] == 4 and [f["kind"] for f in res["official"]["files"]] == ["neurolm"]
@@ -107,23 +93,23 @@ def test_head_counts_the_files_do_not_store_come_from_the_model_config(exported,
 def test_evaluate_refusals_are_clear(exported, workload_out: Path, tmp_path: Path):
     vq, nlm, _ = exported
     common = ["--shards", str(workload_out / "shards"), "--tasks", "workload", "--out", str(tmp_path / "x")]
-    out = _cli("evaluate", "--checkpoint", f"{vq},{nlm}", *common, ok=False)
+    out = cli("evaluate", "--checkpoint", f"{vq},{nlm}", *common, ok=False)
     assert "not those of B, L or XL" in out and "--config" in out
-    out = _cli("evaluate", "--checkpoint", f"{vq},{nlm}", "--config", "B", *common, ok=False)
+    out = cli("evaluate", "--checkpoint", f"{vq},{nlm}", "--config", "B", *common, ok=False)
     assert "gpt.n_embd: file 128 vs config 768" in out
-    out = _cli("evaluate", "--checkpoint", str(vq), "--config", "tiny", *common, ok=False)
+    out = cli("evaluate", "--checkpoint", str(vq), "--config", "tiny", *common, ok=False)
     assert "needs an official NeuroLM-*.pt" in out
     raw = torch.load(vq, map_location="cpu", weights_only=True)
     key = "_orig_mod.VQ.encoder.blocks.0.attn.c_attn.weight"
     raw["model"][key] = raw["model"][key][:, :-1].clone()
     torch.save(raw, tmp_path / "bad_vq.pt")
-    out = _cli("evaluate", "--checkpoint", f"{tmp_path / 'bad_vq.pt'},{nlm}", "--config", "tiny", *common, ok=False)
+    out = cli("evaluate", "--checkpoint", f"{tmp_path / 'bad_vq.pt'},{nlm}", "--config", "tiny", *common, ok=False)
     assert "mis-shaped key(s): VQ.encoder.blocks.0.attn.c_attn.weight" in out
 
 
 def test_instruct_starts_from_the_official_pair(exported, workload_out: Path, tmp_path: Path):
     vq, nlm, _ = exported
-    _cli("instruct", "--checkpoint", f"{vq},{nlm}", "--shards", str(workload_out / "shards"), "--tasks", "workload",
+    cli("instruct", "--checkpoint", f"{vq},{nlm}", "--shards", str(workload_out / "shards"), "--tasks", "workload",
          "--steps", "2", "-b", "4", "--config", "tiny", "--out", str(tmp_path / "ins"), "--set", "data.val_limit=8")
     ck = torch.load(tmp_path / "ins" / "ckpt.pt", map_location="cpu", weights_only=False)
     assert ck["stage"] == "instruct" and ck["step"] == 2

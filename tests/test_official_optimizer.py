@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from fixtures_trainer import cli, random_tiny_neurolm
 
-from cli import train_app
 from neurolm_train import checkpoint, official
 from neurolm_train.config import stage_config
-from neurolm_train.models import NeuroLM, VQTokenizer
 from neurolm_train.official import (
     OfficialCheckpointError,
     load_neurolm,
@@ -32,25 +30,13 @@ torch.set_num_threads(1)
 STEPS = 3  # AdamW steps taken before the export
 
 
-def _cli(*args: str, ok: bool = True) -> str:
-    res = CliRunner().invoke(train_app, list(args))
-    assert (res.exit_code == 0) == ok, res.output + repr(res.exception)
-    return " ".join(res.output.split())  # rich wraps long messages
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     """``(vq.pt, nlm.pt, optimizer state dict)``: a random tiny NeuroLM after ``STEPS`` AdamW steps on
     official_param_groups (every trainable tensor has a gradient), exported with that state."""
     root = tmp_path_factory.mktemp("official_opt")
-    mc = neurolm_config(stage_config("pretrain", "tiny"))
-    torch.manual_seed(0)
-    tok = VQTokenizer(mc.vq)
-    with torch.no_grad():
-        tok.quantize.codebook.copy_(torch.nn.functional.normalize(torch.randn_like(tok.quantize.codebook), dim=-1))
-        tok.quantize.initted.fill_(1.0)
-    model = NeuroLM(mc)
-    model.load_tokenizer(tok.eval())
+    model, tok = random_tiny_neurolm("pretrain")
+    mc = model.cfg
     opt = torch.optim.AdamW(official_param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95))
     params = [p for g in opt.param_groups for p in g["params"]]
     for _ in range(STEPS):
@@ -80,7 +66,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
 
 def _pretrain(vq: Path, nlm: Path, shards: Path, out: Path, *extra: str, ok: bool = True) -> str:
-    return _cli("pretrain", "--checkpoint", f"{vq},{nlm}", "--shards", str(shards), "--steps", "1", "-b", "2",
+    return cli("pretrain", "--checkpoint", f"{vq},{nlm}", "--shards", str(shards), "--steps", "1", "-b", "2",
                 "--config", "tiny", "--out", str(out), *extra, ok=ok)
 
 
@@ -121,10 +107,10 @@ def test_refusals_name_the_problem(exported, pretrain_out: Path, tmp_path: Path)
     shards = pretrain_out / "shards"
     out = _pretrain(vq, nlm.with_name("bare.pt"), shards, tmp_path / "a", "--init-optimizer", ok=False)
     assert "has no optimizer entry" in out
-    out = _cli("pretrain", "--init", str(nlm), "--shards", str(shards), "--steps", "1", "--config", "tiny",
+    out = cli("pretrain", "--init", str(nlm), "--shards", str(shards), "--steps", "1", "--config", "tiny",
                "--out", str(tmp_path / "b"), ok=False)
     assert "needs both: --checkpoint VQ.pt,NeuroLM-B.pt" in out
-    out = _cli("vq", "--shards", str(shards), "--steps", "1", "--config", "tiny", "--init-optimizer",
+    out = cli("vq", "--shards", str(shards), "--steps", "1", "--config", "tiny", "--init-optimizer",
                "--out", str(tmp_path / "c"), ok=False)
     assert "init_optimizer takes the AdamW state of an official NeuroLM-*.pt" in out
 
