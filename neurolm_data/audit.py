@@ -20,7 +20,7 @@ How overlaps are found:
 - **Signals** are compared three ways, strongest first: (1) ``signal_hash`` equality (the whole decoded
   input, recordings.parquet: for EDF/BDF its integer samples and per-channel calibration, which determine the
   decoded µV exactly; docs/architecture.md; both OUTs need ingest's schema version, part of their config);
-  (2) per-channel fingerprints: sha256 of the first ``FINGERPRINT_S`` seconds of
+  (2) per-channel fingerprints: content hash (XXH3-128, ``store.content_hash``) of the first ``FINGERPRINT_S`` seconds of
   each stored channel (float32, 200 Hz), keyed by channel name and length: ingest's filters act on each
   channel independently, so the same input channel gives the same stored row whatever other channels a source
   keeps (TUAB keeps 23, TUEG every vocabulary channel; ``tests/test_audit.py`` guards this); flat channels (std below ``FLAT_UV``) are ignored; this
@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from neurolm_data.store import write_json_atomic, write_parquet_atomic
+from neurolm_data.store import content_hash, write_json_atomic, write_parquet_atomic
 
 #: Report format version.
 REPORT_VERSION = 1
@@ -95,7 +95,7 @@ class OutIndex:
         out: the folder. preprocess_hash: hash of its preprocessing config (``ingest_config.json``).
         recordings: ``recordings.parquet`` plus columns ``split`` (group split), ``namespace``.
         protocol: the protocol name of ``splits.parquet``, or None.
-        fingerprints: recording_id -> {(channel, n_samples): sha256} (computed lazily).
+        fingerprints: recording_id -> {(channel, n_samples): content hash} (computed lazily).
     """
 
     out: Path
@@ -122,7 +122,7 @@ class OutIndex:
             for ch, r in zip(channels, x[:, :n], strict=True):
                 seg = np.ascontiguousarray(r, dtype=np.float32)
                 if seg.size and float(seg.std()) >= FLAT_UV:
-                    fp[(ch, n)] = hashlib.sha256(seg.tobytes()).hexdigest()
+                    fp[(ch, n)] = content_hash(seg)
             self.fingerprints[rid] = fp
         return self.fingerprints[rid]
 

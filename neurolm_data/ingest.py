@@ -41,8 +41,8 @@ from neurolm_data.preprocess import PreprocessConfig, check_min_duration, config
 from neurolm_data.sources.base import RecordingError, RecordingRef, get_source
 from neurolm_data.store import (
     RECORDINGS_DIR,
+    array_hash,
     array_path,
-    sha256_array,
     sidecar_path,
     write_json_atomic,
     write_npy_atomic,
@@ -54,8 +54,9 @@ if TYPE_CHECKING:
 
 #: Version of the ingest outputs' schema and semantics; part of the config hash (bump on any change to what
 #: ``ingest_one`` writes). 2: ``signal_hash`` of a recording read as integer samples hashes the samples and their
-#: calibration (docs/architecture.md).
-SCHEMA_VERSION = 2
+#: calibration (docs/architecture.md). 3: ``signal_hash`` and ``data_hash`` are XXH3-128 (``store.content_hash``),
+#: not sha256.
+SCHEMA_VERSION = 3
 
 CONFIG_FILE = "ingest_config.json"
 RECORDINGS_MANIFEST = "recordings.parquet"
@@ -316,11 +317,11 @@ def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: s
         all_rows = cmap.picks == list(range(sig.n_channels))
         if sig.digital is not None:  # integer samples: hashed and preprocessed without a float64 copy
             data = sig.digital if all_rows else sig.digital.take(cmap.picks)
-            signal_hash = data.sha256()
+            signal_hash = data.content_hash()
         else:
             data = sig.data if all_rows else sig.data[cmap.picks]
             data = np.ascontiguousarray(data, dtype=np.float64)
-            signal_hash = sha256_array(data)
+            signal_hash = array_hash(data)
         try:
             x = preprocess(data, sig.sfreq, config.preprocess)
         except ValueError as e:
@@ -341,7 +342,7 @@ def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: s
             "events": json.dumps([[e.onset_s, e.duration_s, e.label, e.description] for e in sig.events],
                                  ensure_ascii=False),
             "extra": json.dumps(extra, sort_keys=True, ensure_ascii=False),
-            "signal_hash": signal_hash, "data_hash": sha256_array(x), "config_hash": config.hash,
+            "signal_hash": signal_hash, "data_hash": array_hash(x), "config_hash": config.hash,
         }
         status, reason = "done", ""
     except RecordingError as e:

@@ -36,12 +36,13 @@ import webdataset as wds
 
 from neurolm_data.protocols import Protocol
 from neurolm_data.split import read_recordings, read_splits, run_split
-from neurolm_data.store import atomic_open, sha256_file, write_json_atomic, write_parquet_atomic
+from neurolm_data.store import atomic_open, content_hash, sha256_file, write_json_atomic, write_parquet_atomic
 from neurolm_data.tasks.base import SFREQ, TaskSpec, get_task
 from neurolm_data.windows import PlannedWindow, WindowPlan, audit_windows, plan_windows
 
-#: Version of the shard layout and ``shards.json`` schema; part of the config hash.
-SHARD_SCHEMA_VERSION = 1
+#: Version of the shard layout and ``shards.json`` schema; part of the config hash. 2: ``window_hash`` is XXH3-128
+#: (``store.content_hash``), not sha256.
+SHARD_SCHEMA_VERSION = 2
 #: Default shard size bound: 256 MiB (WebDataset recommends shards of roughly 100 MB to 1 GB).
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024 * 1024
 #: tar block and record sizes (POSIX ustar; Python's tarfile pads an archive to whole records).
@@ -120,11 +121,11 @@ def encode_sample(w: PlannedWindow, x: np.ndarray, task: str) -> tuple[dict[str,
         w: the planned window. x: its signal, float32 ``(n_channels, length)`` in µV. task: task name.
 
     Returns:
-        ``({"__key__", "eeg.npy": bytes, "meta.json": bytes}, window_hash)``; ``window_hash`` is the sha256
-        of ``x``'s little-endian float32 C-order bytes.
+        ``({"__key__", "eeg.npy": bytes, "meta.json": bytes}, window_hash)``; ``window_hash`` is the
+        ``store.content_hash`` (XXH3-128) of ``x``'s little-endian float32 C-order bytes.
     """
     x = np.ascontiguousarray(x, dtype="<f4")
-    window_hash = hashlib.sha256(x.tobytes()).hexdigest()
+    window_hash = content_hash(x)
     buf = io.BytesIO()
     np.lib.format.write_array(buf, x, version=(1, 0), allow_pickle=False)
     meta = {

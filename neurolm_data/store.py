@@ -1,9 +1,15 @@
-"""The on-disk store of ingest: atomic writes, sha256 helpers, the per-recording array store.
+"""The on-disk store of ingest: atomic writes, hash helpers, the per-recording array store.
 
 Contracts (docs/architecture.md): ``OUT/recordings/<recording_id>.npy`` holds a float32 ``(n_channels,
 n_samples)`` array in µV at 200 Hz, loadable with ``np.load(path, mmap_mode="r")``. Every file is written under
 a temporary name in the same folder and moved into place with ``os.replace`` (atomic on POSIX), so a killed
 run leaves either the old file, the new file, or a stray ``*.tmp`` that is never read.
+
+Two kinds of hash (docs/architecture.md): **content hashes** of signal arrays (``signal_hash``, ``data_hash``,
+``window_hash``: hundreds of MB per corpus hour) are XXH3-128 (``content_hash``, the xxhash library: ~40x faster
+than sha256 here, 0.012 vs 0.50 ms per MB on this project's 2-core CI machine with SHA-NI; 128 bits make an
+accidental collision among 10^15 arrays ~1e-9 likely); they identify data, they do not defend against a forger.
+**File and config digests** (Parquet manifests, shard tars, configs, downloads) stay sha256.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+import xxhash
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -90,14 +97,19 @@ def write_parquet_atomic(path: str | Path, table: pa.Table) -> None:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
-def sha256_bytes(data: bytes | memoryview) -> str:
-    """Hex sha256 of a bytes-like object."""
-    return hashlib.sha256(data).hexdigest()
+def content_hash(*parts: bytes | memoryview | np.ndarray) -> str:
+    """32 hex digits of XXH3-128 over the concatenated bytes of ``parts`` (arrays: their raw C-order bytes; dtype
+    and shape are not included, so compare like with like). The project's hash of signal content (module
+    docstring)."""
+    h = xxhash.xxh3_128()
+    for part in parts:
+        h.update(memoryview(np.ascontiguousarray(part)).cast("B") if isinstance(part, np.ndarray) else part)
+    return h.hexdigest()
 
 
-def sha256_array(array: np.ndarray) -> str:
-    """Hex sha256 of an array's raw C-order bytes (dtype and shape are not included; compare like with like)."""
-    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+def array_hash(array: np.ndarray) -> str:
+    """``content_hash`` of an array's raw C-order bytes (``data_hash`` of a stored recording)."""
+    return content_hash(array)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -8,7 +8,6 @@ second), ``read`` turns one into a ``RawSignal`` (µV, native sfreq), and everyt
 
 from __future__ import annotations
 
-import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -109,17 +108,17 @@ class DigitalSamples:
         """The channels ``rows``, in that order."""
         return DigitalSamples(np.ascontiguousarray(self.samples[rows]), self.gain[rows], self.offset[rows])
 
-    def sha256(self) -> str:
-        """Hex sha256 of the samples' C-order little-endian bytes, then ``gain`` and ``offset`` as float64 LE.
+    def content_hash(self) -> str:
+        """``store.content_hash`` (XXH3-128) of the samples' C-order little-endian bytes, then ``gain`` and
+        ``offset`` as float64 LE.
 
         These determine the decoded µV signal exactly (``decode``); this is the ``signal_hash`` of a recording
         read from integer samples (docs/architecture.md).
         """
-        h = hashlib.sha256(memoryview(np.ascontiguousarray(self.samples, self.samples.dtype.newbyteorder("<")))
-                           .cast("B"))
-        h.update(np.ascontiguousarray(self.gain, "<f8").tobytes())
-        h.update(np.ascontiguousarray(self.offset, "<f8").tobytes())
-        return h.hexdigest()
+        from neurolm_data.store import content_hash
+
+        return content_hash(np.ascontiguousarray(self.samples, self.samples.dtype.newbyteorder("<")),
+                            np.ascontiguousarray(self.gain, "<f8"), np.ascontiguousarray(self.offset, "<f8"))
 
 
 class RawSignal:

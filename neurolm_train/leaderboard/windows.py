@@ -5,7 +5,7 @@ Contract (docs/architecture.md, "OUT/shards/TASK/"): ``OUT/shards/TASK/SPLIT/*.t
 row per window (``key``, ``shard``, ``split``, ``subject``, ``recording``, ``label``, ``channel_indices``,
 ``window_hash``); ``shards.json`` carries the task config and the manifest hashes it was built from.
 
-Every window read is verified: its sha256 must equal ``window_hash`` and every selected key must be found,
+Every window read is verified: its content hash (``neurolm_data.store.content_hash``) must equal ``window_hash`` and every selected key must be found,
 otherwise :class:`ShardIntegrityError` says what is wrong and how to rebuild.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 import webdataset as wds
 
+from neurolm_data.store import content_hash
 from neurolm_train.leaderboard.config import stable_hash
 
 SPLITS = ("train", "val", "test")
@@ -181,7 +182,7 @@ def common_channels(manifest: TaskManifest) -> tuple[int, ...]:
 
 def read_split(manifest: TaskManifest, split: str, keys: list[str] | None = None,
                max_bytes: int = 8 << 30) -> WindowSplit:
-    """Read ``keys`` (default: all) of ``split`` from the tar shards, verifying each window's sha256.
+    """Read ``keys`` (default: all) of ``split`` from the tar shards, verifying each window's content hash.
 
     Rows of every window are reordered to :func:`common_channels`. ``max_bytes`` bounds the float32
     array held in memory (default 8 GiB); above it a ``MemoryError`` names the size and suggests
@@ -206,7 +207,7 @@ def read_split(manifest: TaskManifest, split: str, keys: list[str] | None = None
         raw = np.load(io.BytesIO(sample["eeg.npy"]), allow_pickle=False)
         if raw.dtype != np.float32 or raw.ndim != 2:
             raise ShardIntegrityError(f"{key}: eeg.npy is {raw.dtype} {raw.shape}, expected float32 (C, T)")
-        if hashlib.sha256(np.ascontiguousarray(raw).tobytes()).hexdigest() != row["window_hash"]:
+        if content_hash(np.ascontiguousarray(raw)) != row["window_hash"]:
             raise ShardIntegrityError(
                 f"{key}: eeg.npy bytes do not match window_hash in windows.parquet; the shards changed "
                 f"after the manifest was written. Rebuild with `neurolm-data shard ... --task {manifest.task}`"
