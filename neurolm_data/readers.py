@@ -201,7 +201,8 @@ def read_edf(
         rates = [float(r.getSampleFrequency(i)) for i in range(n_sig)]
         units = [r.getPhysicalDimension(i) for i in range(n_sig)]
         _, picks, scales, sfreq, dropped = _select(path, labels, rates, units, channels, merge_synonyms)
-        n = min(int(r.getNSamples()[p]) for p in picks)
+        n_samples = r.getNSamples()
+        n = min(int(n_samples[p]) for p in picks)
         data, digital = None, _decode_records(path, r, picks, scales, n)
         if digital is None:  # header layout not understood by the fast path: EDFlib per channel
             data = np.empty((len(picks), n), dtype=np.float64)
