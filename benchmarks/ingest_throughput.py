@@ -16,9 +16,12 @@ with start-up (interpreter and imports) included, and net of it (minus the least
 imports the modules the configuration loads, ``_PIPELINE_IMPORTS`` / ``_REFERENCE_IMPORTS``). The pipeline runs on half and on all of
 the corpus to show that peak RSS per worker does not grow with the corpus. With ``--repeat N`` the
 configurations run in N interleaved rounds (so that a change in the machine's load hits all of them) and the
-least-CPU run of each is shown (wall: its least wall). Outputs go to a temporary folder deleted at the end.
+least-CPU run of each is shown (wall: its least wall); the pipeline / reference ratio is also given per round
+(each round's pipeline run against the same round's reference run, then their median and range), which is the
+robust number on a shared machine whose speed drifts between rounds. Outputs go to a temporary folder (under
+``--work``, default the system's) deleted at the end.
 
-usage: python benchmarks/ingest_throughput.py [--root EEGMAT_DIR] [--reference PATH] [--repeat N]
+usage: python benchmarks/ingest_throughput.py [--root EEGMAT_DIR] [--reference PATH] [--repeat N] [--work DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,10 +50,25 @@ _PIPELINE = (
     "print(json.dumps({'done': s.n_done, 'worker_rss_mb': s.worker_peak_rss_mb,"
     " 'worker_cpu_s': s.worker_cpu_seconds, 'run_wall_s': s.wall_seconds}))\n"
 )
+#: The whole data pipeline for the Workload task in one process (1 worker): ingest, split, shard. The reference
+#: writes Workload windows, so this is the like-for-like end product; ``ingest`` alone is acceptance 7's number
+#: (one ingest serves every task sharded from it).
+_END_TO_END = (
+    "import json, sys\n"
+    "from neurolm_data.ingest import run_ingest\n"
+    "from neurolm_data.split import run_split\n"
+    "from neurolm_data.shard import run_shard\n"
+    "s = run_ingest('workload', sys.argv[1], sys.argv[2], workers=1)\n"
+    "assert s.n_failed == 0, s.failures\n"
+    "run_split(sys.argv[2], 'workload')\n"
+    "run_shard(sys.argv[2], 'workload')\n"
+    "print(json.dumps({'done': s.n_done, 'worker_rss_mb': s.worker_peak_rss_mb}))\n"
+)
 #: What each configuration imports (its start-up): the pipeline's modules (pyarrow for the manifests), and for
 #: the reference MNE plus the submodules its calls load lazily (read_raw_edf, filter/notch/resample).
 _PIPELINE_IMPORTS = "import neurolm_data.ingest, neurolm_data.sources, pyedflib, scipy.fft, pyarrow.parquet\n"
 _REFERENCE_IMPORTS = "import pickle, mne, mne.io.edf.edf, mne.filter, scipy.signal\n"
+_END_TO_END_IMPORTS = _PIPELINE_IMPORTS.rstrip("\n") + ", neurolm_data.split, neurolm_data.shard\n"
 #: The pipeline's children (run and import-only) get the environment default that ``neurolm-data ingest`` sets
 #: before importing numpy (cli.py: no OpenBLAS thread pool); the reference runs as its script is shipped.
 _PIPELINE_ENV = {"OPENBLAS_NUM_THREADS": "1"}
@@ -120,6 +139,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="EEGMAT folder (default: %(default)s)")
     ap.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="reference maker script")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the least-CPU run is shown")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the temporary outputs (default: system tmp)")
     args = ap.parse_args()
 
     _become_subreaper()
@@ -131,7 +151,7 @@ def main() -> None:
     py = sys.executable
     pipe_env = {**_PIPELINE_ENV, **os.environ}  # a value set by the user wins, as in the CLI
     load0 = os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="neurolm-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="neurolm-bench-", dir=args.work))
     try:
         half_dir = work / "half"
         half_dir.mkdir()
@@ -140,16 +160,21 @@ def main() -> None:
             (half_dir / f.name).symlink_to(f.resolve())
         corpora = {"half": (half_dir, eeg_seconds(half), len(half)), "full": (args.root, eeg_seconds(files), len(files))}
         configs = [("pipeline, 1 worker", "half", 1), ("pipeline, 2 workers", "half", 2),
-                   ("pipeline, 1 worker", "full", 1), ("pipeline, 2 workers", "full", 2), ("reference", "full", 0)]
+                   ("pipeline, 1 worker", "full", 1), ("pipeline, 2 workers", "full", 2), ("reference", "full", 0),
+                   ("+ split + shard", "full", -1)]
         runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
-        imports: dict[str, list[dict]] = {"pipeline": [], "reference": []}
+        imports: dict[str, list[dict]] = {"pipeline": [], "reference": [], "end_to_end": []}
         for rnd in range(args.repeat):
             imports["pipeline"].append(_run([py, "-c", _PIPELINE_IMPORTS], env=pipe_env))
             imports["reference"].append(_run([py, "-c", _REFERENCE_IMPORTS]))
+            imports["end_to_end"].append(_run([py, "-c", _END_TO_END_IMPORTS], env=pipe_env))
             for i, (_, corpus, workers) in enumerate(configs):
                 root = corpora[corpus][0]
                 out = work / f"out-{i}-{rnd}"
-                if workers:
+                if workers < 0:
+                    r = _run([py, "-c", _END_TO_END, str(root), str(out)], env=pipe_env)
+                    r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
+                elif workers:
                     r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers)], env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                     if r["done"] != corpora[corpus][2]:
@@ -164,11 +189,11 @@ def main() -> None:
         for i, (label, corpus, workers) in enumerate(configs):
             r = best(runs[i])
             secs = corpora[corpus][1]
-            net = r["cpu_s"] - start["pipeline" if workers else "reference"]
+            net = r["cpu_s"] - start["end_to_end" if workers < 0 else "pipeline" if workers else "reference"]
             r.update(label=label, corpus=corpus, eeg_s=secs, net_cpu_s=net, rate=secs / r["cpu_s"],
                      net_rate=secs / max(net, 1e-9))
             res.append(r)
-        a_half, b_half, a, b, c = res
+        a_half, b_half, a, b, c, e = res
 
         print(f"EEGMAT at {args.root}: {len(files)} files, {corpora['full'][1]:.0f} s of EEG "
               f"(half: {len(half)} files, {corpora['half'][1]:.0f} s); {os.cpu_count()} CPUs; load average "
@@ -176,7 +201,8 @@ def main() -> None:
               f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())}")
         print(f"{args.repeat} interleaved round(s); per configuration the least-CPU run (wall: the least wall). "
               f"Start-up CPU (interpreter + imports, a child that only imports): pipeline {start['pipeline']:.2f} s, "
-              f"reference {start['reference']:.2f} s")
+              f"reference {start['reference']:.2f} s, pipeline + split + shard {start['end_to_end']:.2f} s "
+              "(webdataset imports torch)")
         hdr = (f"{'configuration':22s} {'corpus':6s} {'wall s':>7s} {'CPU s':>7s} {'EEG-s/CPU-s':>12s} "
                f"{'net CPU s':>10s} {'EEG-s/net CPU-s':>16s} {'peak RSS MiB':>13s} {'per worker':>11s}")
         print(hdr)
@@ -187,6 +213,19 @@ def main() -> None:
         print(f"pipeline (1 worker) / reference, EEG-s per CPU-s on the full corpus: {a['rate'] / c['rate']:.1f}x "
               f"with start-up included, {a['net_rate'] / c['net_rate']:.1f}x with start-up excluded "
               f"(wall {c['wall_s'] / a['wall_s']:.1f}x)")
+        print(f"end to end (ingest + split + shard: Workload windows in WebDataset shards, the reference's end "
+              f"product) / reference: {e['rate'] / c['rate']:.1f}x with start-up included, "
+              f"{e['net_rate'] / c['net_rate']:.1f}x with start-up excluded")
+        paired = sorted(
+            (corpora["full"][1] / r["cpu_s"]) / (corpora["full"][1] / q["cpu_s"])
+            for r, q in zip(runs[2], runs[4], strict=True))
+        paired_net = sorted(
+            (q["cpu_s"] - start["reference"]) / (r["cpu_s"] - start["pipeline"])
+            for r, q in zip(runs[2], runs[4], strict=True))
+        print(f"per round (pipeline 1 worker vs the same round's reference, full corpus, {args.repeat} rounds): "
+              f"median {statistics.median(paired):.1f}x (range {paired[0]:.1f}-{paired[-1]:.1f}) with start-up, "
+              f"median {statistics.median(paired_net):.1f}x (range {paired_net[0]:.1f}-{paired_net[-1]:.1f}) "
+              "with start-up excluded")
         print(f"2 workers vs 1 worker: wall-clock speed-up {a['wall_s'] / b['wall_s']:.2f}x full, "
               f"{a_half['wall_s'] / b_half['wall_s']:.2f}x half (whole command); run_ingest only "
               f"{a['run_wall_s'] / b['run_wall_s']:.2f}x full; total CPU 2 workers / 1 worker "
