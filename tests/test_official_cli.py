@@ -14,10 +14,13 @@ import polars as pl
 import pytest
 import torch
 from fixtures_trainer import cli, random_tiny_neurolm
+from typer.testing import CliRunner
 
+from cli import train_app
 from neurolm_train.config import RunConfig
 from neurolm_train.data import discover
 from neurolm_train.evaluate import predict
+from neurolm_train.leaderboard.store import iter_records
 from neurolm_train.models import NeuroLM
 from neurolm_train.official import (
     OfficialCheckpointError,
@@ -114,3 +117,25 @@ def test_instruct_starts_from_the_official_pair(exported, workload_out: Path, tm
     ck = torch.load(tmp_path / "ins" / "ckpt.pt", map_location="cpu", weights_only=False)
     assert ck["stage"] == "instruct" and ck["step"] == 2
     assert ck["config"]["init"] == str(nlm) and ck["config"]["vq"] == str(vq)
+
+
+def test_leaderboard_row_scores_the_official_pair(exported, workload_out: Path, tmp_path: Path):
+    # the NeuroLM leaderboard row takes the official VQ.pt,NeuroLM-*.pt pair as its checkpoint: no training,
+    # the trainer's evaluation on the test windows, both files' sha256 in the config hash and the record
+    vq, nlm, _ = exported
+    sha = ",".join(hashlib.sha256(p.read_bytes()).hexdigest() for p in (vq, nlm))
+    args = ["leaderboard", "run", str(workload_out), "--task", "workload", "--results", str(tmp_path / "lb"),
+            "--model", "neurolm-official", "--seeds", "0", "--set", f"neurolm-official.checkpoint={vq},{nlm}",
+            "--set", "neurolm-official.checkpoint_config=tiny", "--set", "neurolm-official.paper_decoding=false"]
+    run = CliRunner().invoke(train_app, args)
+    assert run.exit_code == 0, run.output
+    (rec,) = iter_records(tmp_path / "lb")
+    d = rec.meta["details"]
+    assert d["stages"] == [] and d["checkpoint"]["stage"] == "official" and d["checkpoint"]["step"] == 11
+    assert d["checkpoint"]["sha256"] == sha == rec.meta["inputs"]["checkpoint_sha256"]
+    assert d["checkpoint"]["path"] == f"{vq},{nlm}"
+    assert rec.meta["n_test_windows"] == rec.predictions().height > 0
+    again = CliRunner().invoke(train_app, args)  # the same files: the record is current
+    assert again.exit_code == 0 and "0 record(s) written, 1 skipped" in again.output
+    missing = CliRunner().invoke(train_app, args[:9])  # the row without its files: a clear refusal
+    assert missing.exit_code != 0 and "neurolm-official.checkpoint=" in str(missing.exception) + missing.output

@@ -119,8 +119,10 @@ class NeuroLMRowConfig:
     ``*_steps`` is set; ``batch_size`` None = the trainer's default for ``model`` (16 for tiny).
     ``features``: ``bidirectional`` (official, leaks, spec §4.4) or ``causal``. ``paper_decoding``: also
     record the paper's greedy decoding + string parsing (hard-label scores and parse-failure rate, spec
-    §5.3) beside the probability-based scores. ``checkpoint``: an instruct checkpoint of this trainer to
-    score instead of training (its sha256 enters the config hash).
+    §5.3) beside the probability-based scores. ``checkpoint``: what to score instead of training: an
+    instruct checkpoint of this trainer, or official files (``VQ.pt,NeuroLM-B.pt``, comma-separated, or one
+    ``NeuroLM-*.pt``; ``neurolm_train.evaluate.load_model``) whose model config is ``checkpoint_config``
+    (None = inferred B/L/XL from the tensor shapes); every file's sha256 enters the config hash.
     """
 
     model: str = "tiny"
@@ -136,6 +138,7 @@ class NeuroLMRowConfig:
     features: str = "bidirectional"
     paper_decoding: bool = True
     checkpoint: str | None = None
+    checkpoint_config: str | None = None
 
 
 #: Config class per model kind.
@@ -172,6 +175,13 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
         ModelSpec("smallnet", "smallnet", SmallNetConfig()),
         ModelSpec("neurolm-tiny", "neurolm", NeuroLMRowConfig()),
     )
+}
+
+
+#: Rows run only when named: ``neurolm-official`` scores published NeuroLM files (``checkpoint`` required,
+#: ``VQ.pt,NeuroLM-B.pt``; the variant is inferred from the tensor shapes unless ``checkpoint_config`` names it).
+OPTIONAL_MODELS: dict[str, ModelSpec] = {
+    "neurolm-official": ModelSpec("neurolm-official", "neurolm", NeuroLMRowConfig(model="B")),
 }
 
 
@@ -238,8 +248,9 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
 def config_payload(spec: ModelSpec, data: DataConfig) -> dict[str, Any]:
     """The JSON-able description that is hashed and stored with every record.
 
-    A config naming an input file (``checkpoint``) adds its sha256 under ``inputs``, so a changed file
-    re-runs the row. Raises ``FileNotFoundError`` when that file is missing.
+    A config naming input files (``checkpoint``: one path or comma-separated paths) adds their sha256 under
+    ``inputs`` (comma-joined, in the same order), so a changed file re-runs the row. Raises
+    ``FileNotFoundError`` when a file is missing.
     """
     payload: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -250,8 +261,14 @@ def config_payload(spec: ModelSpec, data: DataConfig) -> dict[str, Any]:
     }
     checkpoint = getattr(spec.config, "checkpoint", None)
     if checkpoint:
-        payload["inputs"] = {"checkpoint_sha256": file_sha256(Path(checkpoint))}
+        payload["inputs"] = {"checkpoint_sha256": checkpoint_sha256(checkpoint)}
     return payload
+
+
+def checkpoint_sha256(checkpoint: str) -> str:
+    """sha256 hex of each file of a (comma-separated) ``checkpoint`` value, comma-joined in its order.
+    Raises ``FileNotFoundError`` for a missing file."""
+    return ",".join(file_sha256(Path(p.strip())) for p in checkpoint.split(","))
 
 
 def file_sha256(path: Path) -> str:
@@ -276,16 +293,19 @@ def config_hash(spec: ModelSpec, data: DataConfig) -> str:
 
 def resolve_models(names: list[str] | None, sets: dict[str, dict[str, str]] | None = None,
                    config_file: Path | None = None) -> list[ModelSpec]:
-    """The rows to run: built-in ``names`` (default: all of :data:`DEFAULT_MODELS`, in order) with overrides.
+    """The rows to run: built-in ``names`` (default: all of :data:`DEFAULT_MODELS`, in order; the rows of
+    :data:`OPTIONAL_MODELS` only when named) with overrides.
 
     ``config_file``: TOML with one table per row name (``[smallnet]\\nepochs = 10``); ``sets``: CLI
     overrides ``{row: {field: value}}`` applied after the file. Raises ``KeyError`` for an unknown row
-    or field and ``ValueError`` for an override of a row that is not selected.
+    or field and ``ValueError`` for an override of a row that is not selected, or ``neurolm-official``
+    without a ``checkpoint``.
     """
+    known = {**DEFAULT_MODELS, **OPTIONAL_MODELS}
     chosen = list(names) if names else list(DEFAULT_MODELS)
-    unknown = [n for n in chosen if n not in DEFAULT_MODELS]
+    unknown = [n for n in chosen if n not in known]
     if unknown:
-        raise KeyError(f"unknown model(s) {unknown}; known: {list(DEFAULT_MODELS)}")
+        raise KeyError(f"unknown model(s) {unknown}; known: {list(known)}")
     overrides: dict[str, dict[str, Any]] = {}
     if config_file is not None:
         for row, table in tomllib.loads(Path(config_file).read_text()).items():
@@ -297,4 +317,8 @@ def resolve_models(names: list[str] | None, sets: dict[str, dict[str, str]] | No
     stray = sorted(set(overrides) - set(chosen))
     if stray:
         raise ValueError(f"overrides for model(s) {stray} that are not selected ({chosen})")
-    return [with_overrides(DEFAULT_MODELS[n], overrides.get(n, {})) for n in chosen]
+    specs = [with_overrides(known[n], overrides.get(n, {})) for n in chosen]
+    for spec in specs:
+        if spec.name in OPTIONAL_MODELS and spec.kind == "neurolm" and not spec.config.checkpoint:
+            raise ValueError(f"{spec.name} scores published files: add --set {spec.name}.checkpoint=VQ.pt,NeuroLM-B.pt")
+    return specs

@@ -10,7 +10,8 @@
    log-likelihood, a softmax over the options gives the class probabilities stored in the record (and,
    with ``paper_decoding``, the paper's greedy decoding with its parse-failure rate, in ``details``).
 
-Or, with ``NeuroLMRowConfig.checkpoint``, step 4 only on that checkpoint. After scoring, the large
+Or, with ``NeuroLMRowConfig.checkpoint``, step 4 only on that checkpoint (one of ours, or the official
+``VQ.pt,NeuroLM-*.pt`` pair with ``checkpoint_config`` naming its model config). After scoring, the large
 ``pretrain/ckpt.pt`` and ``instruct/ckpt.pt`` (optimizer state included) are deleted; ``vq/ckpt.pt``,
 ``instruct/best.pt`` and every ``config.json`` / ``metrics.jsonl`` stay, with their sha256 in the record.
 """
@@ -26,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from neurolm_train.leaderboard.baselines import Fit
-from neurolm_train.leaderboard.config import NeuroLMRowConfig, file_sha256
+from neurolm_train.leaderboard.config import NeuroLMRowConfig, checkpoint_sha256, file_sha256
 
 
 def _stage(name: str, cfg: NeuroLMRowConfig, run: Path, shards: Path, task: str, seed: int,
@@ -67,14 +68,14 @@ def fit_neurolm(ctx: Any, cfg: NeuroLMRowConfig) -> Fit:
         for name in ("vq", "pretrain", "instruct"):
             init, summary = _stage(name, cfg, run, shards, task, ctx.seed, init)
             details["stages"].append({"stage": name, **summary})
-        best = run / "instruct" / "best.pt"
+        best = str(run / "instruct" / "best.pt")
     else:
-        best = Path(cfg.checkpoint)
+        best = cfg.checkpoint
     t0 = time.perf_counter()
     result = evaluate(best, str(shards), [task], run / "eval", ("test",), generate=cfg.paper_decoding,
-                      hard_label=True)
+                      hard_label=True, config=cfg.checkpoint_config if cfg.checkpoint else None)
     details["eval_wall_s"] = round(time.perf_counter() - t0, 3)
-    details["checkpoint"] = {"path": str(best), "sha256": file_sha256(best), "step": result["step"],
+    details["checkpoint"] = {"path": best, "sha256": checkpoint_sha256(best), "step": result["step"],
                              "stage": result["stage"], "selection": result["selection"]}
     test_scores = result["scores"][task]["test"]
     details["trainer_test_scores"] = test_scores  # incl. paper decoding (parse_failure_rate) and hard labels
@@ -87,7 +88,7 @@ def fit_neurolm(ctx: Any, cfg: NeuroLMRowConfig) -> Fit:
     prob = np.asarray([by_key[k] for k in keys], dtype=np.float64)
     for name in ("pretrain", "instruct"):  # optimizer-laden copies; best.pt and vq/ckpt.pt are kept
         stale = run / name / "ckpt.pt"
-        if cfg.checkpoint is None and stale.is_file() and (name != "instruct" or best.is_file()):
+        if cfg.checkpoint is None and stale.is_file() and (name != "instruct" or Path(best).is_file()):
             stale.unlink()
     kept = [p for p in sorted(run.rglob("*")) if p.is_file() and p.suffix in (".pt", ".json", ".jsonl", ".parquet")]
     details["files"] = {str(p.relative_to(run)): file_sha256(p) for p in kept}
