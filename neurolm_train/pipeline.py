@@ -19,7 +19,7 @@ from pathlib import Path
 #: tokenizer and the autoregressive stage see the Workload train windows 3 times, instruction tuning 5
 #: times, validated once per epoch (94 steps of 16 windows); ``best.pt`` = best val balanced accuracy.
 #: Longer instruction tuning was measured and not adopted (README, "NeuroLM tiny on Workload"): at 15 epochs
-#: the 3-seed test BAcc was 0.572 / 0.483 / 0.500 (mean 0.518; 5 epochs: 0.508 +- 0.009) for 3x the time.
+#: the 3-seed test BAcc was 0.572 / 0.483 / 0.500 (mean 0.518; 5 epochs: 0.514 +- 0.014) for 3x the time.
 NEUROLM_TINY_BUDGET: tuple[str, ...] = (
     "vq_epochs=3", "pretrain_epochs=3", "instruct_epochs=5", "instruct_eval_every=94",
 )
