@@ -145,16 +145,30 @@ def encode_sample(w: PlannedWindow, x: np.ndarray, task: str) -> tuple[dict[str,
     return {"__key__": w.key, "eeg.npy": buf.getvalue(), "meta.json": meta_bytes}, window_hash
 
 
+def _plain_ustar(name: str, size: int, tar: TarOptions) -> bool:
+    """True when tarfile (PAX format) writes the member as one 512-byte ustar header and no extended header:
+    ASCII name of at most 100 bytes, ASCII user/group names of at most 32, integer size and mtime that fit
+    their octal fields (``tarfile.TarInfo.create_pax_header``)."""
+    return (name.isascii() and len(name) <= 100 and all(u.isascii() and len(u) <= 32 for u in (tar.user, tar.group))
+            and isinstance(tar.mtime, int) and 0 <= tar.mtime < 8**11 and 0 <= size < 8**11)
+
+
 def _member_bytes(sample: dict[str, Any], tar: TarOptions) -> int:
     """Bytes the sample adds to a tar: per member its header(s) (exactly as tarfile writes them, extended
-    headers for long names included) plus the data padded to 512-byte blocks."""
+    headers for long names included) plus the data padded to 512-byte blocks. A plain ustar member's header
+    is one block; any other is measured with ``TarInfo.tobuf`` (``_ShardWriter.close`` checks the total)."""
     total = 0
     for k, v in sample.items():
         if k == "__key__":
             continue
-        ti = tarfile.TarInfo(f"{sample['__key__']}.{k}")
-        ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(v), tar.mtime, tar.mode, tar.user, tar.group
-        total += len(ti.tobuf(tarfile.DEFAULT_FORMAT, "utf-8", "surrogateescape")) + -(-len(v) // _BLOCK) * _BLOCK
+        name = f"{sample['__key__']}.{k}"
+        if _plain_ustar(name, len(v), tar):
+            header = _BLOCK
+        else:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(v), tar.mtime, tar.mode, tar.user, tar.group
+            header = len(ti.tobuf(tarfile.DEFAULT_FORMAT, "utf-8", "surrogateescape"))
+        total += header + -(-len(v) // _BLOCK) * _BLOCK
     return total
 
 

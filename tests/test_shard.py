@@ -178,3 +178,23 @@ def test_pretrain_shards_of_unlabeled_edf_ingest(pretrain_out: Path) -> None:
             assert x.shape[0] * x.shape[1] // 200 <= 1024  # at most 1024 tokens per window
             n += 1
     assert n == windows.height
+
+
+@pytest.mark.parametrize("key", ["workload_Subject00_1_w0003", "x" * 120, "S\u00fcbject00_w0001"])
+def test_member_bytes_equal_what_tarfile_writes(key, tmp_path):
+    # the size bound is computed before writing: one 512-byte block per plain ustar header, tarfile's own
+    # header bytes otherwise (a long or non-ASCII name gets a PAX extended header)
+    from neurolm_data.shard import TarOptions, _member_bytes
+
+    sample = {"__key__": key, "eeg.npy": b"\x01" * 1000, "meta.json": b"{}"}
+    opts = TarOptions()
+    path = tmp_path / "one.tar"
+    with open(path, "wb") as f:
+        w = wds.TarWriter(f, user=opts.user, group=opts.group, mode=opts.mode, mtime=opts.mtime, encoder=False)
+        w.write(sample)
+        w.close()
+    with tarfile.open(path) as tf:
+        last = tf.getmembers()[-1]
+        written = last.offset_data + -(-last.size // 512) * 512  # every member's header(s) and padded data
+        assert [m.name for m in tf.getmembers()] == [f"{key}.eeg.npy", f"{key}.meta.json"]
+    assert _member_bytes(sample, opts) == written
