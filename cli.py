@@ -33,7 +33,9 @@ def ingest_cmd(
                    "set (or with --download)."),
     out: str = typer.Option(..., "--out", help="Output folder (recordings/, recordings.parquet, ledger.parquet)."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes."),
-    engine: str = typer.Option("fast", "--engine", help="Preprocessing engine: fast (default) or mne."),
+    engine: str = typer.Option(
+        "fast", "--engine", help="Preprocessing engine: fast (default, matches mne), mne, or exact (no resampler drift)."
+    ),
     force: bool = typer.Option(False, "--force", help="Redo everything, replacing an ingest made with another config."),
     option: list[str] = typer.Option(
         [], "--option", "-o", help="Source option KEY=VALUE (repeatable), e.g. -o notch_hz=60."),

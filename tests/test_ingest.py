@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 import pyedflib
 import pytest
 import xxhash
+from typer.testing import CliRunner
 
+from cli import data_app
 from neurolm_data.channels import STANDARD_1020
 from neurolm_data.download import eegmat_data_files, fetch_eegmat, parse_sha256sums, verify_folder
 from neurolm_data.ingest import ConfigMismatchError, run_ingest
@@ -281,3 +283,19 @@ def test_download_verifies_published_sha256(eegmat_dir, tmp_path):
         fetch_eegmat(dest)
     with pytest.raises(ValueError, match="line 1"):
         parse_sha256sums("not-a-hash Subject00_1.edf\n")
+
+
+def test_cli_engine_exact_is_its_own_config(eegmat_dir, tmp_path):
+    # `neurolm-data ingest --engine exact`: another preprocessing config (hash), refused over a fast ingest
+    # without --force, and the same shapes as the default engine
+    root = link_files(eegmat_dir, tmp_path / "eegmat", SUBSET[:1])
+    fast = run_ingest("workload", root, tmp_path / "fast")
+    run = CliRunner().invoke(data_app, ["ingest", "workload", str(root), "--out", str(tmp_path / "exact"),
+                                        "--engine", "exact"])
+    assert run.exit_code == 0, run.output
+    cfg = json.loads((tmp_path / "exact" / "ingest_config.json").read_text())
+    assert cfg["config"]["preprocess"]["engine"] == "exact" and cfg["config_hash"] != fast.config_hash
+    a, b = (pq.read_table(tmp_path / d / "recordings.parquet").to_pylist()[0] for d in ("fast", "exact"))
+    assert a["n_samples"] == b["n_samples"] and a["data_hash"] != b["data_hash"]
+    with pytest.raises(ConfigMismatchError, match="--force"):
+        run_ingest("workload", root, tmp_path / "fast", engine="exact")

@@ -186,3 +186,50 @@ def test_circular_padding_is_rolled_reflect_limited():
         _reflect_into(buf, left, n, at=at)
         np.testing.assert_array_equal(buf, np.roll(_smart_pad(x, np.array([left, right]), "reflect_limited"),
                                                    at - left, axis=1))
+
+
+def _mne_filtered(x: np.ndarray, sfreq: float, mains: float) -> np.ndarray:
+    """The official makers' filter and notch calls (MNE, float64 µV), without the resampling."""
+    import mne
+
+    info = mne.create_info([f"ch{i}" for i in range(x.shape[0])], sfreq, "eeg", verbose="error")
+    raw = mne.io.RawArray(x * 1e-6, info, verbose="error")
+    raw.filter(l_freq=0.1, h_freq=75.0, verbose="error")
+    raw.notch_filter(mains, verbose="error")
+    return raw.get_data(units="uV")
+
+
+def _time_offset_ms(y: np.ndarray, f: float, seg: slice) -> float:
+    """Time offset (ms) of a sampled tone of ``f`` Hz against ``sin(2 pi f k / 200)`` over ``seg`` (least squares)."""
+    tk = np.arange(y.size)[seg] / 200.0
+    basis = np.stack([np.sin(2 * np.pi * f * tk), np.cos(2 * np.pi * f * tk)], axis=1)
+    (s, c), *_ = np.linalg.lstsq(basis, y[seg], rcond=None)
+    return float(np.arctan2(c, s) / (2 * np.pi * f) * 1e3)
+
+
+@pytest.mark.parametrize("n", [91000, 31000])
+def test_exact_engine_samples_the_exact_200_hz_grid(n):
+    # engine "exact": output sample k is the filtered signal at k / 200 s. MNE's resampler (and so the official
+    # makers and the default engine that reproduces them) puts it ~2.5 ms off, with a sign that depends on the
+    # recording length (its padding is removed in whole output samples), plus a drift along the recording.
+    from neurolm_data.preprocess import _fast_plan
+
+    sfreq = 500.0
+    x = 100.0 * np.sin(2 * np.pi * 10.0 * np.arange(n) / sfreq)[None]
+    exact = preprocess(x, sfreq, PreprocessConfig(engine="exact").resolved(50.0)).astype(np.float64)[0]
+    fast = preprocess(x, sfreq, PreprocessConfig().resolved(50.0)).astype(np.float64)[0]
+    mid = slice(exact.size // 2 - 1000, exact.size // 2 + 1000)  # 10 s, far from the 16.5-s filter edges
+    assert abs(_time_offset_ms(exact, 10.0, mid)) < 0.01
+    assert 2.0 < abs(_time_offset_ms(fast, 10.0, mid)) < 3.0
+    amp = np.sqrt(2 * np.mean(exact[mid] ** 2))
+    assert abs(amp - 100.0) < 0.1  # pass-band gain 1 within MNE's FIR ripple
+    assert len(_fast_plan(n, sfreq, 0.1, 75.0, 50.0, 200.0, True).coeffs) == 0  # one inverse FFT
+
+
+def test_exact_engine_matches_mne_filtering_then_an_exact_resampler(eegmat_dir):
+    # an independent exact-grid resampler (scipy's polyphase resample_poly) after MNE's own filter and notch
+    sig = read_edf(eegmat_dir / "Subject00_1.edf", channels=["FP1", "C3", "O1", "PZ"])
+    exact = preprocess(sig.data, sig.sfreq, PreprocessConfig(engine="exact").resolved(50.0))
+    ref = resample_poly(_mne_filtered(sig.data, sig.sfreq, 50.0), 2, 5, axis=1).astype(np.float32)
+    assert exact.shape == ref.shape == (4, 36400)
+    assert_equivalent(exact, ref)
