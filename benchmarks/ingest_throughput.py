@@ -8,6 +8,8 @@ CPU-second and peak RSS for:
   (b) the same with 2 workers (process pool; wall-clock speed-up over (a)),
   (c) the reference ``../shared/baselines/ref_neurolm_maker.py`` (MNE read, filter, notch, resample, one
       pickle per window), called by path,
+  (d) ingest + split + shard in one process (the reference's end product: Workload windows), and
+  (e) (a) with ``engine="exact"`` (no MNE resampler drift; an option, not the default),
 
 and the ratio (a) / (c). Each run is a fresh child process measured with ``os.wait4`` (this process is a Linux
 child subreaper, so every descendant is reaped here: CPU = user + system of the child and all its
@@ -45,7 +47,7 @@ DEFAULT_REFERENCE = SHARED / "baselines" / "ref_neurolm_maker.py"
 _PIPELINE = (
     "import json, sys\n"
     "from neurolm_data.ingest import run_ingest\n"
-    "s = run_ingest('workload', sys.argv[1], sys.argv[2], workers=int(sys.argv[3]))\n"
+    "s = run_ingest('workload', sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), engine=sys.argv[4])\n"
     "assert s.n_failed == 0, s.failures\n"
     "print(json.dumps({'done': s.n_done, 'worker_rss_mb': s.worker_peak_rss_mb,"
     " 'worker_cpu_s': s.worker_cpu_seconds, 'run_wall_s': s.wall_seconds}))\n"
@@ -161,7 +163,7 @@ def main() -> None:
         corpora = {"half": (half_dir, eeg_seconds(half), len(half)), "full": (args.root, eeg_seconds(files), len(files))}
         configs = [("pipeline, 1 worker", "half", 1), ("pipeline, 2 workers", "half", 2),
                    ("pipeline, 1 worker", "full", 1), ("pipeline, 2 workers", "full", 2), ("reference", "full", 0),
-                   ("+ split + shard", "full", -1)]
+                   ("+ split + shard", "full", -1), ("engine exact, 1 worker", "full", 1)]
         runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
         imports: dict[str, list[dict]] = {"pipeline": [], "reference": [], "end_to_end": []}
         for rnd in range(args.repeat):
@@ -175,7 +177,8 @@ def main() -> None:
                     r = _run([py, "-c", _END_TO_END, str(root), str(out)], env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                 elif workers:
-                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers)], env=pipe_env)
+                    engine = "exact" if "exact" in configs[i][0] else "fast"
+                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers), engine], env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                     if r["done"] != corpora[corpus][2]:
                         raise RuntimeError(f"{configs[i]}: {r['done']} recordings done of {corpora[corpus][2]}")
@@ -193,7 +196,7 @@ def main() -> None:
             r.update(label=label, corpus=corpus, eeg_s=secs, net_cpu_s=net, rate=secs / r["cpu_s"],
                      net_rate=secs / max(net, 1e-9))
             res.append(r)
-        a_half, b_half, a, b, c, e = res
+        a_half, b_half, a, b, c, e, x = res
 
         print(f"EEGMAT at {args.root}: {len(files)} files, {corpora['full'][1]:.0f} s of EEG "
               f"(half: {len(half)} files, {corpora['half'][1]:.0f} s); {os.cpu_count()} CPUs; load average "
@@ -216,6 +219,9 @@ def main() -> None:
         print(f"end to end (ingest + split + shard: Workload windows in WebDataset shards, the reference's end "
               f"product) / reference: {e['rate'] / c['rate']:.1f}x with start-up included, "
               f"{e['net_rate'] / c['net_rate']:.1f}x with start-up excluded")
+        print(f"engine exact (no MNE resampler drift, one inverse FFT; not MNE-equivalent, so not the default) / "
+              f"reference: {x['rate'] / c['rate']:.1f}x with start-up included, {x['net_rate'] / c['net_rate']:.1f}x "
+              "with start-up excluded")
         paired = sorted(
             (corpora["full"][1] / r["cpu_s"]) / (corpora["full"][1] / q["cpu_s"])
             for r, q in zip(runs[2], runs[4], strict=True))
