@@ -24,8 +24,10 @@ maker (``neurolm-spec.md`` §1.1). Three engines implement it:
 * ``exact``: the ``fast`` engine's filtering, resampled onto the exact output grid (output sample k at
   ``k / sfreq`` s after the first input sample) instead of MNE's drifting one: one inverse FFT per recording
   (``_fast_plan`` with ``exact_grid``), ~20 % less ingest CPU than ``fast`` on EEGMAT. It is the better time
-  axis, not the official one: against ``mne`` it differs by up to ~10 % in-band near the end of a minute-long
-  recording (the drift), so it is an option, not the default (README, "Faithful where it is right").
+  axis, not the official one: MNE's samples sit ~2.5 ms (half an output sample) off the exact grid, with a sign
+  that depends on the recording length (its padding is removed in whole output samples), and drift by ~0.5 ms
+  over 3 minutes (pure tones, ``tests/test_preprocess.py``); ``exact`` therefore fails the equivalence bound
+  against ``mne`` and is an option, not the default (README, "Faithful where it is right").
 
 ``tests/test_preprocess.py`` checks on real EEGMAT recordings that ``fast`` matches ``mne`` within the issue's
 bound (per channel correlation >= 0.999 and RMS error <= 1 % of the reference RMS, 2 s ignored at each edge),

@@ -7,7 +7,7 @@ run leaves either the old file, the new file, or a stray ``*.tmp`` that is never
 
 Two kinds of hash (docs/architecture.md): **content hashes** of signal arrays (``signal_hash``, ``data_hash``,
 ``window_hash``: hundreds of MB per corpus hour) are XXH3-128 (``content_hash``, the xxhash library: ~40x faster
-than sha256 here, 0.012 vs 0.50 ms per MB on this project's 2-core CI machine with SHA-NI; 128 bits make an
+than sha256 here, 0.012 vs 0.50 ms per MB on the 2-core development machine with SHA-NI; 128 bits make an
 accidental collision among 10^15 arrays ~1e-9 likely); they identify data, they do not defend against a forger.
 **File and config digests** (Parquet manifests, shard tars, configs, downloads) stay sha256.
 """
