@@ -161,24 +161,25 @@ def main() -> None:
         for f in half:
             (half_dir / f.name).symlink_to(f.resolve())
         corpora = {"half": (half_dir, eeg_seconds(half), len(half)), "full": (args.root, eeg_seconds(files), len(files))}
+        # (label, corpus, workers (-1: ingest + split + shard in one process, 0: the reference), engine)
         configs = [("pipeline, 1 worker", "half", 1), ("pipeline, 2 workers", "half", 2),
                    ("pipeline, 1 worker", "full", 1), ("pipeline, 2 workers", "full", 2), ("reference", "full", 0),
-                   ("+ split + shard", "full", -1), ("engine exact, 1 worker", "full", 1)]
+                   ("+ split + shard", "full", -1), ("engine exact, 1 worker", "full", 1, "exact")]
         runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
         imports: dict[str, list[dict]] = {"pipeline": [], "reference": [], "end_to_end": []}
         for rnd in range(args.repeat):
             imports["pipeline"].append(_run([py, "-c", _PIPELINE_IMPORTS], env=pipe_env))
             imports["reference"].append(_run([py, "-c", _REFERENCE_IMPORTS]))
             imports["end_to_end"].append(_run([py, "-c", _END_TO_END_IMPORTS], env=pipe_env))
-            for i, (_, corpus, workers) in enumerate(configs):
+            for i, (_, corpus, workers, *engine) in enumerate(configs):
                 root = corpora[corpus][0]
                 out = work / f"out-{i}-{rnd}"
                 if workers < 0:
                     r = _run([py, "-c", _END_TO_END, str(root), str(out)], env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                 elif workers:
-                    engine = "exact" if "exact" in configs[i][0] else "fast"
-                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers), engine], env=pipe_env)
+                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers), *(engine or ["fast"])],
+                             env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                     if r["done"] != corpora[corpus][2]:
                         raise RuntimeError(f"{configs[i]}: {r['done']} recordings done of {corpora[corpus][2]}")
@@ -189,7 +190,7 @@ def main() -> None:
                 shutil.rmtree(out)
         start = {k: min(x["cpu_s"] for x in v) for k, v in imports.items()}
         res = []
-        for i, (label, corpus, workers) in enumerate(configs):
+        for i, (label, corpus, workers, *_) in enumerate(configs):
             r = best(runs[i])
             secs = corpora[corpus][1]
             net = r["cpu_s"] - start["end_to_end" if workers < 0 else "pipeline" if workers else "reference"]

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurolm_data.store import content_hash
+
 
 class RecordingError(Exception):
     """A recording (or its annotation file) cannot be used. The message names the file and the problem.
@@ -115,8 +117,6 @@ class DigitalSamples:
         These determine the decoded µV signal exactly (``decode``); this is the ``signal_hash`` of a recording
         read from integer samples (docs/architecture.md).
         """
-        from neurolm_data.store import content_hash
-
         return content_hash(np.ascontiguousarray(self.samples, self.samples.dtype.newbyteorder("<")),
                             np.ascontiguousarray(self.gain, "<f8"), np.ascontiguousarray(self.offset, "<f8"))
 
