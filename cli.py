@@ -55,6 +55,7 @@ def ingest_cmd(
 
     from neurolm_data.download import EEGMAT_ENV, fetch_eegmat
     from neurolm_data.ingest import ConfigMismatchError, run_ingest
+    from neurolm_data.lock import OutputLockedError
 
     console = Console(stderr=True)
     options = {}
@@ -78,7 +79,7 @@ def ingest_cmd(
     try:
         summary = run_ingest(source, Path(root), Path(out), workers=workers, force=force, engine=engine,
                              source_options=options, min_duration_s=min_duration, progress=True)
-    except (ConfigMismatchError, FileNotFoundError, KeyError, ValueError) as e:
+    except (ConfigMismatchError, OutputLockedError, FileNotFoundError, KeyError, ValueError) as e:
         console.print(f"[bold red]ingest failed[/]: {e}")
         raise typer.Exit(2) from None
     for _path, reason in summary.failures[:20]:
@@ -105,13 +106,14 @@ def split_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from neurolm_data.lock import OutputLockedError
     from neurolm_data.protocols import ProtocolError
     from neurolm_data.split import LeakageError, SplitError, run_split
 
     console = Console()
     try:
         res = run_split(out, protocol, exclude_eval_of=[x for x in exclude_eval_of.split(",") if x.strip()])
-    except (FileNotFoundError, ProtocolError, SplitError, LeakageError) as e:
+    except (FileNotFoundError, ProtocolError, SplitError, LeakageError, OutputLockedError) as e:
         console.print(f"[bold red]split failed[/]: {e}")
         raise typer.Exit(1) from None
     p = res.protocol
@@ -144,6 +146,7 @@ def shard_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from neurolm_data.lock import OutputLockedError
     from neurolm_data.protocols import ProtocolError
     from neurolm_data.shard import ShardConfig, run_shard
     from neurolm_data.split import LeakageError, SplitError
@@ -157,7 +160,7 @@ def shard_cmd(
                 out, task, protocol=protocol, config=ShardConfig(max_shard_bytes=max_shard_bytes),
                 progress=lambda done, total: bar.update(job, completed=done, total=total),
             )
-    except (FileNotFoundError, KeyError, ValueError, ProtocolError, SplitError, LeakageError) as e:
+    except (FileNotFoundError, KeyError, ValueError, ProtocolError, SplitError, LeakageError, OutputLockedError) as e:
         console.print(f"[bold red]shard failed[/]: {e}")
         raise typer.Exit(1) from None
     m = res.manifest
@@ -172,6 +175,41 @@ def shard_cmd(
     if m["skipped"]:
         console.print(f"[yellow]{len(m['skipped'])} recording(s) skipped[/] (reasons in shards.json), e.g. "
                       f"{m['skipped'][0]['recording']}: {m['skipped'][0]['reason']}")
+
+
+# ---------------------------------------------------------------- neurolm-data verify (integrity)
+@data_app.command("verify")
+def verify_cmd(
+    out: str = typer.Argument(..., help="Ingest output folder holding shards/TASK/ (from `neurolm-data shard`)."),
+    task: list[str] = typer.Option(None, "--task", "-t", help="Task(s) to verify (default: every task folder)."),
+) -> None:
+    """Check every shard against shards.json (files, sizes, sha256, window counts; members at fault).
+
+    Exit status 1 when anything differs, each problem printed with the shard (and member) it concerns.
+    """
+    from rich.console import Console
+
+    from neurolm_data.shard import verify_shards
+
+    console = Console(stderr=True)
+    try:
+        report = verify_shards(out, task or None)
+    except FileNotFoundError as e:
+        console.print(f"[bold red]verify failed[/]: {e}")
+        raise typer.Exit(1) from None
+    bad = 0
+    for name, problems in report.items():
+        for p in problems:
+            console.print(f"[red]{name}[/]: {p}", soft_wrap=True)
+        bad += len(problems)
+        if not problems:
+            console.print(f"[green]{name}[/]: shards match shards.json (sha256 verified)")
+    if not report:
+        console.print(f"[bold red]verify failed[/]: no task folder with shards under {Path(out) / 'shards'}")
+        raise typer.Exit(1)
+    if bad:
+        console.print(f"[bold red]{bad} problem(s)[/]; rebuild with `neurolm-data shard {out} --task NAME`")
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------- neurolm-data audit (corpora)
@@ -237,12 +275,15 @@ def _stage_command(stage: str):
         eval_every: int = typer.Option(None, "--eval-every", help="Validate (and keep best.pt) every N steps; 0 = at the end only for instruct."),
         ckpt_every: int = typer.Option(None, "--ckpt-every", help="Write ckpt.pt every N steps (always at the end)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/ckpt.pt (bit-identical on CPU)."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing run in OUT (its checkpoints and metrics are deleted first)."),
+        verify: bool = typer.Option(False, "--verify", help="Compare every shard's sha256 with shards.json before training (sizes and counts are always checked)."),
         stop_at: int = typer.Option(None, "--stop-at", help="End this invocation after N steps (checkpointed; --resume continues)."),
         init_optimizer: bool = typer.Option(False, "--init-optimizer", help="pretrain/instruct from an official NeuroLM-*.pt: AdamW starts from the file's moments and step counts (lr, betas, weight decay, schedule: the run's). Off by default: the official instruction tuning starts a fresh AdamW."),
         set_: list[str] = typer.Option(None, "--set", help="Any config field as FIELD=VALUE, e.g. optim.lr=1e-4 data.shuffle_buffer=200."),
     ) -> None:
         from rich.console import Console
 
+        from neurolm_data.lock import OutputLockedError
         from neurolm_train.config import parse_sets, stage_config
         from neurolm_train.train import train
 
@@ -264,8 +305,8 @@ def _stage_command(stage: str):
             for k, v in sets.items():
                 over[k] = {**over.get(k, {}), **v} if isinstance(v, dict) and isinstance(over.get(k), dict) else v
             cfg = stage_config(stage, config, out=out, resume=resume, **over)
-            path = train(cfg)
-        except (FileNotFoundError, ValueError, KeyError) as e:
+            path = train(cfg, force=force, verify=verify)
+        except (FileNotFoundError, ValueError, KeyError, OutputLockedError) as e:
             console.print(f"[bold red]{stage} failed[/]: {e}")
             raise typer.Exit(1) from None
         console.print(f"{stage}: checkpoint {path}")

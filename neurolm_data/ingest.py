@@ -12,7 +12,11 @@ run loses nothing that finished: the sidecars are the record, the Parquet manife
 An OUT that holds another config is refused (``ConfigMismatchError``) unless ``force=True``.
 
 Bad input never ends the run: every exception from one recording becomes a ``failed`` ledger row whose reason
-names the file.
+names the file. A recording whose annotations have per-event problems is ``done`` with those problems in the
+ledger's ``warnings`` column (the bad events give no windows). A pool worker that dies (a crash in a reader, out
+of memory) costs only the file it was reading: the pool is rebuilt, the files in flight are retried alone, and
+one whose worker dies again is ``failed`` with the reason "its worker died". OUT is locked while a run writes it
+(``neurolm_data.lock``): a second ingest into the same OUT is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurolm_data.channels import map_channels
+from neurolm_data.lock import output_lock
 from neurolm_data.preprocess import PreprocessConfig, check_min_duration, config_hash, preprocess
 from neurolm_data.sources.base import RecordingError, RecordingRef, get_source
 from neurolm_data.store import (
@@ -75,7 +80,7 @@ RECORDINGS_COLUMNS: tuple[tuple[str, str], ...] = (
 #: ``OUT/ledger.parquet`` columns (docs/architecture.md): one row per input file.
 LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("path", "string"), ("recording_id", "string"), ("status", "string"), ("reason", "string"),
-    ("seconds", "float64"), ("config_hash", "string"),
+    ("seconds", "float64"), ("config_hash", "string"), ("warnings", "list<string>"),
 )
 
 
@@ -305,6 +310,7 @@ def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: s
     rel = _rel(ref.path, root)
     recording = None
     input_seconds = 0.0
+    warnings: list[str] = []
     try:
         source = _source(config)
         sig = source.read(ref)
@@ -344,6 +350,7 @@ def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: s
             "extra": json.dumps(extra, sort_keys=True, ensure_ascii=False),
             "signal_hash": signal_hash, "data_hash": array_hash(x), "config_hash": config.hash,
         }
+        warnings = [str(w) for w in getattr(sig, "warnings", [])]
         status, reason = "done", ""
     except RecordingError as e:
         status, reason = "failed", f"{rel}: {e.reason}"
@@ -351,13 +358,30 @@ def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: s
         status, reason = "failed", f"{rel}: {type(e).__name__}: {e}"
     record = {
         "ledger": {"path": rel, "recording_id": rid, "status": status, "reason": reason,
-                   "seconds": round(time.perf_counter() - t0, 6), "config_hash": config.hash},
+                   "seconds": round(time.perf_counter() - t0, 6), "config_hash": config.hash,
+                   "warnings": warnings},
         "recording": recording,
         "input_seconds": input_seconds,
     }
     write_json_atomic(sidecar_path(out, rid), record)
     record["usage"] = list(_process_usage())
     return record
+
+
+def _inflight_path(out: Path, rid: str) -> Path:
+    """``OUT/recordings/.<id>.inflight``: exists while a pool worker processes the recording."""
+    return Path(out) / RECORDINGS_DIR / f".{rid}.inflight"
+
+
+def _ingest_tracked(ref: RecordingRef, config: IngestConfig, root: str, out: str) -> dict[str, Any]:
+    """``ingest_one`` in a pool worker, with an in-flight marker while it runs: when a worker dies, the
+    markers left behind name the files it was processing (``run_ingest`` retries those alone)."""
+    marker = _inflight_path(Path(out), ref.recording_id)
+    marker.write_text(str(os.getpid()))
+    try:
+        return ingest_one(ref, config, root, out)
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def _finished(out: Path, ref: RecordingRef, rel: str, chash: str) -> dict | None:
@@ -412,7 +436,8 @@ def write_manifests(out: str | Path, records: list[dict], skipped_rows: list[dic
     out = Path(out)
     recs = sorted((r["recording"] for r in records if r["ledger"]["status"] == "done"),
                   key=lambda r: r["recording_id"])
-    led = sorted([r["ledger"] for r in records] + skipped_rows, key=lambda r: (r["path"], r["recording_id"] or ""))
+    led = sorted(({"warnings": [], **r["ledger"]} for r in [*records, *({"ledger": x} for x in skipped_rows)]),
+                 key=lambda r: (r["path"], r["recording_id"] or ""))
     import pyarrow as pa
 
     rec_schema, led_schema = manifest_schemas()
@@ -484,6 +509,7 @@ def run_ingest(
 
     Raises:
         ConfigMismatchError: ``out`` holds outputs of another config and ``force`` is False.
+        OutputLockedError: another process is writing ``out`` (``neurolm_data.lock``).
         FileNotFoundError: ``root`` holds no recording of this layout. KeyError / ValueError: bad source or
             option.
     """
@@ -493,11 +519,20 @@ def run_ingest(
     root, out = Path(root), Path(out)
     config = build_config(source_name, source_options, preprocess_config=preprocess_config, engine=engine,
                           min_duration_s=min_duration_s)
-    chash = config.hash
     source = get_source(source_name, **config.source_options)
     refs = source.discover(root)
     skipped = source.skipped(root)
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, f"neurolm-data ingest {source_name}"):
+        return _run_locked(source_name, source, refs, skipped, root, out, workers, force, config, progress,
+                           mp_context, t_start)
+
+
+def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped: list, root: Path, out: Path,
+                workers: int, force: bool, config: IngestConfig, progress: bool, mp_context: str,
+                t_start: float) -> IngestSummary:
+    """The body of ``run_ingest`` once ``out`` is locked."""
+    chash = config.hash
     _prepare_out(out, config, force)
 
     by_id: dict[str, list[RecordingRef]] = defaultdict(list)
@@ -542,15 +577,31 @@ def run_ingest(
 
     pool = None
     futures: dict[Future, RecordingRef] = {}
-    if workers > 1 and len(todo) > 1:
-        ctx = multiprocessing.get_context(mp_context)
-        if mp_context == "forkserver":
-            ctx.set_forkserver_preload(_PRELOAD)
-        # Submitting starts the workers; with "fork" they are all forked here, before the progress display
-        # starts its refresh thread, so no thread of ours is ever forked.
+    use_pool = workers > 1 and len(todo) > 1
+    ctx = multiprocessing.get_context(mp_context)
+    if use_pool and mp_context == "forkserver":
+        ctx.set_forkserver_preload(_PRELOAD)
+    for stale in (out / RECORDINGS_DIR).glob(".*.inflight"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+
+    def start_pool(n: int, refs: list[RecordingRef]) -> tuple[ProcessPoolExecutor, dict[Future, RecordingRef]]:
+        # Submitting starts the workers; with "fork" the first pool's are all forked here, before the progress
+        # display starts its refresh thread, so no thread of ours is forked then. (A pool rebuilt after a
+        # worker died is forked while that thread runs: it only touches the terminal, never a lock we use.)
         with _worker_environment(mp_context):
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
-            futures = {pool.submit(ingest_one, ref, config, str(root), str(out)): ref for ref in todo}
+            ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
+            return ex, {ex.submit(_ingest_tracked, r, config, str(root), str(out)): r for r in refs}
+
+    def died(ref: RecordingRef) -> dict:
+        rel = _rel(ref.path, root)
+        return {"ledger": {"path": rel, "recording_id": ref.recording_id, "status": "failed", "config_hash": chash,
+                           "seconds": 0.0, "warnings": [],
+                           "reason": f"{rel}: its worker died while reading it, twice (the second time alone in "
+                                     "a fresh worker): a crash in a reader or out of memory on this file"},
+                "recording": None}
+
+    if use_pool:
+        pool, futures = start_pool(workers, todo)
         manifest_schemas()  # imports pyarrow while the workers run, not after them (the manifests need it)
     with prog:
         if pool is None:
@@ -567,20 +618,35 @@ def run_ingest(
                 pid, cpu, rss = _process_usage()
                 usage = {pid: (cpu - cpu0, rss)}
         else:
-            with pool:
-                pending = set(futures)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        ref = futures[fut]
-                        try:
-                            collect(fut.result())
-                        except BrokenProcessPool as e:  # a worker died (e.g. a reader crashed on a file)
-                            rel = _rel(ref.path, root)
-                            collect({"ledger": {"path": rel, "recording_id": ref.recording_id,
-                                                "status": "failed", "config_hash": chash, "seconds": 0.0,
-                                                "reason": f"{rel}: worker process died ({e})"},
-                                     "recording": None})
+            alone: list[RecordingRef] = []  # files in flight when a worker died: each retried alone
+            while futures:
+                broken: list[RecordingRef] = []
+                with pool:
+                    pending = set(futures)
+                    while pending:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            try:
+                                collect(fut.result())
+                            except BrokenProcessPool:  # a worker died: every unfinished future fails with it
+                                broken.append(futures[fut])
+                if not broken:
+                    break
+                # the files whose in-flight marker survived were being read when the worker died
+                inflight = [r for r in broken if _inflight_path(out, r.recording_id).exists()] or broken
+                for r in inflight:
+                    _inflight_path(out, r.recording_id).unlink(missing_ok=True)
+                alone += inflight
+                rest = [r for r in broken if r not in inflight]
+                pool, futures = start_pool(workers, rest) if rest else (None, {})
+            for ref in sorted(alone, key=lambda r: r.recording_id):
+                single, fut = start_pool(1, [ref])
+                with single:
+                    try:
+                        collect(next(iter(fut)).result())
+                    except BrokenProcessPool:
+                        _inflight_path(out, ref.recording_id).unlink(missing_ok=True)
+                        collect(died(ref))
 
     write_manifests(out, records, skipped_rows)
     summary.n_files = len(records) + len(skipped_rows)

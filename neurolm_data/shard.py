@@ -12,7 +12,8 @@ written with ``numpy.lib.format`` v1.0 and ``meta.json`` with sorted keys. Same 
 byte-identical shards and manifests. Each shard is written to a temporary file and moved into place with
 ``os.replace``. A run builds the whole task folder under ``OUT/shards/.TASK.partial`` and then swaps it in,
 so shards from different configs are never mixed; a re-run whose inputs and config match the existing
-``shards.json`` (and whose files still hash as recorded) is a no-op.
+``shards.json`` (and whose files still hash as recorded) is a no-op. OUT is locked while a run writes it
+(``neurolm_data.lock``). ``verify_shards`` (``neurolm-data verify OUT``) checks shards against ``shards.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import webdataset as wds
 
+from neurolm_data.lock import locked
 from neurolm_data.protocols import Protocol
 from neurolm_data.split import read_recordings, read_splits, run_split
 from neurolm_data.store import atomic_open, content_hash, sha256_file, write_json_atomic, write_parquet_atomic
@@ -308,6 +310,7 @@ def _swap_in(staging: Path, task_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@locked("neurolm-data shard")
 def run_shard(
     out: str | Path,
     task: str | TaskSpec,
@@ -329,6 +332,7 @@ def run_shard(
         A ``ShardResult``; ``manifest`` is the ``shards.json`` content.
 
     Raises:
+        OutputLockedError: another process is writing ``out`` (``neurolm_data.lock``).
         FileNotFoundError: no ``recordings.parquet`` or stored array.
         ValueError: the splits come from a protocol for another task, or from an older ``recordings.parquet``;
             a sample larger than ``max_shard_bytes``; a task bug (see ``plan_windows``).
@@ -411,3 +415,106 @@ def run_shard(
     write_json_atomic(staging / "shards.json", manifest)
     _swap_in(staging, task_dir)
     return ShardResult(task_dir, False, manifest)
+
+
+def _verify_shard(task_dir: Path, rec: dict[str, Any], rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Problems of one listed shard: missing, size, sha256 and, when the bytes differ, which member (a tar
+    member that is not a window of ``windows.parquet``, a window missing, or a member whose content differs)."""
+    path = task_dir / rec["path"]
+    if not path.is_file():
+        return [f"{path}: listed in shards.json but missing"]
+    problems = []
+    size = path.stat().st_size
+    if size != rec["bytes"]:
+        problems.append(f"{path}: {size} bytes, shards.json records {rec['bytes']} (truncated or modified)")
+    if sha256_file(path) == rec["sha256"]:
+        return problems
+    problems.append(f"{path}: sha256 differs from shards.json")
+    expected = {k for k, r in rows.items() if r["shard"] == rec["path"]}
+    seen: set[str] = set()
+    try:
+        with tarfile.open(path) as tf:
+            for m in tf:
+                key, _, suffix = m.name.partition(".")
+                if key not in expected or suffix not in ("eeg.npy", "meta.json"):
+                    problems.append(f"{path}: member {m.name} is not a window member listed in windows.parquet")
+                    continue
+                seen.add(m.name)
+                data = tf.extractfile(m).read()
+                try:
+                    if suffix == "eeg.npy":
+                        x = np.load(io.BytesIO(data), allow_pickle=False)
+                        if content_hash(np.ascontiguousarray(x, "<f4")) != rows[key]["window_hash"]:
+                            problems.append(f"{path}: member {m.name}: window_hash differs from windows.parquet")
+                    else:
+                        meta = json.loads(data)
+                        if meta.get("key") != key or meta.get("label") != rows[key]["label"]:
+                            problems.append(f"{path}: member {m.name}: key or label differs from windows.parquet")
+                except (ValueError, UnicodeDecodeError, EOFError) as err:
+                    problems.append(f"{path}: member {m.name}: cannot decode ({type(err).__name__}: {err})")
+    except (tarfile.TarError, EOFError, OSError) as err:
+        problems.append(f"{path}: not a readable tar after member {len(seen)} ({type(err).__name__}: {err})")
+    for key in sorted(expected):
+        for suffix in ("eeg.npy", "meta.json"):
+            if f"{key}.{suffix}" not in seen:
+                problems.append(f"{path}: member {key}.{suffix} is missing")
+    return problems
+
+
+def verify_shards(out: str | Path, tasks: list[str] | None = None) -> dict[str, list[str]]:
+    """Check every task's shards under ``OUT/shards`` against their ``shards.json`` (the index ``run_shard``
+    writes): ``windows.parquet``'s sha256, the shard files present (none missing, none unlisted), each shard's
+    size and sha256, the sample counts against ``windows.parquet``; for a shard whose bytes differ, the
+    members at fault (renamed, missing, or with content that differs from its ``window_hash``).
+
+    Args:
+        out: the ingest output folder. tasks: task names (default: every folder of ``OUT/shards`` with a
+            ``shards.json`` or ``windows.parquet``).
+
+    Returns:
+        ``{task: [problem, ...]}``; every problem names the file (and member). Empty lists mean verified.
+
+    Raises:
+        FileNotFoundError: no ``OUT/shards`` folder, or a named task has no shard folder.
+    """
+    import pyarrow.parquet as pq
+
+    root = Path(out) / "shards"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no shards (run `neurolm-data shard {out} --task NAME` first)")
+    names = tasks or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                            and ((p / "shards.json").exists() or (p / "windows.parquet").exists()))
+    report: dict[str, list[str]] = {}
+    for name in names:
+        task_dir = root / name
+        if not task_dir.is_dir():
+            raise FileNotFoundError(f"{task_dir}: no such task folder")
+        problems: list[str] = []
+        report[name] = problems
+        index = task_dir / "shards.json"
+        try:
+            manifest = json.loads(index.read_text(encoding="utf-8"))
+            shards = manifest["shards"]
+        except (OSError, ValueError, KeyError) as err:
+            problems.append(f"{index}: missing or unreadable ({type(err).__name__}: {err})")
+            continue
+        wp = task_dir / "windows.parquet"
+        if not wp.is_file():
+            problems.append(f"{wp}: missing")
+            continue
+        if sha256_file(wp) != manifest.get("windows_parquet_sha256"):
+            problems.append(f"{wp}: sha256 differs from shards.json")
+        table = pq.read_table(wp, columns=["key", "shard", "split", "label", "window_hash"]).to_pylist()
+        rows = {r["key"]: r for r in table}
+        listed = {s["path"] for s in shards}
+        for p in sorted(task_dir.glob("*/*.tar")):
+            rel = p.relative_to(task_dir).as_posix()
+            if rel not in listed:
+                problems.append(f"{p}: not listed in shards.json")
+        for rec in shards:
+            n = sum(1 for r in table if r["shard"] == rec["path"])
+            if n != rec["samples"]:
+                problems.append(f"{task_dir / rec['path']}: shards.json records {rec['samples']} windows, "
+                                f"windows.parquet {n}")
+            problems += _verify_shard(task_dir, rec, rows)
+    return report

@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from neurolm_data.lock import locked
 from neurolm_data.protocols import SPLITS, Protocol, hash_bucket, load_protocol
 from neurolm_data.store import sha256_file, write_parquet_atomic
 
@@ -222,6 +223,7 @@ def _finalize(assignments: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
     )
 
 
+@locked("neurolm-data split")
 def run_split(out: str | Path, protocol: str | Path | Protocol, *,
               exclude_eval_of: list[str | Path] | tuple[str | Path, ...] = ()) -> SplitResult:
     """Split the subjects of ``OUT/recordings.parquet`` and write ``OUT/splits.parquet`` atomically.

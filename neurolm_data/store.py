@@ -39,17 +39,36 @@ PARQUET_OPTIONS: dict[str, Any] = dict(
 )
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status`` on Linux), else by setting and
+    restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success ``os.replace`` it onto ``path``, else delete it.
 
     The temporary name ends in ``.tmp`` and lives in the same folder (same file system, so the rename is
-    atomic). Parent folders are created.
+    atomic). Parent folders are created. The file gets the mode ``open()`` would give (0666 minus the process
+    umask), so a dataset on a shared server is as readable as the user's umask says.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:  # mkstemp makes 0600 files; give the mode open() would (0666 minus the umask)
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

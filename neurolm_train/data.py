@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.filters import _shuffle
 
 from neurolm_data.channels import PAD_INDEX
+from neurolm_data.store import content_hash
 
 from .prompts import task_id
 from .shardio import eeg_ref, open_sample, read_ref, shard_entries, tar_samples
@@ -62,6 +63,11 @@ PATCH: int = 200
 UV_PER_UNIT: float = 100.0
 #: Rows of the VQ encoder's ``time_embed`` = longest window in seconds (spec §1.2 item 6, §9.7).
 MAX_SECONDS: int = 64
+
+
+class ShardError(ValueError):
+    """Shards do not match their index (``shards.json``) or a member does not decode; the message names the
+    shard (and the member where there is one) and how to check or rebuild."""
 
 
 @dataclass(frozen=True)
@@ -76,20 +82,80 @@ class TaskShards:
     manifest_hash: str
 
 
-def discover(root: str | Path, tasks: list[str], split: str) -> list[TaskShards]:
+def _fix(d: Path) -> str:
+    return (f"check with `neurolm-data verify {d.parent.parent}` and rebuild with "
+            f"`neurolm-data shard {d.parent.parent} --task {d.name}`")
+
+
+def check_shards(d: Path, split: str, n_windows: int, manifest_hash: str, verify: bool = False) -> tuple[str, ...]:
+    """The shard paths of ``d/split`` after checking them against ``d/shards.json``.
+
+    Cheap checks always (no shard is read): the index exists and lists exactly the ``.tar`` files on disk for
+    the split, each file has the recorded size, the recorded sample counts add up to the split's rows of
+    ``windows.parquet`` (``n_windows``), and ``windows.parquet`` has the recorded sha256 (``manifest_hash``).
+    With ``verify`` every shard's sha256 is compared too (~1-2 s per GB).
+
+    Raises:
+        ShardError: any mismatch, naming the shard (or the index) and the fix.
+    """
+    index = d / "shards.json"
+    if not index.is_file():
+        raise ShardError(f"{index}: missing: shards of {d} are not verifiable without the index that "
+                         f"`neurolm-data shard` writes; {_fix(d)}")
+    try:
+        manifest = json.loads(index.read_text(encoding="utf-8"))
+        listed = {s["path"]: s for s in manifest["shards"] if s["split"] == split}
+        parquet_sha = manifest["windows_parquet_sha256"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ShardError(f"{index}: not a readable shard index ({type(err).__name__}: {err}); {_fix(d)}") from None
+    if parquet_sha != manifest_hash:
+        raise ShardError(f"{d / 'windows.parquet'}: sha256 {manifest_hash[:16]}... differs from the "
+                         f"{parquet_sha[:16]}... recorded in shards.json; {_fix(d)}")
+    on_disk = {p.relative_to(d).as_posix() for p in (d / split).glob("*.tar")}
+    missing, extra = sorted(set(listed) - on_disk), sorted(on_disk - set(listed))
+    if missing:
+        raise ShardError(f"{d / missing[0]}: listed in shards.json but missing ({len(missing)} of {len(listed)} "
+                         f"{split} shards missing); {_fix(d)}")
+    if extra:
+        raise ShardError(f"{d / extra[0]}: not listed in shards.json ({len(extra)} unlisted {split} shard(s)); "
+                         f"{_fix(d)}")
+    for rel, rec in sorted(listed.items()):
+        size = (d / rel).stat().st_size
+        if size != rec["bytes"]:
+            raise ShardError(f"{d / rel}: {size} bytes, shards.json records {rec['bytes']} (truncated or "
+                             f"modified); {_fix(d)}")
+    count = sum(int(rec["samples"]) for rec in listed.values())
+    if count != n_windows:
+        raise ShardError(f"{index}: {split} shards hold {count} windows, windows.parquet lists {n_windows}; "
+                         f"{_fix(d)}")
+    if verify:
+        from neurolm_data.store import sha256_file
+
+        for rel, rec in sorted(listed.items()):
+            if sha256_file(d / rel) != rec["sha256"]:
+                raise ShardError(f"{d / rel}: sha256 differs from shards.json (modified bytes); {_fix(d)}")
+    return tuple(str(d / rel) for rel in sorted(listed))
+
+
+def discover(root: str | Path, tasks: list[str], split: str, verify: bool = False) -> list[TaskShards]:
     """Find ``ROOT/TASK/split/*.tar`` for each task; ``root`` may list several ``OUT/shards`` roots joined
-    by ``os.pathsep`` (the first root holding a task wins). Raises FileNotFoundError when a task has no
-    shards or no ``windows.parquet`` in any root."""
+    by ``os.pathsep`` (the first root holding a task wins). The shards are checked against ``shards.json``
+    (``check_shards``; sha256 of every shard too with ``verify``).
+
+    Raises:
+        FileNotFoundError: a task has no shards or no ``windows.parquet`` in any root.
+        ShardError: the shards do not match their index.
+    """
     roots = [Path(r) for r in str(root).split(os.pathsep) if r]
     out = []
     for name in tasks:
         d = next((r / name for r in roots if (r / name / "windows.parquet").is_file()), roots[0] / name)
         manifest = d / "windows.parquet"
-        shards = tuple(str(p) for p in sorted((d / split).glob("*.tar")))
-        if not shards or not manifest.is_file():
+        if not any((d / split).glob("*.tar")) or not manifest.is_file():
             raise FileNotFoundError(f"no shards for task {name!r} split {split!r} under {root}")
         n = pl.scan_parquet(manifest).filter(pl.col("split") == split).select(pl.len()).collect().item()
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        shards = check_shards(d, split, int(n), digest, verify)
         out.append(TaskShards(name, task_id(name), shards, int(n), digest))
     return out
 
@@ -138,9 +204,24 @@ def decode_sample(sample: dict, max_tokens: int) -> dict:
     array for shards read through ``tarfile``), ``shape`` (C, S*200), ``idx`` (channel indices), ``key``,
     ``label`` (-1 if unlabeled), ``task`` (task id). Raises ValueError on a malformed window or one over
     ``max_tokens`` tokens or ``MAX_SECONDS`` seconds."""
-    meta = json.loads(bytes(sample["meta.json"]))
-    key = sample["__key__"]
-    eeg = eeg_ref(sample["eeg.npy"])
+    key = sample.get("__key__")
+    url = sample.get("__url__", "?")
+    missing = [m for m in ("eeg.npy", "meta.json") if m not in sample]
+    if missing:
+        have = sorted(k for k in sample if not k.startswith("__"))
+        raise ShardError(f"{url}: sample {key} has no {' or '.join(missing)} member (members: "
+                         f"{', '.join(f'{key}.{k}' for k in have) or 'none'}); run `neurolm-data verify` on its OUT")
+    member = f"{key}.meta.json"
+    try:
+        meta = json.loads(bytes(sample["meta.json"]))
+        member = f"{key}.eeg.npy"
+        eeg = eeg_ref(sample["eeg.npy"])
+        arr = read_ref(eeg) if not isinstance(eeg, np.ndarray) else eeg
+        if "window_hash" in meta and content_hash(np.ascontiguousarray(arr, "<f4")) != meta["window_hash"]:
+            raise ValueError(f"window_hash differs from meta.json's {meta['window_hash']} (modified bytes)")
+    except (ValueError, KeyError, TypeError, SyntaxError, UnicodeDecodeError) as err:
+        raise ShardError(f"{url}: member {member}: cannot decode ({type(err).__name__}: {err}); run "
+                         "`neurolm-data verify` on its OUT") from None
     shape = tuple(eeg.shape) if isinstance(eeg, np.ndarray) else eeg[3]
     _check_shape(shape, meta["channel_indices"], key)
     c, s = shape[0], shape[1] // PATCH

@@ -16,8 +16,11 @@ Official files (``VQ.pt,NeuroLM-B.pt``) are evaluated as given, with the default
 variant or of a named model config (``load_official_model``); ``results.json`` then names them with their sha256.
 
 Outputs: ``results.json`` (scores per task and split, run config and its hash, model config, windows-manifest
-hashes, code version, seed, checkpoint and its selection record) and ``predictions.parquet`` (one row per
-window: key, task, split, label, probs, pred, and gen_pred/gen_text when generating).
+hashes, ``windows`` (per task and split: windows scored and listed; a pass that reads fewer windows than
+``windows.parquet`` lists is refused, so a manifest hash is never claimed for a partial read), code version,
+seed, checkpoint and its selection record) and ``predictions.parquet`` (one row per window: key, task, split,
+label, probs, pred, and gen_pred/gen_text when generating). The shards are checked against ``shards.json``,
+sha256 included, before scoring (``data.check_shards``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch.distributed as dist
 
 from . import checkpoint, official
 from .config import RunConfig, config_hash, stage_config
-from .data import TaskShards, discover, eval_batches
+from .data import ShardError, TaskShards, discover, eval_batches
 from .metrics import hard_label_metrics, metrics
 from .models import NeuroLM, NeuroLMConfig
 from .prompts import TASKS, answer_ids, gpt2_encoding, parse_generation, prompt_ids
@@ -131,6 +134,15 @@ def score_split(model: NeuroLM, tasks: list[TaskShards], cfg: RunConfig, device:
     return {"scores": task_scores(rows, hard_label), "rows": rows}
 
 
+def expected_windows(n_windows: int, limit: int | None) -> int:
+    """Windows an evaluation pass scores out of ``n_windows``: all, or with ``limit`` every
+    ``n_windows // limit``-th one, at most ``limit`` (``data.EvalStream``)."""
+    if not limit:
+        return n_windows
+    stride = max(1, n_windows // limit)
+    return min(limit, -(-n_windows // stride))
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 24) -> str:
     """Hex sha256 of a file's bytes, read in ``chunk``-byte pieces (a multi-GB official file: ~1-2 s/GB)."""
     h = hashlib.sha256()
@@ -218,11 +230,17 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
     if batch_size:
         cfg.data.eval_batch_size = batch_size
     scores: dict[str, dict] = {}
-    frames, manifests = [], {}
+    frames, manifests, counts = [], {}, {}
     for split in splits:
-        found = discover(shards, tasks, split)
+        found = discover(shards, tasks, split, verify=True)
         manifests |= {t.name: t.manifest_hash for t in found}
         rows = predict(model, found, cfg, device, rank, world, generate, limit)
+        for t in found:  # refuse to claim a manifest that was not fully read
+            want, got = expected_windows(t.n_windows, limit), sum(r["task"] == t.name for r in rows)
+            if got != want:
+                raise ShardError(f"task {t.name} split {split}: scored {got} of the {want} windows that "
+                                 f"windows.parquet lists ({', '.join(t.shards)}); results not written")
+            counts.setdefault(t.name, {})[split] = {"scored": got, "listed": t.n_windows}
         for name, m in task_scores(rows, hard_label).items():
             scores.setdefault(name, {})[split] = m
         frames.append(pl.DataFrame(rows).with_columns(pl.lit(split).alias("split")))
@@ -235,7 +253,8 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
         "official": ck.get("official"),
         "scoring": "answer-option log-likelihood -> softmax probabilities" + (" + greedy generation" if generate else ""),
         "config": ck["config"], "config_hash": ck.get("config_hash", config_hash(cfg)),
-        "model_config": ck["model_config"], "manifest_hashes": manifests, "code_version": code_version(),
+        "model_config": ck["model_config"], "manifest_hashes": manifests, "windows": counts,
+        "code_version": code_version(),
         "seed": cfg.seed, "limit": limit, "wall_s": time.perf_counter() - t0,
     }
     if rank == 0:

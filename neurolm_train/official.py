@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import safe_load
 from .models.config import GPTConfig, NeuroLMConfig, VQConfig
 from .models.neurolm import NeuroLM
 from .models.tokenizer import VQTokenizer
@@ -57,6 +58,8 @@ _QUANT = {
 }
 _QUANT_BACK = {v: k for k, v in _QUANT.items()}
 _EMBED_AVG = "VQ.quantize.embedding.embed_avg"
+#: File names of the released files (ckpt §0); only such a bare name is looked up in the Hugging Face cache.
+_OFFICIAL_NAME = re.compile(r"^(VQ|NeuroLM-[A-Za-z0-9]+)\.pt$")
 
 
 class OfficialCheckpointError(ValueError):
@@ -75,10 +78,13 @@ def resolve(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if p.is_file():
         return p
+    if not _OFFICIAL_NAME.match(p.name):  # a run's checkpoint or another file: not on the hub
+        raise FileNotFoundError(f"{path}: no such file (for a run's checkpoint: did the stage finish and write "
+                                "it? ckpt.pt is the latest, best.pt the best on validation)")
     try:
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download(HF_REPO, str(path), local_files_only=True))
+        return Path(hf_hub_download(HF_REPO, p.name, local_files_only=True))
     except Exception as err:  # noqa: BLE001 - any lookup failure means "not available offline"
         raise FileNotFoundError(
             f"{path}: no such file, nor in the Hugging Face cache; on a machine with internet run "
@@ -89,7 +95,7 @@ def resolve(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load`` an official file on the CPU (memory-mapped, weights only); ``model`` has the prefix
     stripped. Raises OfficialCheckpointError when there is no ``model`` state dict."""
-    ck = torch.load(resolve(path), map_location="cpu", weights_only=True, mmap=True)
+    ck = safe_load(resolve(path), "an official NeuroLM file (VQ.pt or NeuroLM-{B,L,XL}.pt)")
     if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict):
         raise OfficialCheckpointError(f"{path}: not an official checkpoint (no 'model' state dict)")
     ck["model"] = strip_prefix(ck["model"])

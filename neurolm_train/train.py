@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -35,6 +36,8 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from neurolm_data.lock import output_lock
 
 from . import checkpoint, official
 from .config import RunConfig, config_hash
@@ -187,16 +190,60 @@ def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, devi
         stage.train(was_training)
 
 
-def train(cfg: RunConfig) -> Path:
+class RunExistsError(ValueError):
+    """The run folder already holds a run and neither ``resume`` nor ``force`` was given."""
+
+
+#: Files of a run folder that ``force`` removes before a fresh run (``text.bin`` is rebuilt from the corpus).
+RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl", "config.json", "text.bin")
+
+
+def prepare_run_dir(out: Path, resume: bool, force: bool, delete: bool = True) -> None:
+    """Refuse to overwrite an existing run (a ``ckpt.pt``, ``best.pt`` or ``metrics.jsonl`` in ``out``) unless
+    ``resume`` (continue it) or ``force`` (delete its files, then start afresh: no stale checkpoint, no
+    duplicate metric lines; only when ``delete``: rank 0). Raises RunExistsError naming the folder and both
+    options."""
+    found = [n for n in ("ckpt.pt", "best.pt", "metrics.jsonl") if (out / n).exists()]
+    if not found or resume:
+        return
+    if not force:
+        raise RunExistsError(f"{out} already holds a run ({', '.join(found)}): pass --resume to continue it, "
+                             "--force to replace it, or choose another --out")
+    if not delete:
+        return
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "ranks", ignore_errors=True)
+
+
+def train(cfg: RunConfig, force: bool = False, verify: bool = False) -> Path:
     """Run one stage to ``cfg.steps`` (or ``cfg.epochs``) optimizer steps. Returns the path of ``ckpt.pt``.
 
+    The run folder is locked while the run writes it (rank 0 holds ``neurolm_data.lock.output_lock``). A folder
+    that already holds a run is refused unless ``cfg.resume`` or ``force`` (``prepare_run_dir``). ``verify``:
+    compare every shard's sha256 with ``shards.json`` before training (the cheap checks always run).
+
     Raises FileNotFoundError when ``cfg.resume`` is set and no checkpoint exists, ValueError on a config or
-    data layout that does not match the checkpoint being resumed.
+    data layout that does not match the checkpoint being resumed, RunExistsError (a ValueError) for an
+    existing run, OutputLockedError when another process writes the folder, ShardError (a ValueError) for
+    shards that do not match their index.
     """
-    t_start, seen = time.perf_counter(), 0
     rank, world, device = setup_distributed()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if rank == 0:
+            stack.enter_context(output_lock(out, f"neurolm-train {cfg.stage} --out {out}"))
+        prepare_run_dir(out, cfg.resume, force, delete=rank == 0)
+        if dist.is_initialized():
+            dist.barrier()
+        return _train(cfg, rank, world, device, verify)
+
+
+def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: bool) -> Path:
+    """The body of ``train`` once the run folder is locked and prepared."""
+    t_start, seen = time.perf_counter(), 0
+    out = Path(cfg.out)
     chash = config_hash(cfg)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -206,7 +253,7 @@ def train(cfg: RunConfig) -> Path:
     if cfg.text.corpus and cfg.text.block > mc.gpt.block_size:
         raise ValueError(f"text.block={cfg.text.block} exceeds the GPT block_size={mc.gpt.block_size}")
     stage.to(device)
-    tasks = discover(cfg.data.shards, cfg.data.tasks, "train")
+    tasks = discover(cfg.data.shards, cfg.data.tasks, "train", verify=verify)
     if cfg.eval_every or cfg.stage == "instruct":  # fail now, not after training, when val shards are missing
         discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")
     weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)

@@ -337,7 +337,10 @@ def test_unknown_or_duplicate_files_are_refused(tmp_path):
     with pytest.raises(OfficialCheckpointError, match="two neurolm"):
         load_official([tmp_path / "n.pt", tmp_path / "n.pt"])
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
+        load_official(tmp_path / "NeuroLM-B.pt")
+    with pytest.raises(FileNotFoundError, match="no such file") as err:  # not an official name: no hub advice
         load_official(tmp_path / "missing.pt")
+    assert "huggingface" not in str(err.value)
 
 
 def test_load_neurolm_checks_the_run_config(tmp_path):

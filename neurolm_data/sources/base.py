@@ -137,11 +137,15 @@ class RawSignal:
             stores them in the manifest's ``extra`` column under ``"reader"``.
         digital: the integer samples and calibration that ``data`` decodes from, while ``data`` has not been
             materialized; else None.
+        warnings: per-event problems of the annotations (a malformed row, an overlap, an event past the end),
+            each naming the file and the event; those events are left out of ``events``. Ingest writes them to
+            the ledger's ``warnings`` column.
     """
 
     def __init__(self, data: np.ndarray | None = None, ch_names: list[str] | None = None, sfreq: float = 0.0,
                  events: list[Event] | None = None, dropped: list[tuple[str, str]] | None = None,
-                 meta: dict[str, Any] | None = None, *, digital: DigitalSamples | None = None):
+                 meta: dict[str, Any] | None = None, *, digital: DigitalSamples | None = None,
+                 warnings: list[str] | None = None):
         if (data is None) == (digital is None):
             raise ValueError("RawSignal needs exactly one of data (float64 µV) and digital (integer samples)")
         self._data = data
@@ -151,6 +155,7 @@ class RawSignal:
         self.events = list(events or [])
         self.dropped = list(dropped or [])
         self.meta = dict(meta or {})
+        self.warnings = list(warnings or [])
 
     @property
     def data(self) -> np.ndarray:
