@@ -11,6 +11,12 @@ everywhere are: an unreadable or empty file, a row that does not parse, an unkno
 ``stop <= start`` or a negative onset, an event past the end of the signal (when the signal duration is known),
 and overlapping events (per channel for channel-based files, per file for term-based files).
 
+Strict or per event: by default a problem raises. Given a ``problems`` list (what the TUEV, TUSL and HMC sources
+pass), a problem that concerns one event (a malformed row, an unknown label, an overlap, an event past the end)
+is appended to the list, naming the file and the event, and that event (both events of an overlap) is left out;
+the file fails whole only when it cannot be read at all or no valid event remains. Ingest writes the problems
+to the ledger's ``warnings`` column and keeps the recording's valid windows.
+
 Times are compared with a tolerance of ``TIME_TOL_S`` (10 ms): TUH writes 4 decimals and EDF durations are whole
 data records, so equal boundaries can differ in the last printed digit.
 """
@@ -148,53 +154,94 @@ def _check_interval(path: Path, where: str, start: float, stop: float, *, allow_
         raise _fail(path, f"{where}: stop {stop:.4f} s is not after start {start:.4f} s")
 
 
-def check_within(path: Path, segments: Iterable[Segment], duration_s: float | None) -> None:
-    """Raise if a segment ends past the end of the signal (``duration_s``, with ``TIME_TOL_S``).
+def _problem(problems: list[str] | None, err: RecordingError) -> None:
+    """Raise ``err`` (strict mode, ``problems`` None) or record its reason as a per-event problem."""
+    if problems is None:
+        raise err
+    problems.append(err.reason)
+
+
+def _kept(path: Path, segments: Sequence[Segment], problems: list[str] | None) -> None:
+    """A lenient parse that kept no event fails the file whole: nothing in it can be trusted."""
+    if problems is not None and not segments:
+        raise _fail(path, "no valid event" + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems
+                                              else ""))
+
+
+def check_within(path: Path, segments: Iterable[Segment], duration_s: float | None,
+                 problems: list[str] | None = None) -> list[Segment]:
+    """The segments that end within the signal (``duration_s``, with ``TIME_TOL_S``).
+
+    Args:
+        problems: None: raise on the first segment past the end; a list: append one problem per such segment
+            (naming it) and leave it out.
 
     Raises:
-        RecordingError: ``event past the end of the signal`` naming the first offending interval.
+        RecordingError: ``event past the end of the signal`` naming the first offending interval (strict).
     """
+    segments = list(segments)
     if duration_s is None:
-        return
+        return segments
+    out = []
     for s in segments:
         if s.stop_s > duration_s + TIME_TOL_S:
-            raise _fail(
+            _problem(problems, _fail(
                 path,
                 f"event past the end of the signal: {s.label!r} {s.start_s:.4f}-{s.stop_s:.4f} s"
                 f"{' on ' + s.channel if s.channel and s.channel != 'TERM' else ''}, "
-                f"signal lasts {duration_s:.4f} s",
-            )
+                f"signal lasts {duration_s:.4f} s (event left out)",
+            ))
+        else:
+            out.append(s)
+    return out
 
 
-def check_no_overlap(path: Path, segments: Sequence[Segment], *, per_channel: bool) -> None:
-    """Raise if two intervals overlap by more than ``TIME_TOL_S`` (within one channel if ``per_channel``).
+def check_no_overlap(path: Path, segments: Sequence[Segment], *, per_channel: bool,
+                     problems: list[str] | None = None) -> list[Segment]:
+    """The segments that overlap no other by more than ``TIME_TOL_S`` (within one channel if ``per_channel``).
+
+    Args:
+        problems: None: raise on the first overlap; a list: append one problem per overlapping pair and leave
+            out every segment of such a pair (neither label can be trusted there).
 
     Raises:
-        RecordingError: ``overlapping events`` naming both intervals.
+        RecordingError: ``overlapping events`` naming both intervals (strict).
     """
     groups: dict[str, list[Segment]] = {}
     for s in segments:
         groups.setdefault(s.channel if per_channel else "", []).append(s)
+    bad: set[int] = set()
     for chan, rows in groups.items():
         rows = sorted(rows, key=lambda s: (s.start_s, s.stop_s))
-        for a, b in pairwise(rows):
-            if b.start_s < a.stop_s - TIME_TOL_S:
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                if b.start_s >= a.stop_s - TIME_TOL_S:
+                    break
                 on = f" on channel {chan}" if chan and chan != "TERM" else ""
-                raise _fail(
+                _problem(problems, _fail(
                     path,
                     f"overlapping events{on}: {a.label!r} {a.start_s:.4f}-{a.stop_s:.4f} s and "
-                    f"{b.label!r} {b.start_s:.4f}-{b.stop_s:.4f} s",
-                )
+                    f"{b.label!r} {b.start_s:.4f}-{b.stop_s:.4f} s (both left out)",
+                ))
+                bad |= {id(a), id(b)}
+    return [s for s in segments if id(s) not in bad]
 
 
-def check_labels(path: Path, segments: Iterable[Segment], known: Iterable[str]) -> None:
-    """Raise ``unknown label`` for the first segment whose label is not in ``known``."""
+def check_labels(path: Path, segments: Iterable[Segment], known: Iterable[str],
+                 problems: list[str] | None = None) -> list[Segment]:
+    """The segments whose label is in ``known``; an unknown label raises (``problems`` None) or is recorded
+    as a problem and its segment left out."""
     known = set(known)
+    out = []
     for s in segments:
         if s.label not in known:
-            raise _fail(
+            _problem(problems, _fail(
                 path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(sorted(known))})"
-            )
+                + (" (event left out)" if problems is not None else "")
+            ))
+        else:
+            out.append(s)
+    return out
 
 
 def segments_to_events(
@@ -232,12 +279,16 @@ class RecRow:
     label_id: int
 
 
-def read_tuev_rec(path: Path, *, duration_s: float | None = None) -> list[RecRow]:
+def read_tuev_rec(path: Path, *, duration_s: float | None = None, problems: list[str] | None = None) -> list[RecRow]:
     """Parse a TUEV ``.rec`` file: CSV without header, one row per annotated channel per event.
 
     Args:
         path: the ``.rec`` file.
         duration_s: signal duration; events ending later raise.
+
+        problems: None (strict): any problem below fails the file. A list (what the ``tuev`` source passes):
+            a problem of one row (malformed, unknown label, past the end, overlapping another on its channel)
+            is appended, naming the row, and the row is left out; the file fails only when no row is valid.
 
     Returns:
         Rows in file order. Channel indices are 0..21 (``TCP_MONTAGE``); label ids 1..6 (``TUEV_LABELS``).
@@ -245,7 +296,7 @@ def read_tuev_rec(path: Path, *, duration_s: float | None = None) -> list[RecRow
     Raises:
         RecordingError: missing/empty file, a row without 4 fields, a non-integer channel or label id, a
             channel outside 0..21, an unknown label id, ``stop <= start``, an event past the end of the signal,
-            or two events overlapping on the same channel.
+            or two events overlapping on the same channel (strict); no valid row (lenient).
     """
     path = Path(path)
     text = _read_text(path)
@@ -253,24 +304,36 @@ def read_tuev_rec(path: Path, *, duration_s: float | None = None) -> list[RecRow
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        f = [x.strip() for x in line.split(",")]
-        if len(f) != 4:
-            raise _fail(path, f"line {lineno}: expected 4 comma-separated fields, got {len(f)}: {line!r}")
-        ch, start, stop, lab = (_num(path, lineno, v, w) for v, w in zip(f, ("channel", "start", "stop", "label"), strict=True))
-        if ch != int(ch) or lab != int(lab):
-            raise _fail(path, f"line {lineno}: channel and label must be integers: {line!r}")
-        if not 0 <= ch < len(TCP_MONTAGE):
-            raise _fail(path, f"line {lineno}: channel index {int(ch)} outside 0..{len(TCP_MONTAGE) - 1}")
-        if int(lab) not in TUEV_LABELS:
-            raise _fail(
-                path, f"line {lineno}: unknown label id {int(lab)} (known: 1..6 = spsw gped pled eyem artf bckg)"
-            )
-        _check_interval(path, f"line {lineno}", start, stop)
-        rows.append(RecRow(int(ch), start, stop, int(lab)))
-    segs = [Segment(r.start_s, r.stop_s, TUEV_LABELS[r.label_id], TCP_MONTAGE[r.channel]) for r in rows]
-    check_within(path, segs, duration_s)
-    check_no_overlap(path, segs, per_channel=True)
+        try:
+            rows.append(_rec_row(path, lineno, line))
+        except RecordingError as err:
+            _problem(problems, err)
+    segs = {id(r): Segment(r.start_s, r.stop_s, TUEV_LABELS[r.label_id], TCP_MONTAGE[r.channel]) for r in rows}
+    keep = check_within(path, list(segs.values()), duration_s, problems)
+    keep = check_no_overlap(path, keep, per_channel=True, problems=problems)
+    kept = {id(k) for k in keep}  # an event time with a bad row on any channel is left out on every channel
+    bad = {(round(r.start_s, 4), round(r.stop_s, 4)) for r in rows if id(segs[id(r)]) not in kept}
+    rows = [r for r in rows if (round(r.start_s, 4), round(r.stop_s, 4)) not in bad]
+    _kept(path, rows, problems)
     return rows
+
+
+def _rec_row(path: Path, lineno: int, line: str) -> RecRow:
+    """One ``.rec`` row, checked (see ``read_tuev_rec``)."""
+    f = [x.strip() for x in line.split(",")]
+    if len(f) != 4:
+        raise _fail(path, f"line {lineno}: expected 4 comma-separated fields, got {len(f)}: {line!r}")
+    ch, start, stop, lab = (_num(path, lineno, v, w) for v, w in zip(f, ("channel", "start", "stop", "label"), strict=True))
+    if ch != int(ch) or lab != int(lab):
+        raise _fail(path, f"line {lineno}: channel and label must be integers: {line!r}")
+    if not 0 <= ch < len(TCP_MONTAGE):
+        raise _fail(path, f"line {lineno}: channel index {int(ch)} outside 0..{len(TCP_MONTAGE) - 1}")
+    if int(lab) not in TUEV_LABELS:
+        raise _fail(
+            path, f"line {lineno}: unknown label id {int(lab)} (known: 1..6 = spsw gped pled eyem artf bckg)"
+        )
+    _check_interval(path, f"line {lineno}", start, stop)
+    return RecRow(int(ch), start, stop, int(lab))
 
 
 def tuev_events(path: Path, rows: Sequence[RecRow]) -> list[Event]:
@@ -298,21 +361,25 @@ def tuev_events(path: Path, rows: Sequence[RecRow]) -> list[Event]:
 # ------------------------------------------------------------------------------------------------ TUH .tse
 
 
-def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None) -> list[Segment]:
+def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None,
+             problems: list[str] | None = None) -> list[Segment]:
     """Parse a TUH ``.tse`` / ``.tse_bi`` / ``.tse_agg`` file (``version = tse_v1.0.0``, then
     ``start stop label confidence`` rows; FIXTURES.md §2.1, spec §2.4).
 
-    The rows must tile the recording from 0 s without gaps or overlaps (TSE is term-based). A tail not covered
-    up to ``duration_s`` is allowed and stays unlabelled.
+    Rows need not tile the recording: gaps (and a first row after 0 s) stay unlabelled. The official TUSL
+    maker only needs each segment to be 10 s long (``prepare_TUSL.py``); FIXTURES.md §2.1 accepts both.
 
     Args:
         labels: the allowed label texts (e.g. ``TUSL_CLASSES``); None accepts any label.
-        duration_s: signal duration; rows ending later raise.
+        duration_s: signal duration; rows ending later are problems.
+        problems: None (strict): every problem fails the file. A list (what the sources pass): a problem of
+            one row (malformed, unknown label, past the end, overlapping another row) is appended, naming the
+            row, and the row (both rows of an overlap) left out; the file fails only when no row is valid.
 
     Raises:
-        RecordingError: missing/empty file, missing version line, a row without 4 fields, a non-numeric time,
-            an unknown label, ``stop <= start``, a gap or an overlap between rows, a first row not starting at
-            0 s, or a row past the end of the signal.
+        RecordingError: missing/empty file, missing version line, or no valid row; in strict mode also a row
+            without 4 fields, a non-numeric time, an unknown label, ``stop <= start``, an overlap between rows
+            or a row past the end of the signal.
     """
     path = Path(path)
     text = _read_text(path)
@@ -324,33 +391,34 @@ def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[st
     for lineno, line in enumerate(lines[first + 1:], first + 2):
         if not line.strip():
             continue
-        f = line.split()
-        if len(f) != 4:
-            raise _fail(path, f"line {lineno}: expected 'start stop label confidence', got {line.strip()!r}")
-        start, stop = _num(path, lineno, f[0], "start"), _num(path, lineno, f[1], "stop")
-        _num(path, lineno, f[3], "confidence")
-        _check_interval(path, f"line {lineno}", start, stop)
-        segs.append(Segment(start, stop, f[2], "TERM"))
-    if not segs:
+        try:
+            f = line.split()
+            if len(f) != 4:
+                raise _fail(path, f"line {lineno}: expected 'start stop label confidence', got {line.strip()!r}")
+            start, stop = _num(path, lineno, f[0], "start"), _num(path, lineno, f[1], "stop")
+            _num(path, lineno, f[3], "confidence")
+            _check_interval(path, f"line {lineno}", start, stop)
+            segs.append(Segment(start, stop, f[2], "TERM"))
+        except RecordingError as err:
+            _problem(problems, err)
+    if not segs and problems is None:
         raise _fail(path, "no annotation rows after the version line")
     if labels is not None:
-        check_labels(path, segs, labels)
-    check_within(path, segs, duration_s)
-    check_no_overlap(path, segs, per_channel=False)
-    segs.sort(key=lambda s: s.start_s)
-    if segs[0].start_s > TIME_TOL_S:
-        raise _fail(path, f"rows do not start at 0 s (first row starts at {segs[0].start_s:.4f} s)")
-    for a, b in pairwise(segs):
-        if b.start_s > a.stop_s + TIME_TOL_S:
-            raise _fail(path, f"gap between rows: {a.stop_s:.4f} s to {b.start_s:.4f} s is not annotated")
-    return segs
+        segs = check_labels(path, segs, labels, problems)
+    segs = check_within(path, segs, duration_s, problems)
+    segs = check_no_overlap(path, segs, per_channel=False, problems=problems)
+    _kept(path, segs, problems)
+    if not segs:
+        raise _fail(path, "no annotation rows after the version line")
+    return sorted(segs, key=lambda s: s.start_s)
 
 
 # ------------------------------------------------------------------------------------------------ TUH v2 .csv
 
 
 def read_tuh_csv(
-    path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None
+    path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None,
+    problems: list[str] | None = None,
 ) -> tuple[list[Segment], dict[str, str]]:
     """Parse a TUSZ/TUSL v2 ``.csv`` (one row per TCP channel) or ``.csv_bi`` (``TERM`` rows) file.
 
@@ -385,17 +453,20 @@ def read_tuh_csv(
         raise _fail(path, "no 'channel,start_time,stop_time,label,confidence' column line")
     segs = []
     for lineno, s in body[1:]:
-        f = next(csv.reader([s]))
-        if len(f) != 5:
-            raise _fail(path, f"line {lineno}: expected 5 fields, got {len(f)}: {s!r}")
-        start, stop = _num(path, lineno, f[1], "start_time"), _num(path, lineno, f[2], "stop_time")
-        _num(path, lineno, f[4], "confidence")
-        _check_interval(path, f"line {lineno}", start, stop)
-        segs.append(Segment(start, stop, f[3].strip(), f[0].strip()))
+        try:
+            f = next(csv.reader([s]))
+            if len(f) != 5:
+                raise _fail(path, f"line {lineno}: expected 5 fields, got {len(f)}: {s!r}")
+            start, stop = _num(path, lineno, f[1], "start_time"), _num(path, lineno, f[2], "stop_time")
+            _num(path, lineno, f[4], "confidence")
+            _check_interval(path, f"line {lineno}", start, stop)
+            segs.append(Segment(start, stop, f[3].strip(), f[0].strip()))
+        except RecordingError as err:
+            _problem(problems, err)
     if not segs:
-        raise _fail(path, "no annotation rows")
+        raise _fail(path, "no annotation rows" + (f" ({problems[0]})" if problems else ""))
     if labels is not None:
-        check_labels(path, segs, labels)
+        segs = check_labels(path, segs, labels, problems)
     file_dur = None
     if "duration" in header:
         m = re.match(r"([0-9.]+)", header["duration"])
@@ -406,9 +477,10 @@ def read_tuh_csv(
             raise _fail(
                 path, f"header duration {file_dur:.4f} s disagrees with the signal ({duration_s:.4f} s)"
             )
-        check_within(path, segs, file_dur)
-    check_within(path, segs, duration_s)
-    check_no_overlap(path, segs, per_channel=True)
+        segs = check_within(path, segs, file_dur, problems)
+    segs = check_within(path, segs, duration_s, problems)
+    segs = check_no_overlap(path, segs, per_channel=True, problems=problems)
+    _kept(path, segs, problems)
     return segs, header
 
 
@@ -419,7 +491,8 @@ _LBL_SYMBOLS = re.compile(r"^symbols\[(\d+)\]\s*=\s*\{(.*)\}\s*$")
 _LBL_LABEL = re.compile(r"^label\s*=\s*\{(.*)\[(.*)\]\s*\}\s*$")
 
 
-def read_lbl(path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None) -> list[Segment]:
+def read_lbl(path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None,
+             problems: list[str] | None = None) -> list[Segment]:
     """Parse a TUH ``.lbl`` file (``version = lbl_v1.0.0``; ``tuh-nedc/test.lbl``).
 
     The file has a montage block (``montage = 0, FP1-F7: EEG FP1-REF -- EEG F7-REF``), per-level symbol tables
@@ -483,9 +556,10 @@ def read_lbl(path: Path, *, duration_s: float | None = None, labels: Iterable[st
     if not segs:
         raise _fail(path, "no label lines")
     if labels is not None:
-        check_labels(path, segs, labels)
-    check_within(path, segs, duration_s)
-    check_no_overlap(path, segs, per_channel=True)
+        segs = check_labels(path, segs, labels, problems)
+    segs = check_within(path, segs, duration_s, problems)
+    segs = check_no_overlap(path, segs, per_channel=True, problems=problems)
+    _kept(path, segs, problems)
     return segs
 
 
@@ -580,35 +654,45 @@ def read_hmc_scoring_txt(path: Path) -> list[Segment]:
     return out
 
 
-def hmc_epochs(path: Path, segments: Sequence[Segment], *, duration_s: float | None = None) -> list[Event]:
+def hmc_epochs(path: Path, segments: Sequence[Segment], *, duration_s: float | None = None,
+               problems: list[str] | None = None) -> list[Event]:
     """Turn HMC scoring rows into 30-s stage events (classes ``HMC_STAGES``), fixing the spec §2.5 bug.
 
     Only real stage rows become events: the array is never pre-allocated, so there are no zero-filled
     "Wake" samples (spec §9.16). ``Lights off/on`` markers are skipped.
 
+    Args:
+        problems: None (strict): every problem fails the file. A list (what the ``hmc`` source passes): a
+            problem of one row (unknown annotation, not 30 s, overlapping another epoch, past the end of the
+            signal) is appended, naming the epoch, and the epoch left out; the file fails only when no epoch
+            is valid.
+
     Raises:
-        RecordingError: an unknown annotation, a stage row whose duration is not 30 s, overlapping epochs, an
-            epoch past the end of the signal, or no stage rows at all.
+        RecordingError: no stage rows at all or (lenient) no valid epoch; in strict mode also an unknown
+            annotation, a stage row whose duration is not 30 s, overlapping epochs or an epoch past the end.
     """
     stages = []
     for s in segments:
         if s.label in HMC_MARKERS:
             continue
-        if s.label not in HMC_STAGES:
-            raise _fail(
-                path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(HMC_STAGES)}, "
-                f"{', '.join(sorted(HMC_MARKERS))})"
-            )
-        _check_interval(path, f"epoch at {s.start_s:.4f} s", s.start_s, s.stop_s)
-        if abs(s.duration_s - SLEEP_EPOCH_S) > TIME_TOL_S:
-            raise _fail(
-                path, f"{s.label!r} at {s.start_s:.4f} s lasts {s.duration_s:.4f} s, expected {SLEEP_EPOCH_S:.0f} s"
-            )
-        stages.append(s)
-    if not stages:
+        try:
+            if s.label not in HMC_STAGES:
+                raise _fail(
+                    path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(HMC_STAGES)}, "
+                    f"{', '.join(sorted(HMC_MARKERS))})"
+                )
+            _check_interval(path, f"epoch at {s.start_s:.4f} s", s.start_s, s.stop_s)
+            if abs(s.duration_s - SLEEP_EPOCH_S) > TIME_TOL_S:
+                raise _fail(path, f"{s.label!r} at {s.start_s:.4f} s lasts {s.duration_s:.4f} s, expected "
+                                  f"{SLEEP_EPOCH_S:.0f} s")
+            stages.append(s)
+        except RecordingError as err:
+            _problem(problems, err)
+    if not stages and not problems:
         raise _fail(path, "no sleep-stage rows")
-    check_within(path, stages, duration_s)
-    check_no_overlap(path, stages, per_channel=False)
+    stages = check_within(path, stages, duration_s, problems)
+    stages = check_no_overlap(path, stages, per_channel=False, problems=problems)
+    _kept(path, stages, problems)
     return segments_to_events(path, stages, HMC_STAGES)
 
 

@@ -81,7 +81,6 @@ def test_term_aggregation_priority() -> None:
         ("a.rec", "30,1.0,2.0,6\n", {}, "channel index 30 outside"),
         ("a.tse", "version = tse_v1.0.0\n\n0.0 10.0 bckg 1.0\n10.0 20.0 spike 1.0\n", {}, "unknown label 'spike'"),
         ("a.tse", "version = tse_v1.0.0\n\n0.0 10.0 bckg 1.0\n8.0 20.0 slow 1.0\n", {}, "overlapping events"),
-        ("a.tse", "version = tse_v1.0.0\n\n0.0 10.0 bckg 1.0\n12.0 20.0 slow 1.0\n", {}, "gap between rows"),
         ("a.tse", "version = tse_v1.0.0\n\n0.0 40.0 bckg 1.0\n", {"duration_s": 30.0}, "past the end of the signal"),
         ("a.tse", "0.0 10.0 bckg 1.0\n", {}, "first line must be 'version = tse_v1.0.0'"),
         ("a.tse", "version = tse_v1.0.0\n\n5.0 3.0 bckg 1.0\n", {}, "is not after start"),

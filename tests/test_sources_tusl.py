@@ -53,7 +53,9 @@ def test_tusl_split_by_subject(tusl) -> None:
     assert wins.group_by("subject").agg(pl.col("split").n_unique())["split"].max() == 1
 
 
-def test_tusl_malformed_annotations_fail_per_file(tmp_path: Path, eegmat_dir: Path) -> None:
+def test_tusl_malformed_annotations_cost_only_their_events(tmp_path: Path, eegmat_dir: Path) -> None:
+    """Issue 14: a bad row costs only itself (listed in the ledger's warnings column, its windows left out);
+    TSE rows need not tile the recording; a missing partner still fails the recording."""
     files = {f.subject: f for f in build_tusl(tmp_path / "root", eegmat_dir)}
     write_tse(files["aaaaaaka"].annotation, [(0, 10, "bckg"), (10, 20, "spsw"), (20, 30, "seiz")])
     write_tse(files["aaaaaakb"].annotation, [(0, 10, "slow"), (15, 30, "bckg")])
@@ -61,9 +63,17 @@ def test_tusl_malformed_annotations_fail_per_file(tmp_path: Path, eegmat_dir: Pa
     c = files["aaaaaakk"].annotation
     c.write_text(c.read_text().replace("FP1-F7,10.0000,30.0000,bckg", "FP1-F7,10.0000,31.0000,bckg"))
     ledger, recs, wins = ingest_split_shard("tusl", tmp_path / "root", tmp_path / "out", "tusl")
-    reasons = dict(ledger.filter(pl.col("status") == "failed").select("recording_id", "reason").rows())
-    assert "aaaaaaka_s001_t000.tse_agg: unknown label 'spsw'" in reasons["tusl_aaaaaaka_s001_t000"]
-    assert "gap between rows: 10.0000 s to 15.0000 s" in reasons["tusl_aaaaaakb_s001_t000"]
-    assert "annotation file is missing" in reasons["tusl_aaaaaakg_s001_t000"]
-    assert "event past the end of the signal" in reasons["tusl_aaaaaakk_s001_t000"]
-    assert recs["subject"].to_list() == ["aaaaaakc"] and set(wins["subject"]) == {"aaaaaakc"}
+    failed = dict(ledger.filter(pl.col("status") == "failed").select("recording_id", "reason").rows())
+    assert list(failed) == ["tusl_aaaaaakg_s001_t000"]
+    assert "annotation file is missing" in failed["tusl_aaaaaakg_s001_t000"]
+    warn = dict(ledger.select("recording_id", "warnings").rows())
+    assert warn["tusl_aaaaaaka_s001_t000"] == [
+        "aaaaaaka_s001_t000.tse_agg: unknown label 'spsw' at 10.0000 s (known: bckg, seiz, slow) (event left out)"]
+    assert warn["tusl_aaaaaakb_s001_t000"] == []  # a gap is not a problem
+    assert len(warn["tusl_aaaaaakk_s001_t000"]) == 1
+    assert "event past the end of the signal: 'bckg' 10.0000-31.0000 s on FP1-F7" in warn["tusl_aaaaaakk_s001_t000"][0]
+    assert recs["subject"].to_list() == ["aaaaaaka", "aaaaaakb", "aaaaaakc", "aaaaaakk"]
+    got = {s: sorted(wins.filter(pl.col("subject") == s).select("start_s", "label").rows()) for s in set(wins["subject"])}
+    assert got["aaaaaaka"] == [(0.0, 0), (20.0, 1)]  # the spsw row's 10 s are left out
+    assert got["aaaaaakb"] == [(0.0, 2), (15.0, 0)]
+    assert got["aaaaaakk"] == [(0.0, 2), (10.0, 0), (20.0, 0)]  # the other channels still label 10-30 s

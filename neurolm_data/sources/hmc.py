@@ -11,7 +11,8 @@ maker does; the mastoid reference is recorded as the montage ``mastoid``).
 Labels: one event per 30-s scoring row, W 0, N1 1, N2 2, N3 3, R 4 (spec §2.5). Unlike the official maker, no
 array is pre-allocated, so there are no zero-filled samples labelled Wake (spec §2.5 bug, §9.16); ``Lights
 off/on`` markers are skipped; an unknown annotation, a stage row that is not 30 s, overlapping epochs or an
-epoch past the end of the signal fail the recording with that reason.
+epoch past the end of the signal cost only those epochs (listed in the ledger's ``warnings`` column); a
+missing or unreadable scoring file, or one without a valid epoch, fails the recording.
 
 Option ``scoring``: ``edf`` (default: the EDF+ scoring, falling back to ``.txt`` when only it exists) or
 ``txt`` (the CSV that ``prepare_HMC.py`` reads). Notch: 50 Hz (Dutch mains; also the official maker's).
@@ -99,5 +100,5 @@ class HmcSource(Source):
         sig = require_channels(ref.path, read_edf(ref.path, channels=HMC_CHANNELS), HMC_CHANNELS, "HMC")
         score = ref.annotation_path or self._scoring_path(ref.path)
         rows = read_hmc_scoring_txt(score) if score.suffix.lower() == ".txt" else read_hmc_scoring_edf(score)
-        sig.events = hmc_epochs(score, rows, duration_s=duration_s(sig))
+        sig.events = hmc_epochs(score, rows, duration_s=duration_s(sig), problems=sig.warnings)
         return sig

@@ -7,9 +7,10 @@ the folder holding ``edf/``. The subject is the folder name; ``official_split`` 
 Annotations: each ``.rec`` row is ``channel_index,start_s,stop_s,label_id`` (label ids 1..6 = spsw, gped,
 pled, eyem, artf, bckg; channel indices into the 22-channel TCP montage). ``read`` turns them into ONE event
 per event time (``neurolm_data.annotations.tuev_events``), fixing the per-channel near-duplicates of the
-official maker (spec §2.3, §9.15); event classes are ``label_id - 1`` (0 spsw ... 5 bckg). A missing ``.rec``,
-an unknown label id, an event past the end of the signal or overlapping events on one channel make the
-recording fail with that reason; the rest of the corpus goes on.
+official maker (spec §2.3, §9.15); event classes are ``label_id - 1`` (0 spsw ... 5 bckg). A malformed row, an
+unknown label id, an event past the end of the signal or overlapping events on one channel cost only those
+events: each is listed in the ledger's ``warnings`` column and its event time gives no window (on any channel).
+A missing or unreadable ``.rec``, or one with no valid row, fails the recording with that reason.
 
 Channels: the 23 TUAB channels (spec §2.3: "the same 23 monopolar channels as TUAB").
 Notch: 60 Hz by default (TUH mains); ``notch_hz=50`` is the paper's TUEV setting (spec §1.1).
@@ -97,9 +98,10 @@ class TuevSource(Source):
         """The 23 channels in µV plus one ``Event`` per event time from the ``.rec`` partner.
 
         Raises:
-            RecordingError: unreadable EDF, a missing channel, or a missing/malformed ``.rec``.
+            RecordingError: unreadable EDF, a missing channel, or a missing ``.rec`` or one without a valid row
+                (per-event problems go to ``sig.warnings``).
         """
         sig = require_channels(ref.path, read_edf(ref.path, channels=TUAB_CHANNELS), TUAB_CHANNELS, "TUEV")
         rec = ref.annotation_path or ref.path.with_suffix(".rec")
-        sig.events = tuev_events(rec, read_tuev_rec(rec, duration_s=duration_s(sig)))
+        sig.events = tuev_events(rec, read_tuev_rec(rec, duration_s=duration_s(sig), problems=sig.warnings))
         return sig

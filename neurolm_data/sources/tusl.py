@@ -10,8 +10,10 @@ split: the protocol splits by subject (hash rule), not by ``os.walk`` file order
 
 Labels: ``bckg`` 0, ``seiz`` 1, ``slow`` 2 (spec §2.4). Term files are used as they are; per-channel files
 (``.csv``, ``.lbl``) are aggregated to whole-recording terms with priority seiz > slow > bckg
-(``annotations.term_segments``). Unknown labels, rows past the end of the signal, overlapping rows (per
-channel), gaps in TSE files and a missing partner fail the recording with that reason.
+(``annotations.term_segments``). TSE rows need not tile the recording (the official maker only needs each
+segment to be 10 s); unannotated stretches give no window. A malformed row, an unknown label, a row past the end
+of the signal or overlapping rows cost only those rows (listed in the ledger's ``warnings`` column); a missing
+partner, or one without a valid row, fails the recording with that reason.
 
 Channels: the 23 TUAB channels (spec §2.4). Notch: 60 Hz (TUH mains; also what ``prepare_TUSL.py`` uses).
 
@@ -52,19 +54,23 @@ TUSL_ANNOTATIONS: tuple[str, ...] = (".tse_agg", ".tse", ".csv", ".csv_bi", ".lb
 TUSL_PRIORITY: tuple[str, ...] = ("seiz", "slow", "bckg")
 
 
-def read_tuh_term_events(path: Path, duration_s: float, classes: dict[str, int], priority: tuple[str, ...]):
+def read_tuh_term_events(path: Path, duration_s: float, classes: dict[str, int], priority: tuple[str, ...],
+                         problems: list[str] | None = None):
     """Parse any TUH annotation file (``.tse*``, ``.csv*``, ``.lbl*``) into whole-recording term events.
+
+    ``problems``: None fails on any problem; a list collects per-event problems and leaves those events out
+    (see ``neurolm_data.annotations``).
 
     Raises:
         RecordingError: missing or malformed file (see the parsers in ``neurolm_data.annotations``).
     """
     ext = path.suffix.lower()
     if ext.startswith(".tse"):
-        segs = read_tse(path, duration_s=duration_s, labels=classes)
+        segs = read_tse(path, duration_s=duration_s, labels=classes, problems=problems)
     elif ext.startswith(".csv"):
-        segs, _ = read_tuh_csv(path, duration_s=duration_s, labels=classes)
+        segs, _ = read_tuh_csv(path, duration_s=duration_s, labels=classes, problems=problems)
     elif ext.startswith(".lbl"):
-        segs = read_lbl(path, duration_s=duration_s, labels=classes)
+        segs = read_lbl(path, duration_s=duration_s, labels=classes, problems=problems)
     else:
         raise RecordingError(path, f"unsupported annotation type {ext!r}")
     return segments_to_events(path, term_segments(segs, priority), classes)
@@ -132,5 +138,5 @@ class TuslSource(Source):
         """
         sig = require_channels(ref.path, read_edf(ref.path, channels=TUAB_CHANNELS), TUAB_CHANNELS, "TUSL")
         ann = ref.annotation_path or partner(ref.path, self.exts)
-        sig.events = read_tuh_term_events(ann, duration_s(sig), TUSL_CLASSES, TUSL_PRIORITY)
+        sig.events = read_tuh_term_events(ann, duration_s(sig), TUSL_CLASSES, TUSL_PRIORITY, sig.warnings)
         return sig
