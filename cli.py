@@ -437,6 +437,12 @@ def leaderboard_show_cmd(
 
     console = Console()
     res_dir = Path(results) if results else Path(out) / "leaderboard"
+    from neurolm_train.leaderboard.store import iter_records
+
+    if not any(True for _ in iter_records(res_dir)):  # published rows alone are not a leaderboard of OUT
+        console.print(f"[bold red]leaderboard show failed[/]: no leaderboard records under {res_dir}; run "
+                      f"`neurolm-train leaderboard run {out}` first (or pass --results FOLDER)")
+        raise typer.Exit(1)
     try:
         pairs = [tuple(p.split(":", 1)) for p in compare or []]
         if any(len(p) != 2 for p in pairs):

@@ -77,6 +77,43 @@ def _select(path: Path, labels: list[str], rates: list[float], units: list[str],
     return cmap, picks, scales, sfreq, dropped
 
 
+def header_problem(path: Path) -> str | None:
+    """What makes an EDF/BDF header non-compliant, said per signal, or None when none of these is found: a
+    label with non-ASCII bytes (EDF allows printable US-ASCII only; latin-1 labels are common), a digital or
+    physical minimum equal to its maximum (the samples cannot be scaled). Used to name the problem when EDFlib
+    only says "not EDF(+) or BDF(+) compliant"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+            ns = int(head[252:256].decode("ascii").strip())
+            sig = f.read(ns * 256)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if ns <= 0 or len(sig) < ns * 256:
+        return None
+
+    def field(offset: int, width: int) -> list[bytes]:
+        return [sig[offset * ns + i * width: offset * ns + (i + 1) * width] for i in range(ns)]
+
+    labels = field(0, 16)
+    for i, raw in enumerate(labels):
+        if any(b < 32 or b > 126 for b in raw):
+            return (f"signal {i + 1} label {raw.decode('latin-1').strip()!r} has non-ASCII bytes (EDF labels are "
+                    f"printable US-ASCII; this one reads as latin-1); rename the label in the header")
+    names = [lab.decode("latin-1").strip() for lab in labels]
+    for what, off in (("physical", 104), ("digital", 120)):
+        lo, hi = field(off, 8), field(off + 8, 8)
+        for i in range(ns):
+            try:
+                a, b = float(lo[i].decode("ascii")), float(hi[i].decode("ascii"))
+            except (ValueError, UnicodeDecodeError):
+                return f"signal {i + 1} {names[i]!r}: {what} minimum/maximum {lo[i]!r}/{hi[i]!r} is not a number"
+            if a == b and names[i] not in ("EDF Annotations", "BDF Annotations"):
+                return (f"signal {i + 1} {names[i]!r}: {what} minimum == maximum ({a:g}), so its samples cannot "
+                        "be scaled to µV; fix the header or leave the file out")
+    return None
+
+
 def _decode_records(path: Path, r, picks: list[int], scales: list[float], n: int) -> DigitalSamples | None:
     """Read the picked signals' integer samples straight from the data records with numpy (EDF int16 / BDF
     int24), with the calibration that decodes them to µV.
@@ -113,6 +150,13 @@ def _decode_records(path: Path, r, picks: list[int], scales: list[float], n: int
         for row, (p, scale) in enumerate(zip(picks, scales, strict=True)):
             pmin, pmax = r.getPhysicalMinimum(p), r.getPhysicalMaximum(p)
             dmin, dmax = r.getDigitalMinimum(p), r.getDigitalMaximum(p)
+            if dmax == dmin or pmax == pmin:
+                from neurolm_data.sources.base import RecordingError
+
+                what = "digital" if dmax == dmin else "physical"
+                raise RecordingError(path, f"signal {p + 1} {r.getLabel(p).strip()!r}: {what} minimum == maximum "
+                                           f"({dmin if what == 'digital' else pmin:g}), so its samples cannot be "
+                                           "scaled to µV; fix the header or leave the file out")
             bitvalue = (pmax - pmin) / (dmax - dmin)
             offset[row] = pmax / bitvalue - dmax
             gain[row] = bitvalue * scale
@@ -194,6 +238,9 @@ def read_edf(
                                            "the annotation channel is not") from None
         if "Filesize" in msg:
             raise RecordingError(path, f"truncated EDF/BDF: the file size does not match its header ({msg})") from None
+        problem = header_problem(path) if "compliant" in msg else None
+        if problem:
+            raise RecordingError(path, f"invalid EDF/BDF header: {problem}") from None
         raise RecordingError(path, f"corrupt EDF/BDF: {msg}") from None
     try:
         n_sig = r.signals_in_file

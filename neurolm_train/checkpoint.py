@@ -63,9 +63,6 @@ def _refusal(err: Exception) -> str:
     """The object a weights-only load refused, from PyTorch's message (``GLOBAL module.name``), or the first
     line of the error."""
     text = str(err)
-    m = re.search(r"(?:Unsupported global|Unsupported operand|unsupported global)[^\n]*?GLOBAL ([\w.]+)", text)
-    if m:
-        return f"it needs the Python object {m.group(1)} to unpickle"
     m = re.search(r"GLOBAL ([\w.]+)", text)
     if m:
         return f"it needs the Python object {m.group(1)} to unpickle"
