@@ -43,6 +43,11 @@ def ingest_cmd(
         None, "--min-duration", help="Shortest usable recording in s (default: one window of the source's task)."),
     download: bool = typer.Option(
         False, "--download", help="workload only: fetch EEGMAT 1.0.0 from PhysioNet once (SHA-256 verified)."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (this process / a process pool of --workers) or ray (one Ray task per "
+                                    "recording; see README 'Scaling out')."),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="Ray cluster address for --executor ray (default: RAY_ADDRESS, else a local Ray)."),
 ) -> None:
     """Discover, preprocess (0.1-75 Hz, notch, 200 Hz, float32 µV) and store every recording of a corpus."""
     # Before numpy is first imported (below): ingest makes no BLAS call, and an OpenBLAS thread pool started at
@@ -78,7 +83,8 @@ def ingest_cmd(
         root = env
     try:
         summary = run_ingest(source, Path(root), Path(out), workers=workers, force=force, engine=engine,
-                             source_options=options, min_duration_s=min_duration, progress=True)
+                             source_options=options, min_duration_s=min_duration, progress=True,
+                             executor=executor, ray_address=ray_address)
     except (ConfigMismatchError, OutputLockedError, FileNotFoundError, KeyError, ValueError) as e:
         console.print(f"[bold red]ingest failed[/]: {e}")
         raise typer.Exit(2) from None
@@ -140,6 +146,9 @@ def shard_cmd(
         None, "--protocol", "-p", help="Run `split` with this protocol first (default: existing splits.parquet)."
     ),
     max_shard_bytes: int = typer.Option(256 * 1024 * 1024, "--max-shard-bytes", help="Upper bound per tar shard."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes (local executor)."),
+    executor: str = typer.Option("local", "--executor", help="local or ray (one Ray task per shard)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: RAY_ADDRESS)."),
 ) -> None:
     """Cut a task's windows into WebDataset shards: OUT/shards/TASK/{SPLIT/*.tar, windows.parquet, shards.json}."""
     from rich.console import Console
@@ -159,6 +168,7 @@ def shard_cmd(
             res = run_shard(
                 out, task, protocol=protocol, config=ShardConfig(max_shard_bytes=max_shard_bytes),
                 progress=lambda done, total: bar.update(job, completed=done, total=total),
+                executor=executor, workers=workers, ray_address=ray_address,
             )
     except (FileNotFoundError, KeyError, ValueError, ProtocolError, SplitError, LeakageError, OutputLockedError) as e:
         console.print(f"[bold red]shard failed[/]: {e}")

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurolm_data.channels import map_channels
+from neurolm_data.executors import WorkerDied, check_executor, ray_map
 from neurolm_data.lock import output_lock
 from neurolm_data.preprocess import PreprocessConfig, check_min_duration, config_hash, preprocess
 from neurolm_data.sources.base import RecordingError, RecordingRef, get_source
@@ -485,6 +486,8 @@ def run_ingest(
     min_duration_s: float | None = None,
     progress: bool = False,
     mp_context: str | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> IngestSummary:
     """Ingest every recording of a corpus into ``out`` (see the module docstring and docs/architecture.md).
 
@@ -503,6 +506,11 @@ def run_ingest(
             Linux (workers share the already imported pipeline; they are forked before any thread of the
             progress display exists), else ``spawn``. ``forkserver`` and ``spawn`` work as well: the
             per-recording function and its arguments are picklable top-level objects (tested).
+        executor: ``local`` (this process or the process pool above) or ``ray``: one Ray task per recording on
+            the cluster at ``ray_address`` / ``RAY_ADDRESS`` (``neurolm_data.executors``); ``workers`` is then
+            unused (the cluster's CPUs decide). Same outputs, resume and ledger; a task whose worker dies is
+            retried once by Ray, then ``failed`` with the reason "its worker died".
+        ray_address: Ray cluster address for ``executor="ray"``.
 
     Returns:
         An ``IngestSummary``; ``summary.ok`` is False when any file failed.
@@ -516,6 +524,7 @@ def run_ingest(
     t_start = time.perf_counter()
     _resolved_root.cache_clear()
     mp_context = mp_context or DEFAULT_MP_CONTEXT
+    check_executor(executor)
     root, out = Path(root), Path(out)
     config = build_config(source_name, source_options, preprocess_config=preprocess_config, engine=engine,
                           min_duration_s=min_duration_s)
@@ -525,12 +534,12 @@ def run_ingest(
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, f"neurolm-data ingest {source_name}"):
         return _run_locked(source_name, source, refs, skipped, root, out, workers, force, config, progress,
-                           mp_context, t_start)
+                           mp_context, t_start, executor, ray_address)
 
 
 def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped: list, root: Path, out: Path,
                 workers: int, force: bool, config: IngestConfig, progress: bool, mp_context: str,
-                t_start: float) -> IngestSummary:
+                t_start: float, executor: str = "local", ray_address: str | None = None) -> IngestSummary:
     """The body of ``run_ingest`` once ``out`` is locked."""
     chash = config.hash
     _prepare_out(out, config, force)
@@ -577,7 +586,7 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
 
     pool = None
     futures: dict[Future, RecordingRef] = {}
-    use_pool = workers > 1 and len(todo) > 1
+    use_pool = workers > 1 and len(todo) > 1 and executor == "local"
     ctx = multiprocessing.get_context(mp_context)
     if use_pool and mp_context == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)
@@ -604,7 +613,16 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
         pool, futures = start_pool(workers, todo)
         manifest_schemas()  # imports pyarrow while the workers run, not after them (the manifests need it)
     with prog:
-        if pool is None:
+        if executor == "ray" and todo:
+            args = [(r, config, str(root), str(out)) for r in todo]
+            for i, rec in ray_map(ingest_one, args, address=ray_address):
+                if isinstance(rec, WorkerDied):  # Ray already re-ran it once in a fresh worker
+                    err, rec = rec, died(todo[i])
+                    rec["ledger"]["reason"] = (f"{rec['ledger']['path']}: its worker died while reading it, "
+                                               f"also when Ray retried it ({err}): a crash in a reader or out of "
+                                               "memory on this file")
+                collect(rec)
+        elif pool is None:
             cpu0 = _process_usage()[1]
             tuned = bool(todo) and _heap_for_large_buffers()
             try:

@@ -26,15 +26,14 @@ import shutil
 import tarfile
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import webdataset as wds
 
+from neurolm_data.executors import WorkerDied, check_executor, run_map
 from neurolm_data.lock import locked
 from neurolm_data.protocols import Protocol
 from neurolm_data.split import read_recordings, read_splits, run_split
@@ -130,6 +129,12 @@ def encode_sample(w: PlannedWindow, x: np.ndarray, task: str) -> tuple[dict[str,
     window_hash = content_hash(x)
     buf = io.BytesIO()
     np.lib.format.write_array(buf, x, version=(1, 0), allow_pickle=False)
+    meta_bytes = _meta_bytes(w, task, window_hash)
+    return {"__key__": w.key, "eeg.npy": buf.getvalue(), "meta.json": meta_bytes}, window_hash
+
+
+def _meta_bytes(w: PlannedWindow, task: str, window_hash: str) -> bytes:
+    """The ``meta.json`` member of window ``w``: compact JSON with sorted keys."""
     meta = {
         "key": w.key,
         "task": task,
@@ -143,8 +148,7 @@ def encode_sample(w: PlannedWindow, x: np.ndarray, task: str) -> tuple[dict[str,
         "label": w.label,
         "window_hash": window_hash,
     }
-    meta_bytes = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-    return {"__key__": w.key, "eeg.npy": buf.getvalue(), "meta.json": meta_bytes}, window_hash
+    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _plain_ustar(name: str, size: int, tar: TarOptions) -> bool:
@@ -179,70 +183,107 @@ def _archive_bytes(members: int) -> int:
     return -(-(members + 2 * _BLOCK) // _RECORD) * _RECORD
 
 
-class _ShardWriter:
-    """Streams samples of one split into size-bounded shards, each written to a temp file then renamed."""
+def _npy_header_bytes(shape: tuple[int, ...]) -> int:
+    """Length of the ``.npy`` v1.0 header ``numpy.lib.format.write_array`` writes for a C-order ``<f4``
+    array of ``shape`` (magic, version, header length and the dict padded to a multiple of 64 bytes)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": tuple(shape)})
+    return buf.tell()
 
-    def __init__(self, root: Path, task: str, split: str, cfg: ShardConfig):
-        self.root, self.task, self.split, self.cfg = root, task, split, cfg
-        (root / split).mkdir(parents=True, exist_ok=True)
-        self.index = -1
-        self.shards: list[dict[str, Any]] = []
-        self._writer: wds.TarWriter | None = None
-        self._file: Any = None
-        self._members = 0
-        self._count = 0
 
-    @property
-    def current(self) -> str:
-        """Path of the open shard, relative to the task folder."""
-        return f"{self.split}/{self.task}-{self.split}-{self.index:06d}.tar"
+#: Length of a ``window_hash`` (XXH3-128 as 32 hex digits, ``store.content_hash``).
+_HASH_CHARS = 32
 
-    def _open(self) -> None:
-        self.index += 1
-        self._stack = ExitStack()
-        self._file = self._stack.enter_context(atomic_open(self.root / self.current, "wb"))
-        t = self.cfg.tar
-        self._writer = wds.TarWriter(
-            self._file, user=t.user, group=t.group, mode=t.mode, mtime=t.mtime, encoder=False
-        )
-        self._members = self._count = 0
 
-    def close(self) -> None:
-        """Finish the open shard (if any): close, fsync, rename into place, record its hash."""
-        if self._writer is None:
-            return
-        self._writer.close()  # writes the end-of-archive blocks; the file object stays open
-        size = self._file.tell()
-        if size != _archive_bytes(self._members):
-            raise RuntimeError(f"{self.current}: tar size {size} differs from the computed "
-                               f"{_archive_bytes(self._members)}")
-        self._stack.close()  # flush, fsync, os.replace onto the final name
-        final = self.root / self.current
-        self.shards.append({"path": self.current, "split": self.split, "samples": self._count,
-                            "bytes": size, "sha256": sha256_file(final)})
-        self._writer = None
+def _planned_bytes(w: PlannedWindow, task: str, tar: TarOptions, headers: dict[tuple[int, int], int]) -> int:
+    """Bytes window ``w``'s sample adds to a tar, computed from its shape and metadata without reading the
+    signal (the ``meta.json`` is built with a placeholder hash of the same length). ``_write_shard`` checks the
+    real total against it."""
+    shape = (len(w.rows), w.length)
+    if shape not in headers:
+        headers[shape] = _npy_header_bytes(shape)
+    meta = _meta_bytes(w, task, "0" * _HASH_CHARS)
+    sizes = {"eeg.npy": headers[shape] + 4 * shape[0] * shape[1], "meta.json": len(meta)}
+    return _member_bytes({"__key__": w.key, **{k: _Sized(n) for k, n in sizes.items()}}, tar)
 
-    def write(self, sample: dict[str, Any]) -> str:
-        """Add one sample, starting a new shard first if it would exceed ``max_shard_bytes``.
 
-        Returns:
-            The shard path (relative to the task folder) the sample went to.
+class _Sized:
+    """Stands in for member bytes of a known length (``_member_bytes`` only takes ``len``)."""
 
-        Raises:
-            ValueError: one sample alone exceeds ``max_shard_bytes``.
-        """
-        size = _member_bytes(sample, self.cfg.tar)
-        if _archive_bytes(size) > self.cfg.max_shard_bytes:
-            raise ValueError(f"sample {sample['__key__']} needs {_archive_bytes(size)} bytes as a shard, "
-                             f"more than max_shard_bytes={self.cfg.max_shard_bytes}")
-        if self._writer is not None and _archive_bytes(self._members + size) > self.cfg.max_shard_bytes:
-            self.close()
-        if self._writer is None:
-            self._open()
-        self._writer.write(sample)
-        self._members += size
-        self._count += 1
-        return self.current
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def plan_shards(plan: WindowPlan, task: str, cfg: ShardConfig) -> list[tuple[str, list[PlannedWindow]]]:
+    """Cut the planned windows into shards: per split, in ``(split, key)`` order, a new shard whenever the next
+    sample would make the tar exceed ``cfg.max_shard_bytes``. Depends only on the plan and config, so every
+    shard can then be written independently (``_write_shard``: one task each, locally or on Ray).
+
+    Returns:
+        ``[(path relative to the task folder, windows), ...]`` in order.
+
+    Raises:
+        ValueError: one sample alone exceeds ``max_shard_bytes``.
+    """
+    shards: list[tuple[str, list[PlannedWindow]]] = []
+    headers: dict[tuple[int, int], int] = {}
+    split, index, members = None, -1, 0
+    for w in plan.windows:
+        size = _planned_bytes(w, task, cfg.tar, headers)
+        if _archive_bytes(size) > cfg.max_shard_bytes:
+            raise ValueError(f"sample {w.key} needs {_archive_bytes(size)} bytes as a shard, "
+                             f"more than max_shard_bytes={cfg.max_shard_bytes}")
+        if w.split != split:
+            split, index, members = w.split, -1, 0
+        if index < 0 or _archive_bytes(members + size) > cfg.max_shard_bytes:
+            index, members = index + 1, 0
+            shards.append((f"{split}/{task}-{split}-{index:06d}.tar", []))
+        shards[-1][1].append(w)
+        members += size
+    return shards
+
+
+def _write_shard(out: str, staging: str, rel: str, windows: list[PlannedWindow], task: str,
+                 tar: TarOptions) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write one shard ``staging/rel`` (temp file, then renamed) from the stored arrays under ``out``.
+
+    The tar is what webdataset's ``TarWriter`` wrote (which the shard hashes of earlier versions come from):
+    ``tarfile`` in stream mode (``"w|"``, default PAX format), per sample its members in sorted suffix order,
+    each with ``tar``'s mtime, mode and owner names. Python's ``tarfile`` is used directly so that the data
+    commands need neither webdataset nor torch (webdataset imports torch).
+
+    Returns:
+        ``(shard record for shards.json, {key: window_hash})``.
+    """
+    out_p, final = Path(out), Path(staging) / rel
+    final.parent.mkdir(parents=True, exist_ok=True)
+    hashes: dict[str, str] = {}
+    members = 0
+    arrays: dict[str, np.ndarray] = {}
+    with atomic_open(final, "wb") as f:
+        with tarfile.open(fileobj=f, mode="w|") as tf:
+            for w in windows:
+                if w.store_path not in arrays:
+                    arrays.clear()  # windows are grouped by recording: keep one memory map open
+                    arrays[w.store_path] = np.load(out_p / w.store_path, mmap_mode="r", allow_pickle=False)
+                x = arrays[w.store_path][list(w.rows), w.start : w.start + w.length]
+                sample, hashes[w.key] = encode_sample(w, x, task)
+                members += _member_bytes(sample, tar)
+                for k in sorted(k for k in sample if k != "__key__"):
+                    v = sample[k]
+                    ti = tarfile.TarInfo(f"{w.key}.{k}")
+                    ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(v), tar.mtime, tar.mode, tar.user, tar.group
+                    tf.addfile(ti, io.BytesIO(v))
+        size = f.tell()
+        if size != _archive_bytes(members):
+            raise RuntimeError(f"{rel}: tar size {size} differs from the computed {_archive_bytes(members)}")
+    arrays.clear()
+    split = rel.split("/", 1)[0]
+    return ({"path": rel, "split": split, "samples": len(windows), "bytes": size, "sha256": sha256_file(final)},
+            hashes)
 
 
 def _identity(task: TaskSpec, cfg: ShardConfig, out: Path, smeta: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +358,10 @@ def run_shard(
     protocol: str | Path | Protocol | None = None,
     config: ShardConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> ShardResult:
     """Cut the task's windows from ``OUT/recordings`` and write ``OUT/shards/TASK`` (see module docstring).
 
@@ -326,7 +371,12 @@ def run_shard(
         protocol: if given, ``run_split(out, protocol)`` runs first (rewriting ``OUT/splits.parquet``). If
             None, the existing ``splits.parquet`` is used, or the task's ``default_protocol`` when none exists.
         config: shard settings (default ``ShardConfig()``).
-        progress: called as ``progress(done, total)`` windows while writing.
+        progress: called as ``progress(done, total)`` windows as shards finish.
+        executor: ``local`` (this process for ``workers=1``, else a process pool) or ``ray`` (one Ray task per
+            shard on the cluster at ``ray_address`` / ``RAY_ADDRESS``); see ``neurolm_data.executors``. The
+            shards are byte-identical whichever runs them.
+        workers: processes of the local pool.
+        ray_address: Ray cluster address for ``executor="ray"``.
 
     Returns:
         A ``ShardResult``; ``manifest`` is the ``shards.json`` content.
@@ -341,6 +391,7 @@ def run_shard(
     out = Path(out)
     task = get_task(task) if isinstance(task, str) else task
     cfg = config or ShardConfig()
+    check_executor(executor)
     if cfg.max_shard_bytes < _RECORD:
         raise ValueError(f"max_shard_bytes={cfg.max_shard_bytes} is below one tar record ({_RECORD} bytes)")
     recordings = read_recordings(out)
@@ -367,29 +418,21 @@ def run_shard(
     staging = out / "shards" / f".{task.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shard_of: dict[str, str] = {}
+    layout = plan_shards(plan, task.name, cfg)
+    args = [(str(out), str(staging), rel, ws, task.name, cfg.tar) for rel, ws in layout]
+    shard_of = {w.key: rel for rel, ws in layout for w in ws}
     hashes: dict[str, str] = {}
-    shards: list[dict[str, Any]] = []
-    arrays: dict[str, np.ndarray] = {}
-    writer: _ShardWriter | None = None
-    for done, w in enumerate(plan.windows, 1):
-        if writer is None or writer.split != w.split:
-            if writer is not None:
-                writer.close()
-                shards += writer.shards
-            writer = _ShardWriter(staging, task.name, w.split, cfg)
-        if w.store_path not in arrays:
-            arrays.clear()  # windows are grouped by recording: keep one memory map open
-            arrays[w.store_path] = np.load(out / w.store_path, mmap_mode="r", allow_pickle=False)
-        x = arrays[w.store_path][list(w.rows), w.start : w.start + w.length]
-        sample, hashes[w.key] = encode_sample(w, x, task.name)
-        shard_of[w.key] = writer.write(sample)
+    records: dict[int, dict[str, Any]] = {}
+    done = 0
+    for i, res in run_map(_write_shard, args, executor=executor, workers=workers, ray_address=ray_address):
+        if isinstance(res, WorkerDied):
+            raise RuntimeError(f"{staging / layout[i][0]}: {res}; re-run `neurolm-data shard` to resume")
+        records[i], h = res
+        hashes.update(h)
+        done += len(layout[i][1])
         if progress is not None:
             progress(done, len(plan.windows))
-    if writer is not None:
-        writer.close()
-        shards += writer.shards
-    arrays.clear()
+    shards = [records[i] for i in range(len(layout))]
 
     write_parquet_atomic(staging / "windows.parquet", _windows_table(plan, shard_of, hashes))
     per_split: dict[str, dict[str, Any]] = {}
