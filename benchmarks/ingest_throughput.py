@@ -206,7 +206,7 @@ def main() -> None:
         print(f"{args.repeat} interleaved round(s); per configuration the least-CPU run (wall: the least wall). "
               f"Start-up CPU (interpreter + imports, a child that only imports): pipeline {start['pipeline']:.2f} s, "
               f"reference {start['reference']:.2f} s, pipeline + split + shard {start['end_to_end']:.2f} s "
-              "(webdataset imports torch)")
+              "(no torch: shards are written with tarfile)")
         hdr = (f"{'configuration':22s} {'corpus':6s} {'wall s':>7s} {'CPU s':>7s} {'EEG-s/CPU-s':>12s} "
                f"{'net CPU s':>10s} {'EEG-s/net CPU-s':>16s} {'peak RSS MiB':>13s} {'per worker':>11s}")
         print(hdr)

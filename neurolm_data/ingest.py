@@ -375,8 +375,9 @@ def _inflight_path(out: Path, rid: str) -> Path:
 
 
 def _ingest_tracked(ref: RecordingRef, config: IngestConfig, root: str, out: str) -> dict[str, Any]:
-    """``ingest_one`` in a pool worker, with an in-flight marker while it runs: when a worker dies, the
-    markers left behind name the files it was processing (``run_ingest`` retries those alone)."""
+    """``ingest_one`` in a pool worker or Ray task, with an in-flight marker (holding the worker's pid) while it
+    runs: when a worker dies, the markers left behind name the files it was processing (``run_ingest`` retries
+    those alone)."""
     marker = _inflight_path(Path(out), ref.recording_id)
     marker.write_text(str(os.getpid()))
     try:
@@ -615,8 +616,9 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
     with prog:
         if executor == "ray" and todo:
             args = [(r, config, str(root), str(out)) for r in todo]
-            for i, rec in ray_map(ingest_one, args, address=ray_address):
+            for i, rec in ray_map(_ingest_tracked, args, address=ray_address):
                 if isinstance(rec, WorkerDied):  # Ray already re-ran it once in a fresh worker
+                    _inflight_path(out, todo[i].recording_id).unlink(missing_ok=True)
                     err, rec = rec, died(todo[i])
                     rec["ledger"]["reason"] = (f"{rec['ledger']['path']}: its worker died while reading it, "
                                                f"also when Ray retried it ({err}): a crash in a reader or out of "
