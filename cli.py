@@ -82,7 +82,7 @@ def ingest_cmd(
             raise typer.Exit(2)
         root = env
     try:
-        summary = run_ingest(source, Path(root), Path(out), workers=workers, force=force, engine=engine,
+        summary = run_ingest(source, root, out, workers=workers, force=force, engine=engine,
                              source_options=options, min_duration_s=min_duration, progress=True,
                              executor=executor, ray_address=ray_address)
     except (ConfigMismatchError, OutputLockedError, FileNotFoundError, KeyError, ValueError) as e:

@@ -44,6 +44,7 @@ from neurolm_data.channels import map_channels
 from neurolm_data.executors import WorkerDied, check_executor, ray_map
 from neurolm_data.lock import output_lock
 from neurolm_data.preprocess import PreprocessConfig, check_min_duration, config_hash, preprocess
+from neurolm_data.remote import fetch_input, mirrored
 from neurolm_data.sources.base import RecordingError, RecordingRef, get_source
 from neurolm_data.store import (
     RECORDINGS_DIR,
@@ -494,8 +495,9 @@ def run_ingest(
 
     Args:
         source_name: registered source (``workload``, ``edf``, ``tueg``, ...).
-        root: the corpus folder in its native layout.
-        out: output folder (created).
+        root: the corpus folder in its native layout, or an fsspec URL of one (downloaded into the cache once).
+        out: output folder (created), or an fsspec URL (``s3://...``): the run works on a local mirror that is
+            synced down before and uploaded after it (``neurolm_data.remote``).
         workers: processes; 1 runs in this process, N > 1 uses a ``ProcessPoolExecutor`` of N workers.
         force: redo everything, replacing outputs made with another config.
         engine: ``fast`` or ``mne`` (overrides ``preprocess_config.engine``).
@@ -526,16 +528,17 @@ def run_ingest(
     _resolved_root.cache_clear()
     mp_context = mp_context or DEFAULT_MP_CONTEXT
     check_executor(executor)
-    root, out = Path(root), Path(out)
+    root = fetch_input(root)
     config = build_config(source_name, source_options, preprocess_config=preprocess_config, engine=engine,
                           min_duration_s=min_duration_s)
     source = get_source(source_name, **config.source_options)
     refs = source.discover(root)
     skipped = source.skipped(root)
-    out.mkdir(parents=True, exist_ok=True)
-    with output_lock(out, f"neurolm-data ingest {source_name}"):
-        return _run_locked(source_name, source, refs, skipped, root, out, workers, force, config, progress,
-                           mp_context, t_start, executor, ray_address)
+    with mirrored(out) as out:
+        out.mkdir(parents=True, exist_ok=True)
+        with output_lock(out, f"neurolm-data ingest {source_name}"):
+            return _run_locked(source_name, source, refs, skipped, root, out, workers, force, config, progress,
+                               mp_context, t_start, executor, ray_address)
 
 
 def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped: list, root: Path, out: Path,

@@ -36,6 +36,7 @@ import pyarrow as pa
 from neurolm_data.executors import WorkerDied, check_executor, run_map
 from neurolm_data.lock import locked
 from neurolm_data.protocols import Protocol
+from neurolm_data.remote import url_outputs
 from neurolm_data.split import read_recordings, read_splits, run_split
 from neurolm_data.store import atomic_open, content_hash, sha256_file, write_json_atomic, write_parquet_atomic
 from neurolm_data.tasks.base import SFREQ, TaskSpec, get_task
@@ -351,6 +352,7 @@ def _swap_in(staging: Path, task_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@url_outputs
 @locked("neurolm-data shard")
 def run_shard(
     out: str | Path,
@@ -366,7 +368,8 @@ def run_shard(
     """Cut the task's windows from ``OUT/recordings`` and write ``OUT/shards/TASK`` (see module docstring).
 
     Args:
-        out: the ingest output folder (``recordings.parquet``, ``recordings/``; ``splits.parquet``).
+        out: the ingest output folder (``recordings.parquet``, ``recordings/``; ``splits.parquet``), or an fsspec
+            URL of one (``s3://...``: run on a local mirror, then uploaded, ``neurolm_data.remote``).
         task: task name (``neurolm_data.tasks``) or instance.
         protocol: if given, ``run_split(out, protocol)`` runs first (rewriting ``OUT/splits.parquet``). If
             None, the existing ``splits.parquet`` is used, or the task's ``default_protocol`` when none exists.
@@ -504,6 +507,7 @@ def _verify_shard(task_dir: Path, rec: dict[str, Any], rows: dict[str, dict[str,
     return problems
 
 
+@url_outputs
 def verify_shards(out: str | Path, tasks: list[str] | None = None) -> dict[str, list[str]]:
     """Check every task's shards under ``OUT/shards`` against their ``shards.json`` (the index ``run_shard``
     writes): ``windows.parquet``'s sha256, the shard files present (none missing, none unlisted), each shard's

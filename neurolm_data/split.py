@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from neurolm_data.lock import locked
 from neurolm_data.protocols import SPLITS, Protocol, hash_bucket, load_protocol
+from neurolm_data.remote import url_outputs
 from neurolm_data.store import sha256_file, write_parquet_atomic
 
 #: Columns and types of ``OUT/splits.parquet`` (docs/architecture.md).
@@ -223,6 +224,7 @@ def _finalize(assignments: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
     )
 
 
+@url_outputs
 @locked("neurolm-data split")
 def run_split(out: str | Path, protocol: str | Path | Protocol, *,
               exclude_eval_of: list[str | Path] | tuple[str | Path, ...] = ()) -> SplitResult:

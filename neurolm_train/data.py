@@ -36,10 +36,12 @@ over ranks; batches never mix tasks.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
@@ -82,79 +84,114 @@ class TaskShards:
     manifest_hash: str
 
 
-def _fix(d: Path) -> str:
-    return (f"check with `neurolm-data verify {d.parent.parent}` and rebuild with "
-            f"`neurolm-data shard {d.parent.parent} --task {d.name}`")
+def _fix(d: Path | str) -> str:
+    out, task = _parent2(d)
+    return f"check with `neurolm-data verify {out}` and rebuild with `neurolm-data shard {out} --task {task}`"
 
 
-def check_shards(d: Path, split: str, n_windows: int, manifest_hash: str, verify: bool = False) -> tuple[str, ...]:
+def _parent2(d: Path | str) -> tuple[str, str]:
+    """(OUT, TASK) of a task folder ``OUT/shards/TASK`` (a local path or a URL)."""
+    parts = str(d).rstrip("/").rsplit("/", 2)
+    return (parts[0] if len(parts) == 3 else ".", parts[-1])
+
+
+def _join(d: Path | str, rel: str) -> str:
+    return str(Path(d) / rel) if isinstance(d, Path) else f"{str(d).rstrip('/')}/{rel}"
+
+
+def _fs(d: Path | str):
+    """(fsspec filesystem, path) of a task folder: the local one for a path, the URL's store (``s3://`` ...)."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(str(d))
+
+
+def check_shards(d: Path | str, split: str, n_windows: int, manifest_hash: str,
+                 verify: bool = False) -> tuple[str, ...]:
     """The shard paths of ``d/split`` after checking them against ``d/shards.json``.
 
+    ``d`` is a local folder or an fsspec URL (``s3://bucket/OUT/shards/TASK``, read with fsspec; the returned
+    shard URLs are streamed by webdataset through fsspec, see ``shardio``): the same checks either way.
     Cheap checks always (no shard is read): the index exists and lists exactly the ``.tar`` files on disk for
     the split, each file has the recorded size, the recorded sample counts add up to the split's rows of
     ``windows.parquet`` (``n_windows``), and ``windows.parquet`` has the recorded sha256 (``manifest_hash``).
-    With ``verify`` every shard's sha256 is compared too (~1-2 s per GB).
+    With ``verify`` every shard's sha256 is compared too (~1-2 s per GB; a remote shard is read once for it).
 
     Raises:
         ShardError: any mismatch, naming the shard (or the index) and the fix.
     """
-    index = d / "shards.json"
-    if not index.is_file():
+    fs, base = _fs(d)
+    base = base.rstrip("/")
+    index = _join(d, "shards.json")
+    if not fs.isfile(f"{base}/shards.json"):
         raise ShardError(f"{index}: missing: shards of {d} are not verifiable without the index that "
                          f"`neurolm-data shard` writes; {_fix(d)}")
     try:
-        manifest = json.loads(index.read_text(encoding="utf-8"))
+        manifest = json.loads(fs.cat_file(f"{base}/shards.json").decode("utf-8"))
         listed = {s["path"]: s for s in manifest["shards"] if s["split"] == split}
         parquet_sha = manifest["windows_parquet_sha256"]
     except (ValueError, KeyError, TypeError) as err:
         raise ShardError(f"{index}: not a readable shard index ({type(err).__name__}: {err}); {_fix(d)}") from None
     if parquet_sha != manifest_hash:
-        raise ShardError(f"{d / 'windows.parquet'}: sha256 {manifest_hash[:16]}... differs from the "
+        raise ShardError(f"{_join(d, 'windows.parquet')}: sha256 {manifest_hash[:16]}... differs from the "
                          f"{parquet_sha[:16]}... recorded in shards.json; {_fix(d)}")
-    on_disk = {p.relative_to(d).as_posix() for p in (d / split).glob("*.tar")}
-    missing, extra = sorted(set(listed) - on_disk), sorted(on_disk - set(listed))
+    found = fs.glob(f"{base}/{split}/*.tar", detail=True) if fs.isdir(f"{base}/{split}") else {}
+    on_disk = {p.rstrip("/")[len(base) + 1:]: int(info["size"]) for p, info in found.items()}
+    missing, extra = sorted(set(listed) - set(on_disk)), sorted(set(on_disk) - set(listed))
     if missing:
-        raise ShardError(f"{d / missing[0]}: listed in shards.json but missing ({len(missing)} of {len(listed)} "
-                         f"{split} shards missing); {_fix(d)}")
+        raise ShardError(f"{_join(d, missing[0])}: listed in shards.json but missing ({len(missing)} of "
+                         f"{len(listed)} {split} shards missing); {_fix(d)}")
     if extra:
-        raise ShardError(f"{d / extra[0]}: not listed in shards.json ({len(extra)} unlisted {split} shard(s)); "
-                         f"{_fix(d)}")
+        raise ShardError(f"{_join(d, extra[0])}: not listed in shards.json ({len(extra)} unlisted {split} "
+                         f"shard(s)); {_fix(d)}")
     for rel, rec in sorted(listed.items()):
-        size = (d / rel).stat().st_size
-        if size != rec["bytes"]:
-            raise ShardError(f"{d / rel}: {size} bytes, shards.json records {rec['bytes']} (truncated or "
-                             f"modified); {_fix(d)}")
+        if on_disk[rel] != rec["bytes"]:
+            raise ShardError(f"{_join(d, rel)}: {on_disk[rel]} bytes, shards.json records {rec['bytes']} "
+                             f"(truncated or modified); {_fix(d)}")
     count = sum(int(rec["samples"]) for rec in listed.values())
     if count != n_windows:
         raise ShardError(f"{index}: {split} shards hold {count} windows, windows.parquet lists {n_windows}; "
                          f"{_fix(d)}")
     if verify:
-        from neurolm_data.store import sha256_file
-
         for rel, rec in sorted(listed.items()):
-            if sha256_file(d / rel) != rec["sha256"]:
-                raise ShardError(f"{d / rel}: sha256 differs from shards.json (modified bytes); {_fix(d)}")
-    return tuple(str(d / rel) for rel in sorted(listed))
+            h = hashlib.sha256()
+            with fs.open(f"{base}/{rel}", "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+            if h.hexdigest() != rec["sha256"]:
+                raise ShardError(f"{_join(d, rel)}: sha256 differs from shards.json (modified bytes); {_fix(d)}")
+    return tuple(_join(d, rel) for rel in sorted(listed))
+
+
+def _split_roots(root: str | Path) -> list[Path | str]:
+    """``root`` split at ``os.pathsep`` (not at the ``:`` of a URL scheme); URLs stay strings."""
+    parts = re.split(r":(?!//)", str(root)) if os.pathsep == ":" else str(root).split(os.pathsep)
+    return [p if "://" in p and not p.startswith("file://") else Path(p.removeprefix("file://"))
+            for p in parts if p]
 
 
 def discover(root: str | Path, tasks: list[str], split: str, verify: bool = False) -> list[TaskShards]:
     """Find ``ROOT/TASK/split/*.tar`` for each task; ``root`` may list several ``OUT/shards`` roots joined
-    by ``os.pathsep`` (the first root holding a task wins). The shards are checked against ``shards.json``
-    (``check_shards``; sha256 of every shard too with ``verify``).
+    by ``os.pathsep`` (the first root holding a task wins), each a local folder or an fsspec URL
+    (``s3://bucket/OUT/shards``). The shards are checked against ``shards.json`` (``check_shards``; sha256 of
+    every shard too with ``verify``).
 
     Raises:
         FileNotFoundError: a task has no shards or no ``windows.parquet`` in any root.
         ShardError: the shards do not match their index.
     """
-    roots = [Path(r) for r in str(root).split(os.pathsep) if r]
+    roots = _split_roots(root)
     out = []
     for name in tasks:
-        d = next((r / name for r in roots if (r / name / "windows.parquet").is_file()), roots[0] / name)
-        manifest = d / "windows.parquet"
-        if not any((d / split).glob("*.tar")) or not manifest.is_file():
+        cands = [_join(r, name) if isinstance(r, str) else r / name for r in roots]
+        d = next((c for c in cands if _fs(c)[0].isfile(_fs(c)[1].rstrip("/") + "/windows.parquet")), cands[0])
+        fs, base = _fs(d)
+        base = base.rstrip("/")
+        if not fs.isfile(f"{base}/windows.parquet") or not fs.glob(f"{base}/{split}/*.tar"):
             raise FileNotFoundError(f"no shards for task {name!r} split {split!r} under {root}")
-        n = pl.scan_parquet(manifest).filter(pl.col("split") == split).select(pl.len()).collect().item()
-        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        data = fs.cat_file(f"{base}/windows.parquet")
+        n = pl.read_parquet(io.BytesIO(data), columns=["split"]).filter(pl.col("split") == split).height
+        digest = hashlib.sha256(data).hexdigest()
         shards = check_shards(d, split, int(n), digest, verify)
         out.append(TaskShards(name, task_id(name), shards, int(n), digest))
     return out

@@ -28,6 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 import webdataset as wds
+from webdataset.gopen import gopen_schemes
 from webdataset.tariterators import base_plus_ext
 
 _BLOCK = 512  # tar block size (POSIX.1-1988 ustar)
@@ -107,7 +108,10 @@ def _entries(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, tuple[tupl
 
 def shard_entries(path: str) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] | None:
     """The samples of a plain ustar shard as ``(key, ((suffix, offset, size), ...))``, indexed once per
-    process (cached by path, size and mtime); None when the shard needs webdataset's ``tarfile`` reader."""
+    process (cached by path, size and mtime); None when the shard needs webdataset's ``tarfile`` reader,
+    which is also how a shard at a URL (``s3://`` ...) is read: streamed, see ``_gopen_fsspec``."""
+    if "://" in path:
+        return None
     st = os.stat(path)
     return _entries(path, st.st_size, st.st_mtime_ns)
 
@@ -129,6 +133,24 @@ def tar_samples(urls: list[str]) -> Iterator[dict]:
         else:
             for key, members in entries:
                 yield open_sample(url, key, members)
+
+
+#: URL schemes whose shards webdataset opens through fsspec (``_gopen_fsspec``); webdataset's own handlers
+#: for ``gs`` shell out to ``gsutil``, and it has none for ``s3``.
+FSSPEC_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory")
+
+
+def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **kw):
+    """webdataset ``gopen`` handler: open ``url`` with fsspec (streamed reads; credentials and endpoints from
+    fsspec's configuration, e.g. ``FSSPEC_S3_ENDPOINT_URL``)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.open(path, mode, block_size=max(bufsize, 1 << 22))
+
+
+for _scheme in FSSPEC_SCHEMES:  # WebDataset's documented extension point for URL schemes
+    gopen_schemes[_scheme] = _gopen_fsspec
 
 
 @lru_cache(maxsize=256)

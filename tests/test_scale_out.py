@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,3 +174,112 @@ def test_ray_task_whose_worker_dies_is_retried_then_failed(eegmat_dir: Path, tmp
     assert path == "Subject02_1.edf" and "worker died" in reason and "Ray retried" in reason, reason
     assert [r["status"] for r in _ledger_rows(out)] == ["done", "done", "failed"]
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------ object storage (S3)
+
+BUCKET = "neurolm-test"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3-compatible HTTP server on 127.0.0.1 (a free port), with a bucket; fsspec's ``s3`` config points
+    at it for this module (``FSSPEC_S3_*`` for child processes)."""
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved_env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    saved_conf = fsspec.config.conf.get("s3")
+    fsspec.config.conf["s3"] = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir(BUCKET)
+    yield endpoint
+    fsspec.config.conf.pop("s3")
+    if saved_conf is not None:
+        fsspec.config.conf["s3"] = saved_conf
+    for k, v in saved_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+def _s3():
+    import fsspec
+
+    fs = fsspec.filesystem("s3")
+    fs.invalidate_cache()
+    return fs
+
+
+def test_s3_ingest_and_shards_equal_local_then_train_streams_them(s3_endpoint: str, eegmat_dir: Path,
+                                                                  tmp_path: Path, monkeypatch) -> None:
+    """EEGMAT files uploaded to S3 (moto's server); ingest from s3:// into s3://, split, shard into s3://; the
+    objects equal a local run's files byte for byte; then the local cache is deleted and a few tiny training
+    steps stream the shards from S3 through webdataset + fsspec, after the loader's checks against shards.json."""
+    from fixtures_trainer import step_records, tiny, write_corpus
+
+    from neurolm_data.ingest import run_ingest
+    from neurolm_data.shard import ShardConfig, run_shard
+    from neurolm_data.split import run_split
+    from neurolm_train.data import ShardError, discover
+    from neurolm_train.train import train
+
+    monkeypatch.setenv("NEUROLM_CACHE", str(tmp_path / "cache"))
+    names = [f"Subject{i:02d}_{r}.edf" for i in range(6) for r in (1, 2)]
+    root = tmp_path / "root"  # copies, not links: ledger paths are relative to the real root
+    root.mkdir()
+    for n in names:
+        shutil.copy(eegmat_dir / n, root / n)
+    fs = _s3()
+    for n in names:
+        fs.put_file(str(root / n), f"{BUCKET}/eegmat/{n}")
+    cfg = ShardConfig(max_shard_bytes=2 * 1024 * 1024)
+    url = f"s3://{BUCKET}/out"
+
+    s = run_ingest("workload", f"s3://{BUCKET}/eegmat", url)
+    assert s.ok and s.n_done == len(names), s.line()
+    run_split(url, "workload")
+    run_shard(url, "workload", config=cfg)
+
+    local = tmp_path / "local"
+    assert run_ingest("workload", root, local).ok
+    run_split(local, "workload")
+    run_shard(local, "workload", config=cfg)
+
+    fs = _s3()
+    remote = {p.split("/out/", 1)[1]: fs.cat_file(p) for p in fs.find(f"{BUCKET}/out")}
+    for rel in ("recordings.parquet", "splits.parquet"):
+        assert remote[rel] == (local / rel).read_bytes(), rel
+    shards = _tree(local / "shards")
+    assert shards and {k: v for k, v in remote.items() if k.startswith("shards/")} == {
+        f"shards/{k}": v for k, v in shards.items()}
+    assert len([k for k in shards if k.endswith(".tar")]) >= 3
+
+    # resume on the object store: a re-run downloads nothing new and redoes nothing
+    shutil.rmtree(tmp_path / "cache")
+    s2 = run_ingest("workload", f"s3://{BUCKET}/eegmat", url)
+    assert (s2.n_reused, s2.n_processed) == (len(names), 0)
+    assert run_shard(url, "workload", config=cfg).noop
+
+    # the trainer streams the shards from S3 (no local copy), after the same checks as local shards
+    shutil.rmtree(tmp_path / "cache")
+    found = discover(f"{url}/shards", ["workload"], "train", verify=True)
+    assert all(p.startswith(f"s3://{BUCKET}/out/shards/workload/train/") for p in found[0].shards)
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    train(tiny("vq", run, f"{url}/shards", corpus, ["workload"], 2, steps=3, data={"num_workers": 0}))
+    recs = step_records(run)
+    assert [r["step"] for r in recs] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in recs)
+
+    # an object modified on the store is refused by name, as a local file is
+    first = found[0].shards[0]
+    fs.pipe_file(first.removeprefix("s3://"), fs.cat_file(first.removeprefix("s3://"))[:-512])
+    with pytest.raises(ShardError, match="truncated or modified"):
+        discover(f"{url}/shards", ["workload"], "train")
