@@ -247,14 +247,30 @@ def plan_shards(plan: WindowPlan, task: str, cfg: ShardConfig) -> list[tuple[str
     return shards
 
 
+def _write_member(f: Any, name: str, data: bytes, tar: TarOptions) -> int:
+    """Write one tar member (header, data, zero padding to a block) as ``TarFile.addfile`` in PAX format does:
+    a plain member gets the one-block ustar header tarfile writes for it (``_plain_ustar``), any other member
+    tarfile's own PAX header bytes. Returns the bytes written."""
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(data), tar.mtime, tar.mode, tar.user, tar.group
+    fmt = tarfile.USTAR_FORMAT if _plain_ustar(name, len(data), tar) else tarfile.PAX_FORMAT
+    header = ti.tobuf(fmt, "utf-8", "surrogateescape")
+    pad = -len(data) % _BLOCK
+    f.write(header)
+    f.write(data)
+    f.write(bytes(pad))
+    return len(header) + len(data) + pad
+
+
 def _write_shard(out: str, staging: str, rel: str, windows: list[PlannedWindow], task: str,
                  tar: TarOptions) -> tuple[dict[str, Any], dict[str, str]]:
     """Write one shard ``staging/rel`` (temp file, then renamed) from the stored arrays under ``out``.
 
-    The tar is what webdataset's ``TarWriter`` wrote (which the shard hashes of earlier versions come from):
-    ``tarfile`` in stream mode (``"w|"``, default PAX format), per sample its members in sorted suffix order,
-    each with ``tar``'s mtime, mode and owner names. Python's ``tarfile`` is used directly so that the data
-    commands need neither webdataset nor torch (webdataset imports torch).
+    The bytes are those webdataset's ``TarWriter`` wrote (which the shard hashes of earlier versions come from:
+    ``tarfile`` in stream mode ``"w|"``, default PAX format, per sample its members in sorted suffix order, each
+    with ``tar``'s mtime, mode and owner names, the archive padded to 10240-byte records), written here with
+    ``tarfile.TarInfo.tobuf`` headers and plain file writes (``_write_member``), so that the data commands need
+    neither webdataset nor torch (webdataset imports torch) nor tarfile's stream buffering.
 
     Returns:
         ``(shard record for shards.json, {key: window_hash})``.
@@ -265,19 +281,15 @@ def _write_shard(out: str, staging: str, rel: str, windows: list[PlannedWindow],
     members = 0
     arrays: dict[str, np.ndarray] = {}
     with atomic_open(final, "wb") as f:
-        with tarfile.open(fileobj=f, mode="w|") as tf:
-            for w in windows:
-                if w.store_path not in arrays:
-                    arrays.clear()  # windows are grouped by recording: keep one memory map open
-                    arrays[w.store_path] = np.load(out_p / w.store_path, mmap_mode="r", allow_pickle=False)
-                x = arrays[w.store_path][list(w.rows), w.start : w.start + w.length]
-                sample, hashes[w.key] = encode_sample(w, x, task)
-                members += _member_bytes(sample, tar)
-                for k in sorted(k for k in sample if k != "__key__"):
-                    v = sample[k]
-                    ti = tarfile.TarInfo(f"{w.key}.{k}")
-                    ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(v), tar.mtime, tar.mode, tar.user, tar.group
-                    tf.addfile(ti, io.BytesIO(v))
+        for w in windows:
+            if w.store_path not in arrays:
+                arrays.clear()  # windows are grouped by recording: keep one memory map open
+                arrays[w.store_path] = np.load(out_p / w.store_path, mmap_mode="r", allow_pickle=False)
+            x = arrays[w.store_path][list(w.rows), w.start : w.start + w.length]
+            sample, hashes[w.key] = encode_sample(w, x, task)
+            for k in sorted(k for k in sample if k != "__key__"):
+                members += _write_member(f, f"{w.key}.{k}", sample[k], tar)
+        f.write(bytes(_archive_bytes(members) - members))  # two zero blocks, padded to whole records
         size = f.tell()
         if size != _archive_bytes(members):
             raise RuntimeError(f"{rel}: tar size {size} differs from the computed {_archive_bytes(members)}")
@@ -551,7 +563,7 @@ def verify_shards(out: str | Path, tasks: list[str] | None = None) -> dict[str, 
             continue
         if sha256_file(wp) != manifest.get("windows_parquet_sha256"):
             problems.append(f"{wp}: sha256 differs from shards.json")
-        table = pq.read_table(wp, columns=["key", "shard", "split", "label", "window_hash"]).to_pylist()
+        table = pq.ParquetFile(wp).read(columns=["key", "shard", "split", "label", "window_hash"]).to_pylist()
         rows = {r["key"]: r for r in table}
         listed = {s["path"] for s in shards}
         for p in sorted(task_dir.glob("*/*.tar")):

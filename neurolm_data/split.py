@@ -299,7 +299,7 @@ def read_splits(out: str | Path) -> tuple[pl.DataFrame, dict[str, object]]:
     path = Path(out) / "splits.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run `neurolm-data split {out} --protocol NAME` first")
-    arrow = pq.read_table(path)
+    arrow = pq.ParquetFile(path).read()  # not pq.read_table: it imports pyarrow.dataset and pandas (~1 s)
     md = arrow.schema.metadata or {}
     missing = [c for c in SPLITS_SCHEMA.names if c not in arrow.column_names]
     if missing or META_PROTOCOL_HASH not in md:
