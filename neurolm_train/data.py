@@ -151,11 +151,13 @@ def discover(root: str | Path, tasks: list[str], split: str, verify: bool = Fals
     for name in tasks:
         d = next((r / name for r in roots if (r / name / "windows.parquet").is_file()), roots[0] / name)
         manifest = d / "windows.parquet"
-        if not any((d / split).glob("*.tar")) or not manifest.is_file():
+        if not manifest.is_file():
             raise FileNotFoundError(f"no shards for task {name!r} split {split!r} under {root}")
         n = pl.scan_parquet(manifest).filter(pl.col("split") == split).select(pl.len()).collect().item()
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
-        shards = check_shards(d, split, int(n), digest, verify)
+        shards = check_shards(d, split, int(n), digest, verify)  # a listed shard that is gone is named there
+        if not shards:
+            raise FileNotFoundError(f"no shards for task {name!r} split {split!r} under {root}")
         out.append(TaskShards(name, task_id(name), shards, int(n), digest))
     return out
 
