@@ -187,12 +187,14 @@ def discover(root: str | Path, tasks: list[str], split: str, verify: bool = Fals
         d = next((c for c in cands if _fs(c)[0].isfile(_fs(c)[1].rstrip("/") + "/windows.parquet")), cands[0])
         fs, base = _fs(d)
         base = base.rstrip("/")
-        if not fs.isfile(f"{base}/windows.parquet") or not fs.glob(f"{base}/{split}/*.tar"):
+        if not fs.isfile(f"{base}/windows.parquet"):
             raise FileNotFoundError(f"no shards for task {name!r} split {split!r} under {root}")
         data = fs.cat_file(f"{base}/windows.parquet")
         n = pl.read_parquet(io.BytesIO(data), columns=["split"]).filter(pl.col("split") == split).height
         digest = hashlib.sha256(data).hexdigest()
-        shards = check_shards(d, split, int(n), digest, verify)
+        shards = check_shards(d, split, int(n), digest, verify)  # a listed shard that is gone is named there
+        if not shards:
+            raise FileNotFoundError(f"no shards for task {name!r} split {split!r} under {root}")
         out.append(TaskShards(name, task_id(name), shards, int(n), digest))
     return out
 

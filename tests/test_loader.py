@@ -3,6 +3,7 @@ worker independence, mid-epoch resume, rank balance, task mixing and the exact e
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -184,6 +185,13 @@ def test_non_ustar_shards_read_the_same(workload_out: Path, tmp_path: Path):
     shutil.copy(src / "windows.parquet", dst / "windows.parquet")
     for tar in (src / "val").glob("*.tar"):
         (dst / "val" / tar.name).write_bytes(gzip.compress(tar.read_bytes(), compresslevel=1))
+    # the reader checks shards against their index: re-packed shards need theirs (sizes and sha256 updated)
+    index = json.loads((src / "shards.json").read_text())
+    index["shards"] = [s for s in index["shards"] if s["split"] == "val"]
+    for s in index["shards"]:
+        data = (dst / s["path"]).read_bytes()
+        s["bytes"], s["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    (dst / "shards.json").write_text(json.dumps(index))
     fast = list(eval_batches(discover(workload_out / "shards", ["workload"], "val"), 64))
     slow = list(eval_batches(discover(tmp_path / "shards", ["workload"], "val"), 64))
     assert len(fast) == len(slow) == 5
