@@ -109,7 +109,9 @@ def test_ray_executor_matches_process_pool_and_resumes_after_kill(workload_out: 
     finished = sorted(p.stem for p in (out / "recordings").glob("*.json"))
     assert 4 <= len(finished) < 72, f"kill came too late or too early: {len(finished)} finished"
     assert not (out / "recordings.parquet").exists()
-    time.sleep(1.0)  # let Ray cancel the killed driver's tasks before this run takes the output over
+    deadline = time.monotonic() + 120  # Ray cancels the dead driver's tasks: wait until both CPUs are free
+    while ray_local.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
 
     s = run_ingest("workload", eegmat_dir, out, executor="ray")
     assert s.ok and s.n_done == 72 and s.n_reused >= len(finished), s.line()
