@@ -60,10 +60,11 @@ _END_TO_END = (
     "from neurolm_data.ingest import run_ingest\n"
     "from neurolm_data.split import run_split\n"
     "from neurolm_data.shard import run_shard\n"
-    "s = run_ingest('workload', sys.argv[1], sys.argv[2], workers=1)\n"
+    "w = int(sys.argv[3]) if len(sys.argv) > 3 else 1\n"
+    "s = run_ingest('workload', sys.argv[1], sys.argv[2], workers=w)\n"
     "assert s.n_failed == 0, s.failures\n"
     "run_split(sys.argv[2], 'workload')\n"
-    "run_shard(sys.argv[2], 'workload')\n"
+    "run_shard(sys.argv[2], 'workload', workers=w)\n"
     "print(json.dumps({'done': s.n_done, 'worker_rss_mb': s.worker_peak_rss_mb}))\n"
 )
 #: What each configuration imports (its start-up): the pipeline's modules (pyarrow for the manifests), and for
@@ -164,7 +165,8 @@ def main() -> None:
         # (label, corpus, workers (-1: ingest + split + shard in one process, 0: the reference), engine)
         configs = [("pipeline, 1 worker", "half", 1), ("pipeline, 2 workers", "half", 2),
                    ("pipeline, 1 worker", "full", 1), ("pipeline, 2 workers", "full", 2), ("reference", "full", 0),
-                   ("+ split + shard", "full", -1), ("engine exact, 1 worker", "full", 1, "exact")]
+                   ("+ split + shard", "full", -1), ("engine exact, 1 worker", "full", 1, "exact"),
+                   ("+ split + shard, 2 w", "full", -2)]
         runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
         imports: dict[str, list[dict]] = {"pipeline": [], "reference": [], "end_to_end": []}
         for rnd in range(args.repeat):
@@ -175,7 +177,7 @@ def main() -> None:
                 root = corpora[corpus][0]
                 out = work / f"out-{i}-{rnd}"
                 if workers < 0:
-                    r = _run([py, "-c", _END_TO_END, str(root), str(out)], env=pipe_env)
+                    r = _run([py, "-c", _END_TO_END, str(root), str(out), str(-workers)], env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                 elif workers:
                     r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers), *(engine or ["fast"])],
@@ -197,7 +199,7 @@ def main() -> None:
             r.update(label=label, corpus=corpus, eeg_s=secs, net_cpu_s=net, rate=secs / r["cpu_s"],
                      net_rate=secs / max(net, 1e-9))
             res.append(r)
-        a_half, b_half, a, b, c, e, x = res
+        a_half, b_half, a, b, c, e, x, e2 = res
 
         print(f"EEGMAT at {args.root}: {len(files)} files, {corpora['full'][1]:.0f} s of EEG "
               f"(half: {len(half)} files, {corpora['half'][1]:.0f} s); {os.cpu_count()} CPUs; load average "
@@ -223,6 +225,8 @@ def main() -> None:
         print(f"engine exact (no MNE resampler drift, one inverse FFT; not MNE-equivalent, so not the default) / "
               f"reference: {x['rate'] / c['rate']:.1f}x with start-up included, {x['net_rate'] / c['net_rate']:.1f}x "
               "with start-up excluded")
+        print(f"whole data pipeline (ingest + split + shard), 2 workers vs 1 worker: wall-clock speed-up "
+              f"{e['wall_s'] / e2['wall_s']:.2f}x; total CPU 2 workers / 1 worker {e2['cpu_s'] / e['cpu_s']:.2f}")
         paired = sorted(
             (corpora["full"][1] / r["cpu_s"]) / (corpora["full"][1] / q["cpu_s"])
             for r, q in zip(runs[2], runs[4], strict=True))

@@ -157,6 +157,9 @@ def main() -> None:
           f"${args.usd_per_cpu_hour:g} per vCPU-hour; Ray overhead per recording as measured")
     print(f"corpus: {in_bytes / 1e12:.2f} TB of EDF in, {out_bytes / 1e12:.2f} TB out; {cpu_total / 3600:,.0f} "
           f"CPU-hours of ingest + split + shard")
+    startup_h = max(0.0, ray_cold - ray_wall) / 3600  # Ray workers start in parallel: once per run
+    print(f"wall = max(compute, I/O) + Ray per-task overhead + Ray worker start-up ({startup_h * 3600:.1f} s, "
+          f"measured: cold minus warm run); cost = wall x workers x price")
     hdr = f"{'workers':>8s} {'compute h':>10s} {'I/O h':>8s} {'Ray ovh h':>10s} {'wall h':>8s} {'cost USD':>9s}"
     print(hdr)
     print("-" * len(hdr))
@@ -164,8 +167,8 @@ def main() -> None:
         compute = cpu_total / n / 3600
         io = io_mb / (args.bandwidth_mbs * n) / 3600
         ovh = n_recs * overhead_per_rec / n / 3600
-        wall = max(compute, io) + ovh
-        print(f"{n:8d} {compute:10.2f} {io:8.2f} {ovh:10.3f} {wall:8.2f} {wall * n * args.usd_per_cpu_hour:9.2f}")
+        wall = max(compute, io) + ovh + startup_h
+        print(f"{n:8d} {compute:10.2f} {io:8.2f} {ovh:10.3f} {wall:8.3f} {wall * n * args.usd_per_cpu_hour:9.2f}")
 
 
 if __name__ == "__main__":
