@@ -114,7 +114,7 @@ def test_instruct_starts_from_the_official_pair(exported, workload_out: Path, tm
     vq, nlm, _ = exported
     cli("instruct", "--checkpoint", f"{vq},{nlm}", "--shards", str(workload_out / "shards"), "--tasks", "workload",
          "--steps", "2", "-b", "4", "--config", "tiny", "--out", str(tmp_path / "ins"), "--set", "data.val_limit=8")
-    ck = torch.load(tmp_path / "ins" / "ckpt.pt", map_location="cpu", weights_only=False)
+    ck = torch.load(tmp_path / "ins" / "ckpt.pt", map_location="cpu", weights_only=True)
     assert ck["stage"] == "instruct" and ck["step"] == 2
     assert ck["config"]["init"] == str(nlm) and ck["config"]["vq"] == str(vq)
 
