@@ -10,7 +10,10 @@ seeds (the same ``WindowSplit`` arrays every other row gets).
 - Library: braindecode 0.8 (BSD-3-Clause), https://braindecode.org. Pinned ``>=0.8.1,<1.0``: braindecode 1.x
   imports torchaudio, whose PyPI wheels are CUDA builds that fail to load with the CPU torch used here.
 
-The training loop is ours (as for ``smallnet``): AdamW, class-balanced cross-entropy, cosine decay, shuffled
+Input: µV / 100, divided by one scalar, the standard deviation of the train windows (unit variance, as
+braindecode's examples standardise before training; relative amplitudes between channels and windows are
+kept, and BatchNorm's initial running variance of 1 matches the data). The training loop is ours (as for
+``smallnet``): AdamW, class-balanced cross-entropy, cosine decay, shuffled
 mini-batches from a numpy generator seeded with ``seed`` and ``torch.manual_seed(seed)`` for the initial
 weights and dropout; the epoch with the best val metric is kept, test is predicted once by that model.
 """
@@ -82,6 +85,8 @@ def fit_braindecode(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_c
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x_train, x_val, x_test = (prepare(s.x, config.resample_hz) for s in (train, val, test))
+    scale = float(x_train.std()) or 1.0  # one scalar from train: unit-variance input, amplitudes kept relative
+    x_train, x_val, x_test = (x / np.float32(scale) for x in (x_train, x_val, x_test))
     model = build_model(config.model, x_train.shape[1], x_train.shape[2], n_classes)
     counts = np.bincount(train.y, minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
@@ -118,4 +123,5 @@ def fit_braindecode(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_c
 
     return Fit(_predict(model, x_test), {config.select_metric: float(best_score)},
                {"best_epoch": best_epoch, "history": history, "braindecode": braindecode.__version__,
-                "n_params": int(sum(p.numel() for p in model.parameters())), "input_hz": config.resample_hz})
+                "n_params": int(sum(p.numel() for p in model.parameters())), "input_hz": config.resample_hz,
+                "input_scale_100uv": scale})

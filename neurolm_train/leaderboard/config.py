@@ -183,7 +183,7 @@ class BraindecodeConfig:
     ``model``: ``"EEGNetv4"`` (Lawhern et al. 2018) or ``"ShallowFBCSPNet"`` (Schirrmeister et al. 2017), with
     braindecode's default hyper-parameters. ``resample_hz``: windows are resampled (``scipy.signal.resample_poly``)
     to the rate the architecture was designed for (EEGNet 128 Hz; ShallowFBCSPNet 250 Hz in the paper, kept at
-    the stored 200 Hz here: its 25-sample kernel is then 125 ms). Input in units of 100 µV. AdamW
+    the stored 200 Hz here: its 25-sample kernel is then 125 ms). Input: µV divided by the train windows' std. AdamW
     (``lr``/``weight_decay``: braindecode's examples use 1e-3 / 0 for EEGNet and 6.25e-4 / 0 for the shallow
     net), class-balanced cross-entropy, cosine learning-rate decay over ``epochs``; the epoch with the best val
     ``select_metric`` is kept (test is never looked at); stops after ``patience`` epochs without improvement.
