@@ -133,8 +133,23 @@ class Outcome:
     fold: int | None = None
 
 
-def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False) -> Outcome:
-    """Fit ``spec`` on ``ctx`` (task, seed) unless a current record exists; store and return the outcome."""
+def seed_independent(spec: ModelSpec) -> bool:
+    """True for rows whose fit does not depend on the seed (deterministic solvers: band power + LR, tangent
+    space + LR, CSP + LDA, the prior chance row): :func:`run_leaderboard` fits them once per (task, fold) and
+    stores that fit under every seed, marked ``details.reused_fit_of_seed`` (wall time 0 for the copies)."""
+    return spec.kind in SEED_INDEPENDENT_KINDS or (spec.kind == "chance" and spec.config.strategy == "prior")
+
+
+#: Kinds whose fit is a deterministic function of the windows (the seed only sets an unused random_state).
+SEED_INDEPENDENT_KINDS = {"bandpower", "riemann", "csp"}
+
+
+def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False,
+            reuse: dict[tuple[str, int | None], tuple[int, Fit]] | None = None) -> Outcome:
+    """Fit ``spec`` on ``ctx`` (task, seed) unless a current record exists; store and return the outcome.
+
+    ``reuse``: a cache shared over seeds for :func:`seed_independent` rows, ``(model, fold) -> (seed, Fit)``.
+    """
     task, seed, fold = ctx.manifest.task, ctx.seed, ctx.manifest.fold
     payload = config_payload(spec, ctx.data)  # hashes an input checkpoint once
     chash = stable_hash(payload)
@@ -154,7 +169,13 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
         ctx.run_dir.mkdir(parents=True)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    fit = FITTERS[spec.kind](ctx, spec.config)
+    cached = reuse.get((spec.name, fold)) if reuse is not None and seed_independent(spec) else None
+    if cached is not None:
+        fit = Fit(cached[1].test_prob, cached[1].val_scores, {**cached[1].details, "reused_fit_of_seed": cached[0]})
+    else:
+        fit = FITTERS[spec.kind](ctx, spec.config)
+        if reuse is not None and seed_independent(spec):
+            reuse[(spec.name, fold)] = (seed, fit)
     wall = time.perf_counter() - t0
     if fit.test_prob.shape != (test.y.size, ctx.n_classes):
         raise ValueError(f"{spec.name}: test probabilities {fit.test_prob.shape}, expected {(test.y.size, ctx.n_classes)}")
@@ -228,10 +249,11 @@ def run_leaderboard(
                 manifests = [base.for_fold(f) for f in base.folds] if base.n_folds else [base]
                 for manifest in manifests:
                     ctx = FitContext(out_dir, manifest, data, max_bytes=max_bytes)
+                    reuse: dict[tuple[str, int | None], tuple[int, Fit]] = {}
                     for spec in models:
                         for seed in seeds:
                             ctx.seed = int(seed)
-                            outcome = run_one(ctx, spec, results, force)
+                            outcome = run_one(ctx, spec, results, force, reuse)
                             outcomes.append(outcome)
                             if log is not None:
                                 log(outcome)
