@@ -42,7 +42,8 @@ def ingest_cmd(
     min_duration: float = typer.Option(
         None, "--min-duration", help="Shortest usable recording in s (default: one window of the source's task)."),
     download: bool = typer.Option(
-        False, "--download", help="workload only: fetch EEGMAT 1.0.0 from PhysioNet once (SHA-256 verified)."),
+        False, "--download", help="workload: fetch EEGMAT 1.0.0; eegmmidb: the imagery runs R04/R08/R12 of S001-S109; "
+                                  "from PhysioNet once, SHA-256 verified."),
 ) -> None:
     """Discover, preprocess (0.1-75 Hz, notch, 200 Hz, float32 µV) and store every recording of a corpus."""
     # Before numpy is first imported (below): ingest makes no BLAS call, and an OpenBLAS thread pool started at
@@ -64,9 +65,14 @@ def ingest_cmd(
             console.print(f"[bold red]ingest[/]: --option expects KEY=VALUE, got {item!r}")
             raise typer.Exit(2)
         options[key.strip()] = value.strip()
-    if download:
+    if download and source == "eegmmidb":  # imagery runs R04/R08/R12 of S001-S109, PhysioNet's sums (via MNE)
+        from neurolm_data.sources.eegmmidb import fetch_eegmmidb
+
+        root = str(fetch_eegmmidb(root or "eegmmidb"))
+    elif download:
         if source != "workload":
-            console.print("[bold red]ingest[/]: --download is only available for the workload source (EEGMAT)")
+            console.print("[bold red]ingest[/]: --download is only available for the workload (EEGMAT) and eegmmidb "
+                          "sources (the ADHD release needs an IEEE DataPort login)")
             raise typer.Exit(2)
         root = str(fetch_eegmat(root, progress=True))
     if root is None:

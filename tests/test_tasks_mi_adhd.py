@@ -161,3 +161,18 @@ def test_adhd_windows_per_child(adhd_out: Path, samples_dir: Path) -> None:
     for c in range(19):
         assert np.corrcoef(got[c, 400:-400], ref200[c, 400:-400])[0, 1] > 0.99
     assert np.std(got) == pytest.approx(np.std(ref200), rel=0.05)
+
+
+def test_eegmmidb_download_checks_the_published_sums(samples_dir: Path) -> None:
+    """``fetch_eegmmidb`` verifies downloads against MNE's registry of PhysioNet's sums: every local file of
+    the release (byte-identical to PhysioNet's) has exactly the registry's sha256 (no network needed)."""
+    import hashlib
+
+    from neurolm_data.sources.eegmmidb import mne_eegbci_sums
+
+    sums = mne_eegbci_sums()
+    files = sorted((samples_dir / "eegmmidb-mi" / "files").glob("S*/S*.edf"))
+    assert len(files) == 24
+    for f in files:
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == sums[f"{f.parent.name}/{f.name}"]
+    assert sum(1 for k in sums if k.endswith(".edf")) == 109 * 14

@@ -28,9 +28,9 @@ from neurolm_train.leaderboard.windows import load_manifest
 
 #: Classes per NeuroLM task (neurolm-spec.md §5.2, the answer lists): decides the metric set of a task
 #: that has only reported rows here. Tasks with records use the stored ``n_classes``.
-TASK_CLASSES = {"tuab": 2, "tuev": 6, "seed": 3, "hmc": 5, "workload": 2, "tusl": 3}
-#: Display order of tasks (spec §5.2 order); unknown tasks follow alphabetically.
-TASK_ORDER = ("workload", "tuab", "tuev", "seed", "hmc", "tusl")
+TASK_CLASSES = {"tuab": 2, "tuev": 6, "seed": 3, "hmc": 5, "workload": 2, "tusl": 3, "mi": 2, "adhd": 2}
+#: Display order of tasks (spec §5.2 order, then the tasks of issue 10); unknown tasks follow alphabetically.
+TASK_ORDER = ("workload", "tuab", "tuev", "seed", "hmc", "tusl", "mi", "adhd")
 
 
 @dataclass(frozen=True)
