@@ -103,7 +103,8 @@ def test_adhd_cv_scores_per_window_and_per_child(samples_dir: Path, tmp_path: Pa
         assert row.evidence["n_test_subjects"] == 121 and row.evidence["n_folds"] == 5
         assert row.subject_metrics is not None  # per child: mean class probability over its windows
         assert all(c.ci.n_subjects == 121 for c in row.subject_metrics.values())
-    assert rows["chance-majority"].subject_metrics["bacc"].mean == pytest.approx(0.5)
+    # the prior differs by fold, so pooled over folds the majority row is near, not exactly at, 0.5
+    assert 0.4 < rows["chance-majority"].subject_metrics["bacc"].mean < 0.6
     (comp,) = board.comparisons
     assert len(comp.result.subjects) == 121
     from neurolm_train.leaderboard.render import to_markdown
