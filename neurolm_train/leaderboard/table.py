@@ -191,7 +191,11 @@ def _computed_row(task: str, model: str, by_seed: dict[int, list[Record]], n_res
         "n_folds": int(meta.get("n_folds") or 0),
         "n_test_subjects": int(np.unique(runs[0][2]).size),
         "n_test_windows": int(runs[0][0].size),
-        "wall_s_per_seed": float(np.mean([sum(r.meta["wall_s"] for r in recs) for recs in by_seed.values()])),
+        # fits copied from another seed (seed-independent rows, ``details.reused_fit_of_seed``) cost no time
+        "wall_s_per_seed": float(np.mean([sum(r.meta["wall_s"] for r in recs) for recs in by_seed.values()
+                                          if not all("reused_fit_of_seed" in (r.meta.get("details") or {})
+                                                     for r in recs)] or [0.0])),
+        "wall_s_total": float(sum(r.meta["wall_s"] for r in records)),
         "max_windows_per_split": meta["data"].get("max_windows_per_split"),
         "records": [str(r.path) for r in records],
     }
