@@ -127,6 +127,8 @@ def split_cmd(
     for s, n in res.subjects.items():
         table.add_row(s, str(n), str(res.recordings.get(s, 0)))
     console.print(table)
+    if res.folds:  # kfold: test subjects per fold (fold f validates on fold f+1 mod k)
+        console.print("test subjects per fold: " + ", ".join(f"{f}: {n}" for f, n in res.folds.items()))
     if res.dropped:
         console.print(f"[yellow]{len(res.dropped)} unlisted subject(s) dropped[/]: {', '.join(res.dropped[:10])}")
     if res.absent:
