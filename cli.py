@@ -42,7 +42,8 @@ def ingest_cmd(
     min_duration: float = typer.Option(
         None, "--min-duration", help="Shortest usable recording in s (default: one window of the source's task)."),
     download: bool = typer.Option(
-        False, "--download", help="workload only: fetch EEGMAT 1.0.0 from PhysioNet once (SHA-256 verified)."),
+        False, "--download", help="workload: fetch EEGMAT 1.0.0; eegmmidb: the imagery runs R04/R08/R12 of S001-S109; "
+                                  "from PhysioNet once, SHA-256 verified."),
     executor: str = typer.Option(
         "local", "--executor", help="local (this process / a process pool of --workers) or ray (one Ray task per "
                                     "recording; see README 'Scaling out')."),
@@ -70,9 +71,14 @@ def ingest_cmd(
             console.print(f"[bold red]ingest[/]: --option expects KEY=VALUE, got {item!r}")
             raise typer.Exit(2)
         options[key.strip()] = value.strip()
-    if download:
+    if download and source == "eegmmidb":  # imagery runs R04/R08/R12 of S001-S109, PhysioNet's sums (via MNE)
+        from neurolm_data.sources.eegmmidb import fetch_eegmmidb
+
+        root = str(fetch_eegmmidb(root or "eegmmidb"))
+    elif download:
         if source != "workload":
-            console.print("[bold red]ingest[/]: --download is only available for the workload source (EEGMAT)")
+            console.print("[bold red]ingest[/]: --download is only available for the workload (EEGMAT) and eegmmidb "
+                          "sources (the ADHD release needs an IEEE DataPort login)")
             raise typer.Exit(2)
         root = str(fetch_eegmat(root, progress=True))
     if root is None:
@@ -129,6 +135,8 @@ def split_cmd(
     for s, n in res.subjects.items():
         table.add_row(s, str(n), str(res.recordings.get(s, 0)))
     console.print(table)
+    if res.folds:  # kfold: test subjects per fold (fold f validates on fold f+1 mod k)
+        console.print("test subjects per fold: " + ", ".join(f"{f}: {n}" for f, n in res.folds.items()))
     if res.dropped:
         console.print(f"[yellow]{len(res.dropped)} unlisted subject(s) dropped[/]: {', '.join(res.dropped[:10])}")
     if res.absent:
@@ -387,7 +395,8 @@ def leaderboard_run_cmd(
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s) to run (default: every labelled task)."),
     model: list[str] = typer.Option(
         None, "--model", "-m",
-        help="Row(s): chance-majority, chance-stratified, bandpower-lr, smallnet, neurolm-tiny (default: all).",
+        help="Row(s): chance-majority, chance-stratified, bandpower-lr, riemann-ts-lr, csp-lda, eegnet, shallow-fbcsp, "
+             "smallnet, neurolm-tiny (default: all).",
     ),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
     results: str = typer.Option(None, "--results", help="Results store (default: OUT/leaderboard)."),
@@ -413,8 +422,8 @@ def leaderboard_run_cmd(
         outcomes = run_leaderboard(
             out, specs, seed_list, task or None, results, DataConfig(max_windows), force, threads=threads,
             log=lambda o: console.print(
-                f"{o.task:10s} {o.model:18s} seed {o.seed}: {o.status:8s} {o.wall_s:7.1f} s  "
-                + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())
+                f"{o.task:10s} {o.model:18s} seed {o.seed}" + ("" if o.fold is None else f" fold {o.fold}")
+                + f": {o.status:8s} {o.wall_s:7.1f} s  " + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())
             ),
         )
     except (FileNotFoundError, KeyError, ValueError, ShardIntegrityError, MemoryError) as e:
@@ -464,10 +473,13 @@ def leaderboard_show_cmd(
         md.parent.mkdir(parents=True, exist_ok=True)
         md.write_text(to_markdown(board))
         chart = to_png(board, Path(png) if png else res_dir / "leaderboard.png", metric)
+        from neurolm_train.leaderboard.tidy import write_tidy
+
+        tidy = write_tidy(board, res_dir)
     except (FileNotFoundError, KeyError, ValueError, ReportedFormatError) as e:
         console.print(f"[bold red]leaderboard show failed[/]: {e}")
         raise typer.Exit(1) from None
-    console.print(f"Markdown: {md}\nPNG: {chart}")
+    console.print(f"Markdown: {md}\nPNG: {chart}\nTidy table: {tidy[0]}, {tidy[1]}")
 
 
 # ---------------------------------------------------------------- neurolm-train pipeline (the main job)

@@ -6,11 +6,13 @@ Modules, one job each:
 - ``windows``    read a task's windows from the WebDataset shards, verified against ``windows.parquet``;
 - ``scoring``    task metrics from probabilities (scikit-learn), overall and per subject;
 - ``baselines``  chance (dummy) and band power + logistic regression; ``smallnet``: a small CNN;
+- ``riemann``    pyriemann tangent space + LR, MNE CSP + LDA; ``braindecode_nets``: EEGNetv4, ShallowFBCSPNet;
 - ``store``      the results store (one record per model, task, seed, with predictions);
 - ``runner``     ``run``: fit what has no current record, skip the rest;
 - ``stats``      subject-bootstrap CIs and paired Wilcoxon tests;
 - ``reported``   published results from ``manifests/reported/*.toml``;
-- ``table``      assemble the leaderboard; ``render``: rich, Markdown and PNG output.
+- ``table``      assemble the leaderboard (CV folds pooled per seed); ``render``: rich, Markdown and PNG output;
+- ``tidy``       the tidy results table (Parquet + CSV): task, fold, subject, model, seed, n_windows, metrics.
 
 Python API::
 

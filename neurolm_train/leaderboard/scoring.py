@@ -52,6 +52,7 @@ def score_all(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
     with warnings.catch_warnings():  # per-subject subsets often miss a class: the value is still defined
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")  # per-subject: one class
         scores = _task_metrics(task_kind(prob.shape[1]), y, prob)
     return {m: float(scores[m]) for m in metric_names(prob.shape[1])}
 
