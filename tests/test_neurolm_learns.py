@@ -128,3 +128,32 @@ def test_diagnostics_and_threshold(workload_out: Path) -> None:
     model, _ = random_tiny_neurolm("instruct")
     spread = answer_spread(model, _train_windows(workload_out / "shards", 4))
     assert 0.0 < spread < 1.0
+
+
+def test_pipeline_records_the_probe(eegmat_dir: Path, tmp_path: Path) -> None:
+    """The main job probes the NeuroLM row's tokenizer: ``probe.json`` per seed, in the record's details and
+    printed; the record also holds the val-calibrated threshold beside the argmax BAcc."""
+    import shutil
+
+    from rich.console import Console
+
+    from neurolm_train.leaderboard.store import iter_records
+    from neurolm_train.pipeline import run_pipeline
+
+    root = tmp_path / "eegmat"
+    root.mkdir()
+    for s in ("Subject00", "Subject01", "Subject27", "Subject33"):
+        for run in (1, 2):
+            shutil.copy(eegmat_dir / f"{s}_{run}.edf", root)
+    console = Console(record=True, width=200)
+    res = run_pipeline(root, tmp_path / "out", models=("neurolm-tiny",), n_boot=50, console=console,
+                       neurolm_budget=("vq_steps=3", "pretrain_steps=2", "instruct_steps=2", "val_limit=16"))
+    assert set(res.probes) == {0}
+    probe = json.loads(res.probes[0].read_text())
+    assert set(probe["tasks"]["workload"]) >= {"pooled", "per_channel", "bandpower"}
+    (rec,) = iter_records(res.out / "leaderboard")
+    details = rec.meta["details"]
+    assert details["probe"] == probe
+    thr = details["val_threshold"]
+    assert 0.0 <= thr["test_bacc"] <= 1.0 and 0.0 <= thr["test_bacc_argmax"] <= 1.0
+    assert "workload: probe AUROC val / test: pooled" in console.export_text()
