@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 STAGES = ("vq", "pretrain", "instruct")
+#: Instruction losses on the answer (``RunConfig.answer_loss``).
+ANSWER_LOSSES = ("full", "options")
 #: The six instruction tasks (spec §5.2); shard folder names.
 INSTRUCT_TASKS = ("tuab", "tuev", "seed", "hmc", "workload", "tusl")
 
@@ -85,6 +87,15 @@ class RunConfig:
     after a pre-emption), without changing the schedule; ``init_optimizer``: seed AdamW with the moments and
     step counts of an official NeuroLM ``init`` file (``pretrain``/``instruct``; default off, as the official
     instruction tuning starts a fresh optimizer), hashed only when on.
+
+    ``probe_tasks`` (``vq``): labelled tasks (folders under ``data.shards``) whose train/val/test windows probe
+    the finished tokenizer (``neurolm_train.probe``: per-channel and pooled logistic regression on frozen
+    features); ``probe.json`` is written beside ``ckpt.pt``. Not hashed (it does not change training).
+    ``answer_loss`` (``instruct``): ``full`` = cross-entropy of every answer token over all outputs
+    (official, spec §5.1); ``options`` = the first answer token's cross-entropy over the task's answer
+    options only (the tokens that tell the classes apart; the others stay full), so the random-init head
+    does not spend the early steps learning a 50k-way answer format while the EEG is ignored. Hashed only
+    when not ``full``.
     """
 
     stage: str = "vq"
@@ -110,6 +121,8 @@ class RunConfig:
     resume: bool = False
     stop_at: int | None = None
     init_optimizer: bool = False
+    probe_tasks: list[str] | None = None
+    answer_loss: str = "full"
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -125,6 +138,8 @@ class RunConfig:
                              "(neurolm-spec.md §9.8, NeuroLM issue #6); use bf16 (GPU) or fp32")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision {self.precision!r}: expected auto, bf16 or fp32")
+        if self.answer_loss not in ANSWER_LOSSES:
+            raise ValueError(f"answer_loss {self.answer_loss!r}: expected one of {ANSWER_LOSSES}")
         if self.grad_accum < 1 or self.data.batch_size < 1:
             raise ValueError("grad_accum and batch_size must be >= 1")
 
@@ -136,14 +151,18 @@ class RunConfig:
         return cls(**d)
 
 
-_NOT_HASHED = ("out", "resume", "log_every", "stop_at")
+_NOT_HASHED = ("out", "resume", "log_every", "stop_at", "probe_tasks")
+#: Fields hashed only when they differ from these defaults (configs written before they existed keep their hash).
+_HASHED_IF_SET = {"init_optimizer": False, "answer_loss": "full"}
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """sha256 (16 hex) of the canonical JSON of ``cfg`` minus the fields in ``_NOT_HASHED``."""
+    """sha256 (16 hex) of the canonical JSON of ``cfg`` minus the fields in ``_NOT_HASHED`` (and those of
+    ``_HASHED_IF_SET`` at their default)."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED}
-    if not d["init_optimizer"]:  # off: the hash of configs written before the field existed
-        del d["init_optimizer"]
+    for k, default in _HASHED_IF_SET.items():
+        if d[k] == default:
+            del d[k]
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -84,6 +84,12 @@ TASKS: tuple[Task, ...] = (
         tuple(f"{c})" for c in _LETTERS[:3]), 17, "multiclass",
     ),
     Task("pretrain", None, (), -1, "unlabeled"),
+    # Not in the paper (appended, so the ids above do not move): prompts in the paper's binary style for the
+    # ``mi`` (EEGMMIDB left/right fist imagery, T1 -> 0, T2 -> 1) and ``adhd`` (control 0, ADHD 1) tasks.
+    Task("mi", "Question: Which hand does this EEG segment imagine moving? Answer:", (" Left", " Right"), 10,
+         "binary"),
+    Task("adhd", "Question: Does this EEG segment come from a child with ADHD? Answer:", (" No", " Yes"), 12,
+         "binary"),
 )
 TASK_IDS: dict[str, int] = {t.name: i for i, t in enumerate(TASKS)}
 

@@ -4,7 +4,8 @@ Each stage is an ``nn.Module`` whose ``forward(batch, text, progress)`` returns 
 whole step (EEG loss + text LM loss) is one forward call that ``DistributedDataParallel`` can wrap:
 
 * ``VQStage`` (spec §3): ``VQTokenizer.forward`` with the GRL ramp ``alpha = grl_alpha(progress)`` and
-  the frozen GPT-2 ``wte`` rows of a text batch as the domain classifier's text side (spec §3.3).
+  the frozen GPT-2 ``wte`` rows of a text batch as the domain classifier's text side (spec §3.3). Without a
+  text corpus there is no domain classifier loss at all (EEG side included; ``VQTokenizer.forward``).
 * ``PretrainStage`` (spec §4.2): ``forward_pretrain`` (next-second codes) + ``forward_text``.
 * ``InstructStage`` (spec §5.1, §5.4): ``forward_instruct`` on [SEP] + prompt + answer (answer-only
   targets, ``prompts.instruction_arrays``) + ``forward_text``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -31,7 +33,7 @@ from .models import (
     grl_alpha,
     model_config,
 )
-from .prompts import instruction_arrays
+from .prompts import answer_ids, instruction_arrays
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,10 @@ class VQStage(nn.Module):
 
     @torch.no_grad()
     def val_step(self, batch: dict) -> dict:
-        """Validation losses on an EEG batch (eval mode: no codebook update, no text side)."""
+        """Validation losses on an EEG batch (eval mode: no codebook update, no text side, so no domain
+        terms: ``loss`` is commitment + the two reconstructions)."""
         out = self.model(batch["x"], batch["chans"], batch["times"], batch["mask"], text_embeds=None, alpha=0.0)
-        return {k: out[k] for k in ("loss", "commit", "rec_freq", "rec_raw", "domain_eeg")}
+        return {k: out[k] for k in ("loss", "commit", "rec_freq", "rec_raw")}
 
 
 class PretrainStage(nn.Module):
@@ -95,20 +98,38 @@ class PretrainStage(nn.Module):
         return {"loss": eeg["loss"], "acc": eeg["acc"]}
 
 
-class InstructStage(nn.Module):
-    """Stage 3: answer-only instruction loss + text LM loss, equal weights (spec §5.4)."""
+def answer_options(tids: np.ndarray, tokenizer: str | None = None) -> np.ndarray:
+    """(B, K) int64: per sample, the first answer token of each class of its task (``prompts.answer_ids``),
+    -1 in the slots past the task's class count; K = the most classes in the batch."""
+    firsts = [[a[0] for a in answer_ids(int(t), tokenizer)] for t in tids.tolist()]
+    out = np.full((len(firsts), max(map(len, firsts))), -1, dtype=np.int64)
+    for i, f in enumerate(firsts):
+        out[i, : len(f)] = f
+    return out
 
-    def __init__(self, model: NeuroLM, tokenizer: str | None = None):
+
+class InstructStage(nn.Module):
+    """Stage 3: answer-only instruction loss + text LM loss, equal weights (spec §5.4). ``answer_loss``:
+    ``full`` (official) or ``options`` (the first answer token scored over the task's options only,
+    ``NeuroLM.forward_instruct``)."""
+
+    def __init__(self, model: NeuroLM, tokenizer: str | None = None, answer_loss: str = "full"):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
+        self.answer_loss = answer_loss
 
     def forward(self, batch: dict, text: tuple[Tensor, Tensor] | None, progress: float) -> dict:
-        ids, tgt = instruction_arrays(batch["task"].cpu().numpy(), batch["label"].cpu().numpy(), self.tokenizer)
+        tids = batch["task"].cpu().numpy()
+        ids, tgt = instruction_arrays(tids, batch["label"].cpu().numpy(), self.tokenizer)
         dev = batch["x"].device
+        opts = (torch.from_numpy(answer_options(tids, self.tokenizer)).to(dev)
+                if self.answer_loss == "options" else None)
         ins = self.model.forward_instruct(*eeg_args(batch), torch.from_numpy(ids).to(dev),
-                                          torch.from_numpy(tgt).to(dev))
+                                          torch.from_numpy(tgt).to(dev), options=opts)
         out = {"loss_instruct": ins["loss"], "acc_answer": ins["acc"]}
+        if "answer_margin" in ins:
+            out["answer_margin"] = ins["answer_margin"]
         loss = ins["loss"]
         if text is not None:
             t = self.model.forward_text(*text)
@@ -195,4 +216,4 @@ def build_stage(cfg: RunConfig) -> tuple[nn.Module, nn.Module, NeuroLMConfig]:
         model.load_state_dict(ck["model"])
     else:
         model = _official_neurolm(cfg, mc)  # official NeuroLM-*.pt (+ VQ.pt)
-    return InstructStage(model, cfg.tokenizer), model, mc
+    return InstructStage(model, cfg.tokenizer, cfg.answer_loss), model, mc

@@ -157,6 +157,21 @@ def _mean_over_ranks(sums: dict[str, float], n: int, device: torch.device) -> di
     return {k: float(t[i] / max(t[-1].item(), 1.0)) for i, k in enumerate(keys)}
 
 
+def instruct_diagnostics(model: torch.nn.Module, tasks: list, rows: list[dict], cfg: RunConfig,
+                         device: torch.device) -> dict:
+    """Per val task: answer log-odds mean / spread / best-threshold BAcc (binary tasks) and the
+    answer-position cross-window spread on the first ``eval_batch_size`` windows (``diagnostics``)."""
+    from .diagnostics import answer_spread, logit_stats
+
+    out = {k: dict(v) for k, v in logit_stats(rows).items()}
+    with torch.no_grad(), autocast(cfg, device):
+        for t in tasks:
+            b = next(iter(eval_batches([t], cfg.data.eval_batch_size, 1, 0, 0, cfg.data.max_tokens,
+                                       cfg.data.eval_batch_size)))
+            out.setdefault(t.name, {})["answer_spread"] = answer_spread(model, to_device(b, device), cfg.tokenizer)
+    return out
+
+
 def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, device: torch.device) -> dict:
     """Validation record of the stage on the ``val`` split. ``vq``/``pretrain``: mean losses over at most
     ``val_limit`` evenly spaced windows (score = -loss); ``instruct``: ``evaluate.score_split`` on
@@ -169,11 +184,13 @@ def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, devi
         if cfg.stage == "instruct":
             from .evaluate import score_split
 
-            res = score_split(stage.model, discover(cfg.data.shards, tasks, "val"), cfg, device, rank, world)
+            val_tasks = discover(cfg.data.shards, tasks, "val")
+            res = score_split(stage.model, val_tasks, cfg, device, rank, world)
             baccs = [m["bacc"] for m in res["scores"].values()]
             ranks = [m.get("auroc", m.get("kappa", float("nan"))) for m in res["scores"].values()]
             tie = float(np.nanmean(ranks)) if np.isfinite(ranks).any() else 0.0
-            return {"score": float(np.mean(baccs)), "tiebreak": tie, "val": res["scores"]}
+            return {"score": float(np.mean(baccs)), "tiebreak": tie, "val": res["scores"],
+                    "diagnostics": instruct_diagnostics(stage.model, val_tasks, res["rows"], cfg, device)}
         sums: dict[str, float] = {}
         n = 0
         with torch.no_grad(), autocast(cfg, device):
@@ -284,8 +301,9 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
     if rank == 0:
         (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": chash,
                                                      "model_config": mc.to_dict()}, indent=2))
-    # without text, stage 2 never touches wte: DDP must then look for unused parameters
-    unused = cfg.stage == "pretrain" and crops is None
+    # without text, stage 2 never touches wte and stage 1 never the domain classifier: DDP must then look
+    # for unused parameters
+    unused = cfg.stage in ("pretrain", "vq") and crops is None
     ddp = DDP(stage, device_ids=[device.index] if device.type == "cuda" else None,
               find_unused_parameters=unused) if world > 1 else stage
     stage.train()
@@ -306,7 +324,10 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
         nonlocal best
         rec = validate(stage, cfg, rank, world, device)
         logger.write({"step": step, "kind": "val", **rec})
-        logger.print(f"step {step}: val score {rec['score']:.4f}")
+        diag = " ".join(f"{t}: log-odds {d['logodds_mean']:+.3f} +- {d['logodds_std']:.3f}, spread "
+                        f"{d['answer_spread']:.3f}" for t, d in rec.get("diagnostics", {}).items()
+                        if "logodds_mean" in d)
+        logger.print(f"step {step}: val score {rec['score']:.4f}" + (f" ({diag})" if diag else ""))
         if best is None or (rec["score"], rec.get("tiebreak", 0.0)) > (best["score"], best.get("tiebreak", 0.0)):
             best = {"step": step, **rec}
             save(out / "best.pt")
@@ -365,6 +386,11 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
         if step == total and (cfg.eval_every or cfg.stage == "instruct"):
             maybe_validate()
         save(ckpt_path)
+    if cfg.stage == "vq" and cfg.probe_tasks and rank == 0 and step == total:  # the finished tokenizer
+        from .probe import probe_line, write_probe
+
+        probe = write_probe(ckpt_path, cfg.data.shards, list(cfg.probe_tasks), seed=cfg.seed)
+        logger.print(probe_line(json.loads(probe.read_text())))
     summary = {"rank": rank, "world": world, "step": step, "loader": loader.state_dict(),
                "batches": seen, "wall_s": time.perf_counter() - t_start}
     (out / "ranks").mkdir(exist_ok=True)

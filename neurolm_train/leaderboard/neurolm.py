@@ -18,6 +18,7 @@ Or, with ``NeuroLMRowConfig.checkpoint``, step 4 only on that checkpoint (one of
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -43,6 +44,8 @@ def _stage(name: str, cfg: NeuroLMRowConfig, run: Path, shards: Path, task: str,
                             "epochs": getattr(cfg, f"{name}_epochs"), "steps": getattr(cfg, f"{name}_steps")}
     if init is not None:
         over["init"] = str(init)
+    if name == "vq":  # probe the finished tokenizer on the task's labels (RUN/vq/probe.json)
+        over["probe_tasks"] = [task]
     if name == "instruct":
         over["eval_every"] = cfg.instruct_eval_every
         data["val_limit"] = cfg.val_limit
@@ -72,14 +75,21 @@ def fit_neurolm(ctx: Any, cfg: NeuroLMRowConfig) -> Fit:
     else:
         best = cfg.checkpoint
     t0 = time.perf_counter()
-    result = evaluate(best, str(shards), [task], run / "eval", ("test",), generate=cfg.paper_decoding,
+    probe = run / "vq" / "probe.json"
+    if cfg.checkpoint is None and probe.is_file():
+        details["probe"] = json.loads(probe.read_text())
+    splits = ("val", "test") if ctx.manifest.n_classes == 2 else ("test",)
+    result = evaluate(best, str(shards), [task], run / "eval", splits, generate=cfg.paper_decoding,
                       hard_label=True, config=cfg.checkpoint_config if cfg.checkpoint else None)
     details["eval_wall_s"] = round(time.perf_counter() - t0, 3)
     details["checkpoint"] = {"path": best, "sha256": checkpoint_sha256(best), "step": result["step"],
                              "stage": result["stage"], "selection": result["selection"]}
     test_scores = result["scores"][task]["test"]
     details["trainer_test_scores"] = test_scores  # incl. paper decoding (parse_failure_rate) and hard labels
-    preds = pl.read_parquet(run / "eval" / "predictions.parquet").filter(pl.col("split") == "test")
+    all_preds = pl.read_parquet(run / "eval" / "predictions.parquet")
+    if "val" in splits:  # the val-calibrated decision threshold, reported beside the argmax (binary tasks)
+        details["val_threshold"] = _val_threshold(all_preds)
+    preds = all_preds.filter(pl.col("split") == "test")
     by_key = dict(zip(preds["key"].to_list(), preds["probs"].to_list(), strict=True))
     keys = ctx.keys("test")
     missing = [k for k in keys if k not in by_key]
@@ -96,6 +106,22 @@ def fit_neurolm(ctx: Any, cfg: NeuroLMRowConfig) -> Fit:
     val_task = (record.get("val") or {}).get(task) or {}
     val = {m: float(val_task[m]) for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted") if m in val_task}
     return Fit(prob, val, details)
+
+
+def _val_threshold(preds: pl.DataFrame) -> dict[str, float]:
+    """The log-odds threshold with the best val BAcc (``diagnostics.calibrated_threshold``) and the BAcc it
+    gives on val (chosen there, optimistic) and on test (held out), beside the argmax's test BAcc."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from neurolm_train.diagnostics import calibrated_threshold, log_odds
+
+    part = {s: preds.filter(pl.col("split") == s) for s in ("val", "test")}
+    d = {s: log_odds(np.asarray(p["probs"].to_list())) for s, p in part.items()}
+    y = {s: p["label"].to_numpy() for s, p in part.items()}
+    t, val_bacc = calibrated_threshold(d["val"], y["val"])
+    return {"threshold": t, "val_bacc": val_bacc,
+            "test_bacc": float(balanced_accuracy_score(y["test"], (d["test"] > t).astype(int))),
+            "test_bacc_argmax": float(balanced_accuracy_score(y["test"], (d["test"] > 0).astype(int)))}
 
 
 def clear_run_dir(run: Path) -> None:

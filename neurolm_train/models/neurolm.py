@@ -283,15 +283,48 @@ class NeuroLM(nn.Module):
         n_chans: Tensor,
         text_ids: Tensor,
         text_targets: Tensor,
+        options: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Stage-3 instruction loss (spec §5.1): EEG (B, N) then ``text_ids`` (B, T) (``[SEP]`` + prompt +
         answer + ``<|endoftext|>``, padded with 50256); ``text_targets`` (B, T) is the next text token at the
         answer positions and -1 elsewhere. Only answer tokens are supervised; cross-entropy over all outputs
-        (official). Returns ``loss``, ``acc``, ``n_targets``."""
+        (official). Returns ``loss``, ``acc``, ``n_targets`` and ``answer_margin`` (detached: mean over the
+        batch of the first answer token's logit minus the largest other option's, when ``options`` is given).
+
+        ``options`` (B, K) int64 text ids, -1 = unused slot: the first answer token of each class of the
+        sample's task. When given, each sample's first supervised position is scored by a cross-entropy over
+        those K logits only (the restricted answer-vocabulary loss, ``RunConfig.answer_loss="options"``);
+        the later answer tokens keep the full softmax. Raises ValueError when a first answer token is not
+        among its sample's options.
+        """
         N = x.shape[1]
         hidden = self.hidden_states(x, chans, times, mask, n_chans, text_ids)[:, N:]
         sel = text_targets >= 0
-        return _ce(self.logits(hidden[sel]), text_targets[sel].long(), hidden)
+        if options is None:
+            return _ce(self.logits(hidden[sel]), text_targets[sel].long(), hidden)
+        B = text_ids.shape[0]
+        has = sel.any(1)
+        first = sel.float().argmax(1)  # (B,) first supervised position
+        rows = torch.arange(B, device=hidden.device)
+        later = sel.clone()
+        later[rows[has], first[has]] = False
+        tgt0 = text_targets[rows, first].long()  # (B,)
+        opt = options.to(hidden.device).long()
+        hit = (opt == tgt0[:, None]) & (opt >= 0)  # (B, K)
+        if bool((has & ~hit.any(1)).any()):
+            raise ValueError("an answer's first token is not among its task's options")
+        lg = self.logits(hidden[rows, first])[:, :TEXT_VOCAB].float().gather(1, opt.clamp(min=0))  # (B, K)
+        lg = lg.masked_fill(opt < 0, float("-inf"))
+        ce0 = F.cross_entropy(lg[has], hit[has].float().argmax(1), reduction="sum")
+        rest = self.logits(hidden[later]).float()
+        n = has.sum() + later.sum()
+        loss = (ce0 + F.cross_entropy(rest, text_targets[later].long(), reduction="sum")) / n.clamp(min=1)
+        with torch.no_grad():
+            right = lg.masked_fill(~hit, float("-inf")).max(1).values
+            other = lg.masked_fill(hit, float("-inf")).max(1).values
+            acc = ((lg.argmax(1) == hit.float().argmax(1)) & has).sum() + (rest.argmax(-1) == text_targets[later]).sum()
+        return {"loss": loss, "acc": (acc / n.clamp(min=1)).float(), "n_targets": n.float(),
+                "answer_margin": (right - other)[has].mean()}
 
     # ---------------------------------------------------------------- inference
     def _prefix(

@@ -413,12 +413,16 @@ class VQTokenizer(nn.Module):
         Args:
             x, chans, times, mask: the token batch (module docstring).
             text_embeds: (M, n_embd) or (B', T', n_embd) frozen GPT-2 ``wte`` rows of random text tokens
-                (domain label 1); None skips the text-side domain loss (its value is then 0).
+                (domain label 1). None = no text side, and then **no domain classifier at all**: with one
+                class only, the classifier and the gradient reversal make a degenerate adversary that keeps
+                pushing the EEG features around (measured on Workload, ``tiny``: ``domain_eeg`` 0.4-0.8 for
+                the whole run, 286 of 512 codes in use, per-channel probe AUROC below a random-init
+                tokenizer's). The official code always has the text side (spec §3.3).
             alpha: gradient-reversal strength for the EEG side (``grl_alpha`` gives the official ramp).
 
-        Returns a dict of scalars ``loss`` (sum of the five terms), ``commit``, ``rec_freq``, ``rec_raw``,
-        ``domain_eeg``, ``domain_text``, ``used_codes`` (distinct codes on valid tokens, detached), and
-        ``codes`` (B, N) int64 with -1 at padding (detached).
+        Returns a dict of scalars ``loss`` (sum of the terms), ``commit``, ``rec_freq``, ``rec_raw``, with
+        text also ``domain_eeg`` and ``domain_text``; ``used_codes`` (distinct codes on valid tokens,
+        detached), and ``codes`` (B, N) int64 with -1 at padding (detached).
         Raises RuntimeError when built with ``decoders=False``.
         """
         if not self.has_decoders:
@@ -434,19 +438,17 @@ class VQTokenizer(nn.Module):
             "rec_freq": _masked_mse(rec_freq.float(), y_freq, mask),
             "rec_raw": _masked_mse(rec_raw.float(), y_raw, mask),
         }
-        eeg_logits = self.domain_classifier(grad_reverse(h[mask], alpha)).float()
-        out["domain_eeg"] = F.cross_entropy(
-            eeg_logits, torch.zeros(len(eeg_logits), dtype=torch.long, device=x.device)
-        )
-        if text_embeds is not None:
+        if text_embeds is not None:  # both sides of the domain classifier, as in the official code
+            eeg_logits = self.domain_classifier(grad_reverse(h[mask], alpha)).float()
+            out["domain_eeg"] = F.cross_entropy(
+                eeg_logits, torch.zeros(len(eeg_logits), dtype=torch.long, device=x.device)
+            )
             t = text_embeds.reshape(-1, text_embeds.shape[-1]).detach()
             txt_logits = self.domain_classifier(t).float()
             out["domain_text"] = F.cross_entropy(
                 txt_logits, torch.ones(len(t), dtype=torch.long, device=x.device)
             )
-        else:
-            out["domain_text"] = torch.zeros((), device=x.device)
-        out["loss"] = sum(out[k] for k in ("commit", "rec_freq", "rec_raw", "domain_eeg", "domain_text"))
+        out["loss"] = sum(out.values())
         out["used_codes"] = (torch.bincount(codes[mask], minlength=self.cfg.n_codes) > 0).sum().float()
         out["codes"] = codes.masked_fill(~mask, -1).detach()
         return out
