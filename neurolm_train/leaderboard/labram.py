@@ -48,7 +48,8 @@ class LaBraMRowConfig:
     pretrain 3 epochs each then fine-tuning peaked at val BAcc 0.64 in epoch 2 of 10; the budget fits a
     2-core CPU, about 850 steps per seed); ``batch_size`` None = the stage default (16 for tiny,
     64 for base). ``lr``/``layer_decay``/``drop_path`` None = the fine-tune defaults. ``pretrain_shards``: an
-    ``OUT/shards`` root holding an unlabeled ``pretrain`` task mixed into stages 1-2.
+    ``OUT/shards`` root holding an unlabeled ``pretrain`` task mixed into stages 1-2. ``requires_checkpoint``:
+    refuse to run without ``checkpoint`` (the published-weights row).
     """
 
     model: str = "tiny"
@@ -66,6 +67,7 @@ class LaBraMRowConfig:
     val_limit: int | None = None
     pretrain_shards: str | None = None
     checkpoint: str | None = None
+    requires_checkpoint: bool = False
 
 
 def _stage(name: str, cfg: LaBraMRowConfig, run: Path, shards: str, tasks: list[str], seed: int,
@@ -103,6 +105,9 @@ def fit_labram(ctx: Any, cfg: LaBraMRowConfig) -> Fit:
     from neurolm_train.models.labram.evaluate import evaluate
     from neurolm_train.models.labram.run import stage_config
 
+    if cfg.requires_checkpoint and not cfg.checkpoint:
+        raise ValueError("this row fine-tunes the published weights: add --set "
+                         "labram-base-official.checkpoint=PATH/labram-base.pth")
     task, run = ctx.manifest.task, Path(ctx.run_dir)
     shards = str(Path(ctx.out_dir) / "shards")
     details: dict[str, Any] = {"stages": []}
@@ -152,4 +157,4 @@ lb_runner.FITTERS["labram"] = fit_labram
 lb_config.DEFAULT_MODELS["labram-tiny"] = ModelSpec("labram-tiny", "labram", LaBraMRowConfig())
 #: Run only when named, with the published weights: ``--set labram-base-official.checkpoint=labram-base.pth``.
 lb_config.OPTIONAL_MODELS["labram-base-official"] = ModelSpec(
-    "labram-base-official", "labram", LaBraMRowConfig(model="base", finetune_epochs=5))
+    "labram-base-official", "labram", LaBraMRowConfig(model="base", finetune_epochs=5, requires_checkpoint=True))
