@@ -1,7 +1,9 @@
 """The language models UniMind can read EEG tokens with, behind one small interface.
 
-``embed(ids (B, S) int64) -> (B, S, d_model)``, ``forward(emb (B, S, d_model)) -> logits (B, S, vocab)``
-(causal; right padding never changes earlier positions), ``d_model``, ``vocab_size``, ``pretrained``.
+``embed(ids (B, S) int64) -> (B, S, d_model)``, ``forward(emb (B, S, d_model), keep=None) -> logits (B, S', vocab)``
+for the last S' = ``keep`` positions (all when None; the output layer is the costliest part of a small LM, and
+the loss and the candidate scores need only the answer positions at the end), causal (right padding never
+changes earlier positions); ``d_model``, ``vocab_size``, ``pretrained``.
 
 - ``TinyGPTLM``: the project's nanoGPT (``models.neurolm.GPT``) over GPT-2 BPE, randomly initialised and
   trained fully (it tests the plumbing on CPU; it is not a language model anyone pre-trained).
@@ -41,13 +43,13 @@ class TinyGPTLM(nn.Module):
     def embed(self, ids: Tensor) -> Tensor:
         return self.gpt.transformer.wte(ids)  # (B, S, d)
 
-    def forward(self, emb: Tensor) -> Tensor:
+    def forward(self, emb: Tensor, keep: int | None = None) -> Tensor:
         S = emb.shape[1]
         if S > self.gpt.cfg.block_size:
             raise ValueError(f"sequence of {S} tokens exceeds the LM's block_size={self.gpt.cfg.block_size}")
         pos = torch.arange(S, device=emb.device).unsqueeze(0)  # (1, S)
         h, _ = self.gpt(emb, pos, None)  # (B, S, d), causal
-        return self.gpt.lm_head(h)  # (B, S, V)
+        return self.gpt.lm_head(h if keep is None else h[:, S - keep:])  # (B, S', V)
 
 
 class HFCausalLM(nn.Module):
@@ -72,8 +74,8 @@ class HFCausalLM(nn.Module):
     def embed(self, ids: Tensor) -> Tensor:
         return self.model.get_input_embeddings()(ids)
 
-    def forward(self, emb: Tensor) -> Tensor:
-        return self.model(inputs_embeds=emb, use_cache=False).logits
+    def forward(self, emb: Tensor, keep: int | None = None) -> Tensor:
+        return self.model(inputs_embeds=emb, use_cache=False, logits_to_keep=keep or 0).logits  # (B, S', V)
 
     def base_state(self) -> dict[str, Tensor]:
         """The frozen LM weights (LoRA adapters excluded), detached copies, for checks."""

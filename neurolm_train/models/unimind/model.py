@@ -124,7 +124,10 @@ class UniMind(nn.Module):
         """Causal-LM cross-entropy on the supervised (answer) positions: ``loss`` (mean over them), ``acc``
         (next-token accuracy there, detached), ``n_targets``."""
         emb = self.splice(ids, eeg_pos, self.eeg_tokens(x, chans, times, mask, n_chans, task))
-        logits = self.lm(emb)  # (B, S, V)
+        sup = (targets >= 0).any(0).nonzero()
+        first = int(sup[0]) if len(sup) else targets.shape[1] - 1
+        logits = self.lm(emb, keep=targets.shape[1] - first)  # (B, S - first, V): from the first supervised position
+        targets = targets[:, first:]
         sel = targets >= 0
         lg = logits[sel].float()  # (n, V)
         tg = targets[sel]
@@ -154,7 +157,7 @@ class UniMind(nn.Module):
             valid[k, : len(c)] = True
         cand_emb = self.lm.embed(cand)  # (K, L, d)
         seq = torch.cat((emb.unsqueeze(1).expand(B, K, P, -1), cand_emb.unsqueeze(0).expand(B, K, L, -1)), dim=2)
-        logits = self.lm(seq.reshape(B * K, P + L, -1))[:, P - 1: P - 1 + L].float()  # (B K, L, V)
+        logits = self.lm(seq.reshape(B * K, P + L, -1), keep=L + 1)[:, :L].float()  # (B K, L, V) at P-1 .. P+L-2
         lp = logits.log_softmax(-1).gather(-1, cand.repeat(B, 1).unsqueeze(-1)).squeeze(-1)  # (B K, L)
         return (lp * valid.repeat(B, 1)).sum(-1).view(B, K)
 
@@ -173,7 +176,7 @@ class UniMind(nn.Module):
             for _ in range(max_new_tokens):
                 seqs = [torch.cat((emb[b], self.lm.embed(torch.tensor(t, dtype=torch.long, device=emb.device))))
                         for _, t in beams]
-                lp = self.lm(torch.stack(seqs))[:, -1].float().log_softmax(-1)  # (n_beams, V)
+                lp = self.lm(torch.stack(seqs), keep=1)[:, -1].float().log_softmax(-1)  # (n_beams, V)
                 cand = []
                 for (s, t), row in zip(beams, lp, strict=True):
                     v, i = row.topk(num_beams)
