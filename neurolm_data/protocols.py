@@ -14,7 +14,7 @@ Schema (one TOML file per protocol)::
     reference = "..."            # where the rule comes from (optional)
 
     [split]
-    rule = "explicit"            # explicit | official | hash
+    rule = "explicit"            # explicit | official | hash | sorted | group | kfold
     salt = ""                    # string mixed into every hash (hash rule, and official val carving)
 
     # rule = "explicit": subject lists; unlisted subjects are an error unless unlisted = "drop"
@@ -52,6 +52,13 @@ Schema (one TOML file per protocol)::
     val = [...]
     test = [...]
 
+    # rule = "kfold": subject-level k-fold cross-validation. Each subject's test fold is
+    # floor(hash_bucket(salt, source, subject) * n_folds): every subject is tested in exactly one fold, and
+    # adding subjects moves no existing one. In fold f the test subjects are those of fold f, the validation
+    # subjects those of fold (f + 1) % n_folds (carved from fold f's training subjects), the rest train.
+    # splits.parquet gives every subject the marker split "cv" and its ``fold``; windows are written once.
+    n_folds = 5
+
 Hash buckets (``hash_bucket``) are ``int(sha256(salt + "\\x1f" + source + "\\x1f" + subject)[:16], 16) / 2**64``,
 a number in [0, 1) that depends on nothing but that subject, so adding recordings or subjects never moves
 an existing subject.
@@ -75,7 +82,7 @@ PROTOCOL_DIR: Path = Path(__file__).resolve().parents[1] / "manifests" / "protoc
 #: Split names, in the canonical order used for hash-bucket boundaries and reports.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Split rules understood by ``neurolm_data.split``.
-RULES: tuple[str, ...] = ("explicit", "official", "hash", "sorted", "group")
+RULES: tuple[str, ...] = ("explicit", "official", "hash", "sorted", "group", "kfold")
 
 _TOP_KEYS = {"version", "name", "source", "task", "description", "reference", "split"}
 _SPLIT_KEYS = {
@@ -84,6 +91,7 @@ _SPLIT_KEYS = {
     "official": {"rule", "salt", "official", "val_fraction"},
     "sorted": {"rule", "salt", "counts", "rest"},
     "group": {"rule", "salt", "groups"},
+    "kfold": {"rule", "salt", "n_folds"},
 }
 
 
@@ -109,6 +117,7 @@ class Protocol:
         val_fraction: ``official``: fraction of official-train subjects moved to ``val`` by hash bucket.
         counts, rest: ``sorted``: split -> number of subjects taken in sorted-id order; the split of the rest.
         groups: ``group``: split -> window groups (``TaskSpec.window_group``) assigned to it.
+        n_folds: ``kfold``: number of subject folds (>= 3: a test, a validation and a training fold).
         description, reference: free text.
         path: the file it was loaded from (not part of ``protocol_hash``).
     """
@@ -127,6 +136,7 @@ class Protocol:
     counts: dict[str, int] = field(default_factory=dict)
     rest: str = ""
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    n_folds: int = 0
     description: str = ""
     reference: str = ""
     path: str = ""
@@ -135,7 +145,7 @@ class Protocol:
         """JSON-ready dict of every field except ``path`` (the content that defines the split)."""
         d = asdict(self)
         d.pop("path")
-        for k in ("counts", "rest", "groups"):  # rules "sorted"/"group" only: absent keys keep older hashes
+        for k in ("counts", "rest", "groups", "n_folds"):  # rules sorted/group/kfold only: older hashes kept
             if not d[k]:
                 d.pop(k)
         if "groups" in d:
@@ -302,6 +312,11 @@ def _validate(doc: dict[str, Any], path: Path) -> Protocol:
         if not lists_g:
             raise fail("split.groups lists no split")
         kw.update(groups=lists_g)
+    elif rule == "kfold":
+        n_folds = get(split, "n_folds", int, "split.")
+        if n_folds < 3:
+            raise fail(f"split.n_folds must be >= 3 (a test, a validation and a training fold), got {n_folds}")
+        kw.update(n_folds=n_folds)
     else:  # official
         mapping = get(split, "official", dict, "split.")
         if not mapping or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):

@@ -63,6 +63,9 @@ WINDOWS_SCHEMA = pa.schema(
         ("window_hash", pa.string()),
     ]
 )
+#: ``windows.parquet`` of a ``kfold`` protocol: the subject's test ``fold`` added (every window is written once,
+#: under split ``cv``; ``neurolm_data.split.with_fold_splits`` gives a fold's train/val/test).
+KFOLD_WINDOWS_SCHEMA = WINDOWS_SCHEMA.append(pa.field("fold", pa.int64()))
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,8 @@ def _up_to_date(task_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | No
 
 
 def _windows_table(plan: WindowPlan, shard_of: dict[str, str], hashes: dict[str, str]) -> pa.Table:
-    cols: dict[str, list[Any]] = {n: [] for n in WINDOWS_SCHEMA.names}
+    schema = KFOLD_WINDOWS_SCHEMA if any(w.fold is not None for w in plan.windows) else WINDOWS_SCHEMA
+    cols: dict[str, list[Any]] = {n: [] for n in schema.names}
     for w in plan.windows:
         cols["key"].append(w.key)
         cols["shard"].append(shard_of[w.key])
@@ -295,7 +299,9 @@ def _windows_table(plan: WindowPlan, shard_of: dict[str, str], hashes: dict[str,
         cols["channel_indices"].append(list(w.channel_indices))
         cols["label"].append(w.label)
         cols["window_hash"].append(hashes[w.key])
-    return pa.Table.from_pydict(cols, schema=WINDOWS_SCHEMA)
+        if "fold" in cols:
+            cols["fold"].append(w.fold)
+    return pa.Table.from_pydict(cols, schema=schema)
 
 
 def _swap_in(staging: Path, task_dir: Path) -> None:
@@ -399,6 +405,8 @@ def run_shard(
             "shards": sum(1 for s in shards if s["split"] == split_name),
             "labels": dict(sorted(labels.items())),
         }
+        if any(w.fold is not None for w in ws):  # kfold: test windows per fold
+            per_split[split_name]["folds"] = dict(sorted(Counter(str(w.fold) for w in ws).items()))
     manifest = {
         **identity,
         "n_windows": len(plan.windows),

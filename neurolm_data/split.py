@@ -37,6 +37,11 @@ SPLITS_SCHEMA = pa.schema(
 #: ``split`` value of every subject under a ``group`` protocol (within-subject split): each window's split
 #: comes from its group (``neurolm_data.windows.plan_windows``).
 GROUP_SPLIT = "by_group"
+#: ``split`` value of every subject under a ``kfold`` protocol: the split of a subject in fold f comes from its
+#: ``fold`` column (``fold_split``); shards are written once, under this split name.
+CV_SPLIT = "cv"
+#: ``splits.parquet`` of a ``kfold`` protocol: ``SPLITS_SCHEMA`` plus the subject's test fold.
+KFOLD_SPLITS_SCHEMA = SPLITS_SCHEMA.append(pa.field("fold", pa.int64()))
 #: Parquet key-value metadata keys written with ``splits.parquet``.
 META_PROTOCOL = b"neurolm.protocol"
 META_PROTOCOL_HASH = b"neurolm.protocol_hash"
@@ -76,6 +81,7 @@ class SplitResult:
         dropped: subjects in the manifest that the protocol leaves out (``unlisted = "drop"``).
         absent: subjects the protocol lists that have no recording in the manifest (explicit rule).
         excluded: ``source/subject`` removed by ``exclude_eval_of`` (listed in ``OUT/exclusions.parquet``).
+        folds: ``kfold`` protocols: fold -> number of test subjects (a fold may be empty on a small corpus).
     """
 
     path: Path
@@ -85,6 +91,7 @@ class SplitResult:
     dropped: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    folds: dict[int, int] = field(default_factory=dict)
 
 
 def read_recordings(out: str | Path) -> pl.DataFrame:
@@ -103,28 +110,51 @@ def _select(recordings: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
     return rec
 
 
-def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.DataFrame, list[str], list[str]]:
-    """Apply the protocol's rule to the recordings' subjects, without auditing.
+@dataclass(frozen=True)
+class Assignment:
+    """What a splitter returns.
 
-    Args:
-        recordings: rows of ``recordings.parquet`` (needs ``source``, ``subject``, ``recording_id``,
-            and ``official_split`` for the official rule).
-        protocol: a loaded protocol.
-
-    Returns:
-        ``(assignments, dropped, absent)``: a DataFrame ``(source, subject, split)`` that may hold a subject
-        more than once when the rule puts it in two splits (``audit_splits`` rejects that); the subjects
-        dropped by ``unlisted = "drop"``; the listed subjects with no recording.
-
-    Raises:
-        SplitError: see the class. LeakageError: an explicit protocol lists a subject in two splits.
+    Attributes:
+        rows: ``(source, subject, split)`` triples; a subject may appear twice when the rule puts it in two
+            splits (``audit_splits`` rejects that).
+        dropped: ``source/subject`` left out by ``unlisted = "drop"``.
+        absent: listed subjects with no recording (explicit rule).
+        folds: ``kfold``: ``(source, subject) -> test fold``; empty for the other rules.
     """
-    rec = _select(recordings, protocol)
-    pairs = rec.select("source", "subject").unique().sort("source", "subject").rows()
-    rows: list[tuple[str, str, str]] = []
-    dropped: list[str] = []
-    absent: list[str] = []
-    if protocol.rule == "explicit":
+
+    rows: list[tuple[str, str, str]]
+    dropped: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+    folds: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class Splitter:
+    """A split rule as a small object with one ``split`` method (as MOABB's evaluation splitters).
+
+    ``split(rec, pairs)`` gets the protocol's recordings (``recordings.parquet`` rows of its source) and the
+    sorted ``(source, subject)`` pairs, and returns an :class:`Assignment`. One subclass per protocol rule,
+    registered in :data:`SPLITTERS`.
+    """
+
+    rule: str = ""
+
+    def __init__(self, protocol: Protocol):
+        self.protocol = protocol
+
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:  # pragma: no cover
+        raise NotImplementedError
+
+
+class ExplicitSplitter(Splitter):
+    """Subject lists per split (Workload, spec §2.6); unlisted subjects are an error or dropped."""
+
+    rule = "explicit"
+
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
+        """Raises:
+            LeakageError: the protocol lists a subject in two splits. SplitError: unlisted subjects (``error``).
+        """
+        protocol = self.protocol
         where: dict[str, list[str]] = defaultdict(list)
         for split_name in SPLITS:
             for subj in protocol.subjects.get(split_name, ()):
@@ -138,33 +168,71 @@ def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.Da
                 f"{protocol.path}: {len(unlisted)} subject(s) in no split list: {', '.join(unlisted[:20])}"
                 " (list them, or set split.unlisted = \"drop\")"
             )
-        dropped = unlisted
         present = {s for _, s in pairs}
         absent = sorted(s for s in where if s not in present)
         rows = [(src, s, sp) for src, s in pairs for sp in where.get(s, [])]
-    elif protocol.rule == "hash":
+        return Assignment(rows, unlisted, absent)
+
+
+class HashSplitter(Splitter):
+    """Salted-hash buckets cut by cumulative fractions in ``SPLITS`` order (TUSL, pretrain)."""
+
+    rule = "hash"
+
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
+        protocol = self.protocol
         bounds: list[tuple[float, str]] = []
         acc = 0.0
         for split_name in SPLITS:
             if split_name in protocol.fractions:
                 acc += protocol.fractions[split_name]
                 bounds.append((acc, split_name))
+        rows = []
         for src, s in pairs:
             u = hash_bucket(protocol.salt, src, s)
             rows.append((src, s, next((sp for b, sp in bounds if u < b), bounds[-1][1])))
-    elif protocol.rule == "sorted":
+        return Assignment(rows)
+
+
+class SortedSplitter(Splitter):
+    """Sorted subject ids cut by counts per source (HMC, spec §2.5); the remainder goes to ``rest``."""
+
+    rule = "sorted"
+
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
+        protocol = self.protocol
         by_source: dict[str, list[str]] = defaultdict(list)
         for src, s in pairs:
             by_source[src].append(s)
+        rows: list[tuple[str, str, str]] = []
         for src, subs in sorted(by_source.items()):
             k = 0
             for split_name, n in protocol.counts.items():
                 rows += [(src, s, split_name) for s in subs[k:k + n]]
                 k += n
             rows += [(src, s, protocol.rest) for s in subs[k:]]
-    elif protocol.rule == "group":
-        rows = [(src, s, GROUP_SPLIT) for src, s in pairs]
-    else:  # official
+        return Assignment(rows)
+
+
+class GroupSplitter(Splitter):
+    """Within-subject split by window group (SEED, spec §2.7): every subject gets ``GROUP_SPLIT``."""
+
+    rule = "group"
+
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
+        return Assignment([(src, s, GROUP_SPLIT) for src, s in pairs])
+
+
+class OfficialSplitter(Splitter):
+    """The corpus's own ``official_split`` mapped to ours; val carved from train subjects by hash (TUAB, TUEV)."""
+
+    rule = "official"
+
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
+        """Raises:
+            SplitError: a recording whose ``official_split`` the protocol does not map.
+        """
+        protocol = self.protocol
         off = rec.select("source", "subject", "recording_id", "official_split").sort("recording_id")
         bad = off.filter(~pl.col("official_split").is_in(list(protocol.official)) | pl.col("official_split").is_null())
         if bad.height:
@@ -174,12 +242,100 @@ def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.Da
                 f"{sorted(protocol.official)}: {ids}"
             )
         mapped = off.with_columns(pl.col("official_split").replace_strict(protocol.official).alias("split"))
+        rows = []
         for src, s, sp in mapped.select("source", "subject", "split").unique().sort(pl.all()).rows():
             if sp == "train" and hash_bucket(protocol.salt, src, s) < protocol.val_fraction:
                 sp = "val"
             rows.append((src, s, sp))
-    df = pl.DataFrame(rows, schema={"source": pl.String, "subject": pl.String, "split": pl.String}, orient="row")
-    return df, dropped, absent
+        return Assignment(rows)
+
+
+class KFoldSplitter(Splitter):
+    """Subject-level k-fold cross-validation: fold = ``floor(hash_bucket(salt, source, subject) * n_folds)``.
+
+    Every subject gets the marker split ``CV_SPLIT`` and its test fold. In fold ``f``, :func:`fold_split`
+    puts fold ``f`` in test, fold ``(f + 1) % n_folds`` in val and the other folds in train. The fold
+    depends on nothing but the subject, so adding subjects moves no existing one; fold sizes therefore
+    vary (binomially) around ``n / n_folds``.
+    """
+
+    rule = "kfold"
+
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
+        protocol = self.protocol
+        folds = {(src, s): subject_fold(protocol.salt, src, s, protocol.n_folds) for src, s in pairs}
+        return Assignment([(src, s, CV_SPLIT) for src, s in pairs], folds=folds)
+
+
+#: Splitter class per protocol rule.
+SPLITTERS: dict[str, type[Splitter]] = {
+    cls.rule: cls
+    for cls in (ExplicitSplitter, HashSplitter, SortedSplitter, GroupSplitter, OfficialSplitter, KFoldSplitter)
+}
+
+
+def get_splitter(protocol: Protocol) -> Splitter:
+    """The splitter of the protocol's rule. Raises KeyError for a rule without one."""
+    try:
+        return SPLITTERS[protocol.rule](protocol)
+    except KeyError:
+        raise KeyError(f"no splitter for rule {protocol.rule!r}; known: {sorted(SPLITTERS)}") from None
+
+
+def subject_fold(salt: str, source: str, subject: str, n_folds: int) -> int:
+    """The subject's test fold under a ``kfold`` protocol: ``floor(hash_bucket(salt, source, subject) * n_folds)``."""
+    return min(int(hash_bucket(salt, source, subject) * n_folds), n_folds - 1)
+
+
+def fold_split(subject_fold_: int, fold: int, n_folds: int) -> str:
+    """Split of a subject whose test fold is ``subject_fold_``, in CV fold ``fold``: ``test`` if it is ``fold``,
+    ``val`` if it is ``(fold + 1) % n_folds``, else ``train``."""
+    if subject_fold_ == fold:
+        return "test"
+    return "val" if subject_fold_ == (fold + 1) % n_folds else "train"
+
+
+def with_fold_splits(table: pl.DataFrame, fold: int, n_folds: int) -> pl.DataFrame:
+    """``table`` (rows with a ``fold`` column: ``splits.parquet`` or ``windows.parquet`` of a ``kfold``
+    protocol) with its ``split`` column replaced by the split in CV fold ``fold`` (:func:`fold_split`).
+
+    Raises:
+        ValueError: no ``fold`` column, or ``fold`` outside ``0..n_folds-1``.
+    """
+    if "fold" not in table.columns:
+        raise ValueError("table has no 'fold' column: it does not come from a kfold protocol")
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold {fold} outside 0..{n_folds - 1}")
+    split = (pl.when(pl.col("fold") == fold).then(pl.lit("test"))
+             .when(pl.col("fold") == (fold + 1) % n_folds).then(pl.lit("val"))
+             .otherwise(pl.lit("train")))
+    return table.with_columns(split.alias("split"))
+
+
+def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.DataFrame, list[str], list[str]]:
+    """Apply the protocol's rule (its :class:`Splitter`) to the recordings' subjects, without auditing.
+
+    Args:
+        recordings: rows of ``recordings.parquet`` (needs ``source``, ``subject``, ``recording_id``,
+            and ``official_split`` for the official rule).
+        protocol: a loaded protocol.
+
+    Returns:
+        ``(assignments, dropped, absent)``: a DataFrame ``(source, subject, split)`` (plus ``fold`` for a
+        ``kfold`` protocol) that may hold a subject more than once when the rule puts it in two splits
+        (``audit_splits`` rejects that); the subjects dropped by ``unlisted = "drop"``; the listed subjects
+        with no recording.
+
+    Raises:
+        SplitError: see the class. LeakageError: an explicit protocol lists a subject in two splits.
+    """
+    rec = _select(recordings, protocol)
+    pairs = rec.select("source", "subject").unique().sort("source", "subject").rows()
+    a = get_splitter(protocol).split(rec, pairs)
+    df = pl.DataFrame(a.rows, schema={"source": pl.String, "subject": pl.String, "split": pl.String}, orient="row")
+    if protocol.rule == "kfold":
+        df = df.with_columns(pl.Series("fold", [a.folds[(src, s)] for src, s, _ in a.rows], dtype=pl.Int64))
+    return df, a.dropped, a.absent
 
 
 def audit_splits(assignments: pl.DataFrame, context: str = "") -> None:
@@ -265,16 +421,19 @@ def run_split(out: str | Path, protocol: str | Path | Protocol, *,
         meta[META_EXCLUDED] = json.dumps(
             {str(o): sha256_file(Path(o) / "recordings.parquet") for o in exclude_eval_of}, sort_keys=True
         ).encode()
-    arrow = table.select(SPLITS_SCHEMA.names).to_arrow().cast(SPLITS_SCHEMA).replace_schema_metadata(meta)
+    schema = KFOLD_SPLITS_SCHEMA if proto.rule == "kfold" else SPLITS_SCHEMA
+    arrow = table.select(schema.names).to_arrow().cast(schema).replace_schema_metadata(meta)
     path = out / "splits.parquet"
     write_parquet_atomic(path, arrow)
     per_rec = _select(recordings, proto).join(table, on=["source", "subject"], how="inner")
     return SplitResult(
         path=path,
         protocol=proto,
-        subjects={s: int((table["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT) if (table["split"] == s).any()},
-        recordings={s: int((per_rec["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT)
+        subjects={s: int((table["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT, CV_SPLIT)
+                  if (table["split"] == s).any()},
+        recordings={s: int((per_rec["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT, CV_SPLIT)
                     if (per_rec["split"] == s).any()},
+        folds=({f: int((table["fold"] == f).sum()) for f in range(proto.n_folds)} if proto.rule == "kfold" else {}),
         dropped=dropped,
         absent=absent,
         excluded=excluded,

@@ -36,6 +36,7 @@ class PlannedWindow:
         label: class index or None.
         group: the window's group under a ``group`` (within-subject) protocol (``TaskSpec.window_group``, e.g.
             ``trial3``), else None.
+        fold: the subject's test fold under a ``kfold`` protocol (split ``cv``), else None.
     """
 
     key: str
@@ -51,6 +52,7 @@ class PlannedWindow:
     length: int
     label: int | None
     group: str | None = None
+    fold: int | None = None
 
     @property
     def start_s(self) -> float:
@@ -96,6 +98,8 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
         FileNotFoundError: a stored array is missing.
     """
     split_of = {(a, b): c for a, b, c in splits.select("source", "subject", "split").rows()}
+    fold_of = ({(a, b): int(f) for a, b, f in splits.select("source", "subject", "fold").rows()}
+               if "fold" in splits.columns else {})
     plan = WindowPlan()
     per_split: dict[str, int] = defaultdict(int)
     for row in recordings.sort("recording_id").iter_rows(named=True):
@@ -149,6 +153,7 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
                 subject=rec.subject, recording=rec.recording_id, store_path=rec.store_path, rows=tuple(rows),
                 channels=chans, channel_indices=idx, start=int(w.start), length=int(w.length),
                 label=None if w.label is None else int(w.label), group=g,
+                fold=fold_of.get((rec.source, rec.subject)),
             ))
         for u in used:
             per_split[u] += 1

@@ -33,6 +33,7 @@ _MODULES: tuple[str, ...] = (
     "tusz",
     "seed_family",
     "siena",
+    "adhd",
 )
 
 for _m in _MODULES:

@@ -27,6 +27,8 @@ _MODULES: tuple[str, ...] = (
     "tusl",
     "seed",
     "hmc",
+    "mi",
+    "adhd",
 )
 
 for _m in _MODULES:
