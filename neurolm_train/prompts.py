@@ -84,6 +84,11 @@ TASKS: tuple[Task, ...] = (
         tuple(f"{c})" for c in _LETTERS[:3]), 17, "multiclass",
     ),
     Task("pretrain", None, (), -1, "unlabeled"),
+    # The real tasks of issue 10 (ours, not from the NeuroLM paper; appended so earlier task ids do not move):
+    # EEGMMIDB left (0) vs right (1) fist imagery, and control (0) vs ADHD (1) children.
+    Task("mi", "Question: Is this EEG segment imagery of the left or the right fist? Answer:",
+         (" Left", " Right"), 14, "binary"),
+    Task("adhd", "Question: Is this EEG segment from a child with ADHD? Answer:", (" No", " Yes"), 11, "binary"),
 )
 TASK_IDS: dict[str, int] = {t.name: i for i, t in enumerate(TASKS)}
 

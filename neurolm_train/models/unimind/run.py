@@ -280,8 +280,7 @@ def train(cfg: UniMindRunConfig) -> Path:
     mc = cfg.model_config()
     model = UniMind(mc).to(device)
     tasks = discover(cfg.data.shards, cfg.data.tasks, "train")
-    if cfg.eval_every != 0:
-        discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")  # fail now, not after training
+    discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")  # fail now, not after training
     weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)
     loaders = [TokenLoader([t], np.ones(1), cfg.data.batch_size, _task_seed(cfg.seed, t.name), None, world, rank,
                            cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens, device.type == "cuda")
@@ -369,7 +368,7 @@ def train(cfg: UniMindRunConfig) -> Path:
                 save(ckpt_path)
             if eval_every and step % eval_every == 0 and step < total:
                 maybe_validate()
-        if step == total and cfg.eval_every != 0:
+        if step == total:
             maybe_validate()
         save(ckpt_path)
     summary = {"rank": rank, "world": world, "step": step, "loader": [ld.state_dict() for ld in loaders],
