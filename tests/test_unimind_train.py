@@ -137,3 +137,24 @@ def test_cli_says_when_lm_weights_are_missing(shards3, tmp_path):
     out = cli("unimind-train", "--shards", shards3, "--out", str(tmp_path / "r"), "--config", "small",
               "--lm", str(tmp_path / "no-such-lm"), "--steps", "1", ok=False)
     assert "no weights for the language model" in out
+
+
+def test_leaderboard_multitask_row_trains_once_and_scores_each_task(shards3, tmp_path):
+    from neurolm_train.leaderboard import store
+    from neurolm_train.leaderboard.config import resolve_models
+    from neurolm_train.leaderboard.runner import run_leaderboard
+
+    roots = dict(zip(TASKS3, shards3.split(os.pathsep), strict=True))
+    metas = {}
+    for task in ("workload", "mi"):
+        others = [t for t in TASKS3 if t != task]
+        sets = {"also_tasks": ",".join(others), "also_shards": ",".join(roots[t] for t in others),
+                "shared_run": str(tmp_path / "mt"), "steps": "3", "val_limit": "4", "batch_size": "4"}
+        specs = resolve_models(["unimind-tiny-multitask"], {"unimind-tiny-multitask": sets})
+        (o,) = run_leaderboard(Path(roots[task]).parent, specs, (0,), [task], tmp_path / f"res-{task}")
+        assert o.status == "ran" and 0.0 <= o.scores["bacc"] <= 1.0
+        rec = store.load_record(store.record_dir(tmp_path / f"res-{task}", task, "unimind-tiny-multitask", 0))
+        metas[task] = rec.meta["details"]
+    assert metas["workload"]["reused_training"] is False and metas["mi"]["reused_training"] is True
+    assert metas["workload"]["tasks_trained"] == sorted(TASKS3)
+    assert metas["workload"]["checkpoint"]["sha256"] == metas["mi"]["checkpoint"]["sha256"]
