@@ -521,5 +521,129 @@ def unimind_evaluate_cmd(
     console.print(f"results: {out}/results.json, predictions: {out}/predictions.parquet")
 
 
+# ---------------------------------------------------------------- neurolm-train FAMILY-STAGE (model families)
+def _family_stage_command(fam_name: str, stage: str):
+    """``neurolm-train <prefix><stage>`` of a registered family other than NeuroLM (e.g. ``labram-finetune``)."""
+
+    def cmd(
+        config: str = typer.Option("tiny", "--config", "-c", help="Model config of the family (labram: tiny or base)."),
+        shards: list[str] = typer.Option(..., "--shards", "-s", help="OUT/shards root(s) holding TASK/SPLIT/*.tar (repeatable)."),
+        out: str = typer.Option(..., "--out", "-o", help="Run folder: config.json, ckpt.pt, best.pt, metrics.jsonl."),
+        tasks: str = typer.Option(None, "--tasks", "-t", help="Comma-separated training tasks (default: pretrain; finetune: workload)."),
+        init: str = typer.Option(None, "--init", help="Start from a checkpoint of the previous stage or an official file."),
+        steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: epochs x batches per epoch)."),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the stage's official value)."),
+        batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per micro-batch and rank."),
+        grad_accum: int = typer.Option(None, "--grad-accum", help="Micro-batches per optimizer step."),
+        workers: int = typer.Option(None, "--workers", "-w", help="DataLoader workers per rank."),
+        mixing: str = typer.Option(None, "--mixing", help="Task sampling: proportional, tempered or uniform."),
+        precision: str = typer.Option(None, "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32; fp16 is refused."),
+        seed: int = typer.Option(None, "--seed", help="Run seed (model init, data order, masks, crops)."),
+        eval_every: int = typer.Option(None, "--eval-every", help="Validate (and keep best.pt) every N steps."),
+        ckpt_every: int = typer.Option(None, "--ckpt-every", help="Write ckpt.pt every N steps (always at the end)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from OUT/ckpt.pt (bit-identical on CPU)."),
+        stop_at: int = typer.Option(None, "--stop-at", help="End this invocation after N steps (checkpointed; --resume continues)."),
+        set_: list[str] = typer.Option(None, "--set", help="Any config field as FIELD=VALUE, e.g. layer_decay=0.9 model_overrides.cls_pos=first_patch."),
+    ) -> None:
+        from rich.console import Console
+
+        from neurolm_train import families
+        from neurolm_train.config import parse_sets
+
+        console = Console()
+        fam = families.get(fam_name)
+        flat = dict(init=init, steps=steps, epochs=epochs, grad_accum=grad_accum, precision=precision, seed=seed,
+                    eval_every=eval_every, ckpt_every=ckpt_every, stop_at=stop_at)
+        data = dict(shards=os.pathsep.join(shards), batch_size=batch_size, num_workers=workers, mixing=mixing,
+                    tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
+        over = {k: v for k, v in flat.items() if v is not None}
+        over["data"] = {k: v for k, v in data.items() if v is not None}
+        try:
+            for k, v in parse_sets(set_ or []).items():
+                over[k] = {**over.get(k, {}), **v} if isinstance(v, dict) and isinstance(over.get(k), dict) else v
+            cfg = fam.stage_config(stage, config, out=out, resume=resume, **over)
+            path = fam.train(cfg)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            console.print(f"[bold red]{fam.cli_prefix}{stage} failed[/]: {e}")
+            raise typer.Exit(1) from None
+        console.print(f"{fam.cli_prefix}{stage}: checkpoint {path}")
+
+    cmd.__doc__ = None
+    return cmd
+
+
+def _family_evaluate_command(fam_name: str):
+    def cmd(
+        checkpoint: str = typer.Option(..., "--checkpoint", help="RUN/best.pt of a fine-tuning run, or an official fine-tuned file."),
+        shards: list[str] = typer.Option(..., "--shards", "-s", help="OUT/shards root(s) holding TASK/SPLIT/*.tar (repeatable)."),
+        out: str = typer.Option(..., "--out", "-o", help="Folder for results.json and predictions.parquet."),
+        tasks: str = typer.Option("workload", "--tasks", "-t", help="The task to score."),
+        splits: str = typer.Option("val,test", "--splits", help="Comma-separated splits to score."),
+        config: str = typer.Option(None, "--config", "-c", help="Official files only: model config (default: base)."),
+        limit: int = typer.Option(None, "--limit", help="Score an evenly spaced subset of at most N windows per split."),
+        batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per evaluation batch."),
+    ) -> None:
+        from rich.console import Console
+
+        from neurolm_train import families
+
+        console = Console()
+        fam = families.get(fam_name)
+        try:
+            res = fam.evaluate(checkpoint, os.pathsep.join(shards), [t.strip() for t in tasks.split(",") if t.strip()],
+                               out, tuple(s.strip() for s in splits.split(",") if s.strip()), batch_size, limit, config)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            console.print(f"[bold red]{fam.cli_prefix}evaluate failed[/]: {e}")
+            raise typer.Exit(1) from None
+        for task, per in res["scores"].items():
+            for split, m in per.items():
+                console.print(f"{task} {split} n={m['n']}  " + "  ".join(
+                    f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
+        console.print(f"results: {out}/results.json, predictions: {out}/predictions.parquet")
+
+    return cmd
+
+
+def _family_export_command(fam_name: str):
+    def cmd(
+        checkpoint: str = typer.Option(..., "--checkpoint", help="A checkpoint of this trainer (ckpt.pt or best.pt)."),
+        out: str = typer.Option(..., "--out", "-o", help="Official-layout file to write."),
+    ) -> None:
+        from rich.console import Console
+
+        from neurolm_train import families
+
+        console = Console()
+        try:
+            kind = families.get(fam_name).extras["export"](checkpoint, out)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            console.print(f"[bold red]export failed[/]: {e}")
+            raise typer.Exit(1) from None
+        console.print(f"{kind} checkpoint written in the official layout: {out}")
+
+    return cmd
+
+
+def _register_families() -> None:
+    """Commands of every registered family but NeuroLM, from its registration only (no torch import)."""
+    from neurolm_train import families
+
+    for name in families.names():
+        if name == "neurolm":  # its commands are vq, pretrain, instruct, evaluate above
+            continue
+        ref = families.ref(name)
+        n = len(ref.stages)
+        for i, st in enumerate(ref.stages, 1):
+            train_app.command(ref.cli_prefix + st, help=f"{ref.summary}: stage {i}/{n}, {st}.")(
+                _family_stage_command(name, st))
+        train_app.command(ref.cli_prefix + "evaluate", help=f"{ref.summary}: score a fine-tuned model "
+                          "(class probabilities -> BAcc, AUROC, AUC-PR / kappa, F1).")(_family_evaluate_command(name))
+        train_app.command(ref.cli_prefix + "export", help=f"{ref.summary}: write a checkpoint of this trainer in "
+                          "the official layout.")(_family_export_command(name))
+
+
+_register_families()
+
+
 if __name__ == "__main__":  # pragma: no cover
     data_app()

@@ -107,9 +107,10 @@ def _depth(sd: dict[str, Tensor], prefix: str) -> int:
 
 
 def config_from_state(sd: dict[str, Tensor], like: LaBraMConfig | None = None) -> LaBraMConfig:
-    """The ``LaBraMConfig`` of an official state dict: shapes from the tensors, everything else (head count,
-    options) from ``like`` (default ``base``). The head count is not in the shapes: ``like.n_head`` when given,
-    else the official count for the width (10 for 200). Raises OfficialCheckpointError on a missing key."""
+    """The ``LaBraMConfig`` of an official state dict: shapes from the tensors, everything else (options) from
+    ``like`` (default ``base``). Heads: from the per-head QK-norm width when present, else ``like.n_head`` when
+    given, else the official count for the width (10 for 200). Raises OfficialCheckpointError on a missing
+    key."""
     kind = kind_of(sd)
     base = LaBraMConfig(name="official") if like is None else like
     p = {"mem": "student.", "vqnsp": "encoder.", "finetune": ""}[kind]
@@ -118,6 +119,8 @@ def config_from_state(sd: dict[str, Tensor], like: LaBraMConfig | None = None) -
     if 25 * k != d:
         raise OfficialCheckpointError(f"{p}pos_embed width {d} is not 25 x conv channels {k}")
     heads = base.n_head if like is not None else _HEADS_BY_WIDTH.get(d, base.n_head)
+    if f"{p}blocks.0.attn.q_norm.weight" in sd:  # QK-norm is per head: its width is the head dimension
+        heads = d // _shape(sd, f"{p}blocks.0.attn.q_norm.weight")[0]
     kw = base.to_dict()
     kw.update(conv_chans=k, n_head=heads, n_chan_rows=rows, n_time_rows=_shape(sd, p + "time_embed")[1])
     if kind == "vqnsp":
