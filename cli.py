@@ -336,7 +336,8 @@ def leaderboard_run_cmd(
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s) to run (default: every labelled task)."),
     model: list[str] = typer.Option(
         None, "--model", "-m",
-        help="Row(s): chance-majority, chance-stratified, bandpower-lr, smallnet, neurolm-tiny (default: all).",
+        help="Row(s): chance-majority, chance-stratified, bandpower-lr, riemann-ts-lr, csp-lda, eegnet, shallow-fbcsp, "
+             "smallnet, neurolm-tiny (default: all).",
     ),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
     results: str = typer.Option(None, "--results", help="Results store (default: OUT/leaderboard)."),
@@ -362,8 +363,8 @@ def leaderboard_run_cmd(
         outcomes = run_leaderboard(
             out, specs, seed_list, task or None, results, DataConfig(max_windows), force, threads=threads,
             log=lambda o: console.print(
-                f"{o.task:10s} {o.model:18s} seed {o.seed}: {o.status:8s} {o.wall_s:7.1f} s  "
-                + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())
+                f"{o.task:10s} {o.model:18s} seed {o.seed}" + ("" if o.fold is None else f" fold {o.fold}")
+                + f": {o.status:8s} {o.wall_s:7.1f} s  " + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())
             ),
         )
     except (FileNotFoundError, KeyError, ValueError, ShardIntegrityError, MemoryError) as e:
@@ -407,10 +408,13 @@ def leaderboard_show_cmd(
         md.parent.mkdir(parents=True, exist_ok=True)
         md.write_text(to_markdown(board))
         chart = to_png(board, Path(png) if png else res_dir / "leaderboard.png", metric)
+        from neurolm_train.leaderboard.tidy import write_tidy
+
+        tidy = write_tidy(board, res_dir)
     except (FileNotFoundError, KeyError, ValueError, ReportedFormatError) as e:
         console.print(f"[bold red]leaderboard show failed[/]: {e}")
         raise typer.Exit(1) from None
-    console.print(f"Markdown: {md}\nPNG: {chart}")
+    console.print(f"Markdown: {md}\nPNG: {chart}\nTidy table: {tidy[0]}, {tidy[1]}")
 
 
 # ---------------------------------------------------------------- neurolm-train pipeline (the main job)

@@ -141,12 +141,74 @@ class NeuroLMRowConfig:
     checkpoint_config: str | None = None
 
 
-#: Config class per model kind.
+@dataclass(frozen=True)
+class RiemannConfig:
+    """Riemannian tangent space + logistic regression (``riemann.py``; pyriemann, Barachant et al. 2012).
+
+    Per window: the spatial covariance (``estimator``: ``"oas"`` Oracle Approximating Shrinkage, well
+    conditioned for 64 channels x 800 samples), optionally after a zero-phase band-pass ``band`` (Hz, None =
+    the stored 0.1-75 Hz signal); projected to the tangent space at the Riemannian mean of the train
+    covariances (``TangentSpace(metric="riemann")``); standardised logistic regression with ``C`` chosen on val
+    from ``c_grid`` (ties: smaller C).
+    """
+
+    estimator: str = "oas"
+    band: tuple[float, float] | None = None
+    c_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    class_weight: str = "balanced"
+    max_iter: int = 5000
+    select_metric: str = "bacc"
+
+
+@dataclass(frozen=True)
+class CSPConfig:
+    """Common spatial patterns + shrinkage LDA (``riemann.py``; ``mne.decoding.CSP``, Ramoser et al. 2000).
+
+    Band-pass ``band`` Hz first (8-30 Hz: the mu and beta rhythms of motor imagery, as MOABB's
+    ``LeftRightImagery`` 8-32 Hz), then ``n_components`` CSP filters (6, MOABB's CSP+LDA pipeline) with
+    Ledoit-Wolf regularised covariances, log-variance features, LDA with Ledoit-Wolf shrinkage. No
+    hyper-parameter is tuned; val is scored for the record only.
+    """
+
+    band: tuple[float, float] | None = (8.0, 30.0)
+    n_components: int = 6
+    reg: str = "ledoit_wolf"
+    select_metric: str = "bacc"
+
+
+@dataclass(frozen=True)
+class BraindecodeConfig:
+    """A braindecode network trained from scratch on the windows (``braindecode_nets.py``).
+
+    ``model``: ``"EEGNetv4"`` (Lawhern et al. 2018) or ``"ShallowFBCSPNet"`` (Schirrmeister et al. 2017), with
+    braindecode's default hyper-parameters. ``resample_hz``: windows are resampled (``scipy.signal.resample_poly``)
+    to the rate the architecture was designed for (EEGNet 128 Hz; ShallowFBCSPNet 250 Hz in the paper, kept at
+    the stored 200 Hz here: its 25-sample kernel is then 125 ms). Input in units of 100 µV. AdamW
+    (``lr``/``weight_decay``: braindecode's examples use 1e-3 / 0 for EEGNet and 6.25e-4 / 0 for the shallow
+    net), class-balanced cross-entropy, cosine learning-rate decay over ``epochs``; the epoch with the best val
+    ``select_metric`` is kept (test is never looked at); stops after ``patience`` epochs without improvement.
+    """
+
+    model: str = "EEGNetv4"
+    resample_hz: int = 128
+    epochs: int = 30
+    patience: int = 8
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    select_metric: str = "bacc"
+
+
+#: Config class per model kind. A new kind (e.g. a LaBraM row) adds its config class here and its fitter to
+#: ``runner.FITTERS`` (``register_kind`` does both).
 KIND_CONFIGS: dict[str, type] = {
     "chance": ChanceConfig,
     "bandpower": BandPowerConfig,
     "smallnet": SmallNetConfig,
     "neurolm": NeuroLMRowConfig,
+    "riemann": RiemannConfig,
+    "csp": CSPConfig,
+    "braindecode": BraindecodeConfig,
 }
 
 
@@ -172,6 +234,10 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
         ModelSpec("chance-majority", "chance", ChanceConfig("prior")),
         ModelSpec("chance-stratified", "chance", ChanceConfig("stratified")),
         ModelSpec("bandpower-lr", "bandpower", BandPowerConfig()),
+        ModelSpec("riemann-ts-lr", "riemann", RiemannConfig()),
+        ModelSpec("csp-lda", "csp", CSPConfig()),
+        ModelSpec("eegnet", "braindecode", BraindecodeConfig("EEGNetv4", resample_hz=128, lr=1e-3)),
+        ModelSpec("shallow-fbcsp", "braindecode", BraindecodeConfig("ShallowFBCSPNet", resample_hz=200, lr=6.25e-4)),
         ModelSpec("smallnet", "smallnet", SmallNetConfig()),
         ModelSpec("neurolm-tiny", "neurolm", NeuroLMRowConfig()),
     )

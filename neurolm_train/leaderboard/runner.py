@@ -21,9 +21,11 @@ from threadpoolctl import threadpool_limits
 
 from neurolm_train.leaderboard import store
 from neurolm_train.leaderboard.baselines import Fit, fit_bandpower, fit_chance
+from neurolm_train.leaderboard.braindecode_nets import fit_braindecode
 from neurolm_train.leaderboard.config import DataConfig, ModelSpec, config_payload, stable_hash
 from neurolm_train.leaderboard.neurolm import clear_run_dir, fit_neurolm
 from neurolm_train.leaderboard.provenance import code_version
+from neurolm_train.leaderboard.riemann import fit_csp, fit_riemann
 from neurolm_train.leaderboard.scoring import metric_names, score_all
 from neurolm_train.leaderboard.smallnet import fit_smallnet
 from neurolm_train.leaderboard.windows import (
@@ -93,9 +95,29 @@ FITTERS: dict[str, Fitter] = {
     "bandpower": _windows_fitter(fit_bandpower),
     "smallnet": _windows_fitter(fit_smallnet),
     "neurolm": fit_neurolm,
+    "riemann": _windows_fitter(fit_riemann),
+    "csp": _windows_fitter(fit_csp),
+    "braindecode": _windows_fitter(fit_braindecode),
 }
 #: Kinds whose fitter reads the raw windows (read before timing starts).
-WINDOW_KINDS = frozenset({"chance", "bandpower", "smallnet"})
+WINDOW_KINDS = {"chance", "bandpower", "smallnet", "riemann", "csp", "braindecode"}
+
+
+def register_kind(kind: str, config_class: type, fitter: Fitter, *, windows: bool = False) -> None:
+    """Add a model kind: its config class (``config.KIND_CONFIGS``) and fitter (:data:`FITTERS`).
+
+    ``fitter(ctx, config) -> Fit`` gets a :class:`FitContext`; ``windows=True`` marks a fitter that reads the
+    raw windows (``ctx.train/val/test``, read before the clock starts). Raises ``ValueError`` when the kind
+    exists with another config class or fitter.
+    """
+    from neurolm_train.leaderboard.config import KIND_CONFIGS
+
+    if KIND_CONFIGS.get(kind, config_class) is not config_class or FITTERS.get(kind, fitter) is not fitter:
+        raise ValueError(f"model kind {kind!r} is already registered")
+    KIND_CONFIGS[kind] = config_class
+    FITTERS[kind] = fitter
+    if windows:
+        WINDOW_KINDS.add(kind)
 
 
 @dataclass(frozen=True)
@@ -108,24 +130,25 @@ class Outcome:
     status: str
     wall_s: float
     scores: dict[str, float]
+    fold: int | None = None
 
 
 def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False) -> Outcome:
     """Fit ``spec`` on ``ctx`` (task, seed) unless a current record exists; store and return the outcome."""
-    task, seed = ctx.manifest.task, ctx.seed
+    task, seed, fold = ctx.manifest.task, ctx.seed, ctx.manifest.fold
     payload = config_payload(spec, ctx.data)  # hashes an input checkpoint once
     chash = stable_hash(payload)
-    old = store.load_record(store.record_dir(results, task, spec.name, seed))
+    old = store.load_record(store.record_dir(results, task, spec.name, seed, fold))
     if not force and store.is_current(old, chash, ctx.manifest.manifest_hash):
         meta = old.meta  # type: ignore[union-attr]
-        return Outcome(task, spec.name, seed, "skipped", 0.0, {m: meta["scores"][m] for m in meta["metrics"]})
+        return Outcome(task, spec.name, seed, "skipped", 0.0, {m: meta["scores"][m] for m in meta["metrics"]}, fold)
     if spec.kind not in FITTERS:
         raise KeyError(f"no fitter for model kind {spec.kind!r}; known: {sorted(FITTERS)}")
     if spec.kind in WINDOW_KINDS:  # read the windows before the clock starts: wall_s is fitting only
         for name in ("train", "val"):
             ctx.split(name)
     test = ctx.test
-    ctx.run_dir = Path(results) / "runs" / task / spec.name / f"seed-{seed}"
+    ctx.run_dir = Path(results) / "runs" / task / spec.name / store.record_dir(results, task, spec.name, seed, fold).name
     clear_run_dir(ctx.run_dir)
     if spec.kind not in WINDOW_KINDS:
         ctx.run_dir.mkdir(parents=True)
@@ -142,6 +165,8 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
         **payload,
         "task": task,
         "seed": seed,
+        "fold": fold,
+        "n_folds": ctx.manifest.n_folds,
         "config_hash": chash,
         "manifest_hash": ctx.manifest.manifest_hash,
         "n_classes": ctx.n_classes,
@@ -159,7 +184,7 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
     }
     predictions = store.predictions_frame(test.keys, test.subjects, test.y, fit.test_prob)
     store.write_record(results, meta, predictions)
-    return Outcome(task, spec.name, seed, "replaced" if old is not None else "ran", wall, scores)
+    return Outcome(task, spec.name, seed, "replaced" if old is not None else "ran", wall, scores, fold)
 
 
 def run_leaderboard(
@@ -175,6 +200,9 @@ def run_leaderboard(
     threads: int = 1,
 ) -> list[Outcome]:
     """Run ``models`` x ``seeds`` on ``tasks`` (default: every labelled task under ``OUT/shards``).
+
+    A task sharded under a ``kfold`` protocol runs every (model, seed) once per CV fold that has test
+    windows (records ``seed-SEED-fold-F``); ``leaderboard show`` pools the folds' test predictions.
 
     ``results`` defaults to ``OUT/leaderboard``. ``log`` is called after each (task, model, seed).
     ``threads`` bounds torch and BLAS threads while fitting (``torch.set_num_threads`` and
@@ -195,14 +223,18 @@ def run_leaderboard(
     try:
         with threadpool_limits(limits=threads):
             for task in task_list:
-                ctx = FitContext(out_dir, load_manifest(out_dir, task), data, max_bytes=max_bytes)
-                for spec in models:
-                    for seed in seeds:
-                        ctx.seed = int(seed)
-                        outcome = run_one(ctx, spec, results, force)
-                        outcomes.append(outcome)
-                        if log is not None:
-                            log(outcome)
+                base = load_manifest(out_dir, task)
+                # a kfold protocol: one context per fold (windows read once per fold); else the fixed split
+                manifests = [base.for_fold(f) for f in base.folds] if base.n_folds else [base]
+                for manifest in manifests:
+                    ctx = FitContext(out_dir, manifest, data, max_bytes=max_bytes)
+                    for spec in models:
+                        for seed in seeds:
+                            ctx.seed = int(seed)
+                            outcome = run_one(ctx, spec, results, force)
+                            outcomes.append(outcome)
+                            if log is not None:
+                                log(outcome)
     finally:
         torch.set_num_threads(torch_threads)
     return outcomes

@@ -4,6 +4,7 @@ Layout (``RESULTS`` defaults to ``OUT/leaderboard``)::
 
     RESULTS/records/TASK/MODEL/seed-SEED/record.json        scores, config + hash, manifest hash, provenance
     RESULTS/records/TASK/MODEL/seed-SEED/predictions.parquet  key, subject, label, pred, prob_0..prob_{K-1}
+    RESULTS/records/TASK/MODEL/seed-SEED-fold-F/...          the same for CV fold F of a ``kfold`` protocol
 
 A record is *current* when its ``config_hash`` and ``manifest_hash`` equal the ones of the present run and
 its predictions file has the sha256 stored in the record. Records are written to a temporary folder and
@@ -36,8 +37,10 @@ class Record:
     meta: dict[str, Any]
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return self.meta["task"], self.meta["model"], int(self.meta["seed"])
+    def key(self) -> tuple[str, str, int, int]:
+        """``(task, model, seed, fold)``; fold -1 for a fixed split."""
+        fold = self.meta.get("fold")
+        return self.meta["task"], self.meta["model"], int(self.meta["seed"]), -1 if fold is None else int(fold)
 
     def predictions(self) -> pl.DataFrame:
         """The per-window predictions, key order."""
@@ -51,9 +54,9 @@ class Record:
         return df["label"].to_numpy().astype(np.int64), prob, df["subject"].to_numpy().astype(str)
 
 
-def record_dir(results: Path, task: str, model: str, seed: int) -> Path:
-    """Folder of one record."""
-    return Path(results) / "records" / task / model / f"seed-{seed}"
+def record_dir(results: Path, task: str, model: str, seed: int, fold: int | None = None) -> Path:
+    """Folder of one record (``seed-SEED``, or ``seed-SEED-fold-F`` for CV fold ``fold``)."""
+    return Path(results) / "records" / task / model / (f"seed-{seed}" if fold is None else f"seed-{seed}-fold-{fold}")
 
 
 def _sha256(path: Path) -> str:
@@ -98,7 +101,7 @@ def write_record(results: Path, meta: dict[str, Any], predictions: pl.DataFrame)
 
     ``meta`` gets ``predictions_sha256`` added. Returns the stored :class:`Record`.
     """
-    final = record_dir(results, meta["task"], meta["model"], int(meta["seed"]))
+    final = record_dir(results, meta["task"], meta["model"], int(meta["seed"]), meta.get("fold"))
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -4,7 +4,8 @@ reported rows from ``manifests/reported``, bootstrap CIs and paired comparisons.
 A stored record enters the table only if its ``manifest_hash`` equals the hash of the task's current
 ``windows.parquet``; within a (task, model) row only records sharing one config hash are averaged (the
 most recently run config wins). Everything left out is listed in :attr:`Leaderboard.excluded` with the
-reason, never mixed in.
+reason, never mixed in. Under a ``kfold`` protocol each seed's fold records are pooled first (every subject
+of the corpus tested once), so scores, bootstrap CIs and paired tests run over all subjects.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from neurolm_train.leaderboard.reported import DEFAULT_DIR, ReportedRow, load_reported
-from neurolm_train.leaderboard.scoring import metric_names
+from neurolm_train.leaderboard.scoring import metric_names, score_all
 from neurolm_train.leaderboard.stats import Interval, Paired, bootstrap_cis, paired_wilcoxon, subject_scores
 from neurolm_train.leaderboard.store import Record, iter_records
 from neurolm_train.leaderboard.windows import load_manifest
@@ -59,6 +60,8 @@ class Row:
     evidence: dict[str, Any]
     params: str | None = None
     note: str | None = None
+    subject_metrics: dict[str, Cell] | None = None
+    runs: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def computed(self) -> bool:
@@ -111,15 +114,72 @@ def _select_current(task: str, model: str, records: list[Record], manifest_hash:
     return keep
 
 
-def _computed_row(task: str, model: str, records: list[Record], n_resamples: int, seed: int) -> Row:
-    runs = [r.probabilities() for r in records]
-    names = tuple(records[0].meta["metrics"])
+def pool_folds(records: list[Record], folds: list[int] | None, excluded: list[str]) -> dict[int, list[Record]]:
+    """Group a row's records by seed. Under a ``kfold`` protocol (``folds`` = the folds with test windows) a
+    seed enters only when it has a record for every fold, so that its pooled test predictions cover every
+    subject of the corpus; an incomplete seed is listed in ``excluded``. Returns ``{seed: records}``."""
+    by_seed: dict[int, list[Record]] = defaultdict(list)
+    for r in records:
+        by_seed[int(r.meta["seed"])].append(r)
+    if folds is None:
+        return dict(sorted(by_seed.items()))
+    out = {}
+    for s, recs in sorted(by_seed.items()):
+        have = sorted(int(r.meta["fold"]) for r in recs if r.meta.get("fold") is not None)
+        if have == folds:
+            out[s] = sorted(recs, key=lambda r: int(r.meta["fold"]))
+        else:
+            r0 = recs[0].meta
+            excluded.append(f"{r0['task']}/{r0['model']}/seed-{s}: folds {have} of {folds}; "
+                            "run `leaderboard run` for the missing folds")
+    return out
+
+
+def pooled_run(records: list[Record]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One seed's test predictions over all its records (one per CV fold, or the single fixed-split record),
+    concatenated: ``(y (N,), prob (N, K), subjects (N,))``."""
+    parts = [r.probabilities() for r in records]
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def subject_level(run: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per-subject predictions: each subject's mean class probability over its windows and its label, as a run
+    with one row per subject; ``None`` when some subject's windows carry more than one label (then a
+    subject-level score is not defined, e.g. Workload's rest and task recordings)."""
+    y, prob, subj = run
+    names = np.unique(subj)
+    ys, ps = [], []
+    for s in names:
+        sel = subj == s
+        labels = np.unique(y[sel])
+        if labels.size != 1:
+            return None
+        ys.append(int(labels[0]))
+        ps.append(prob[sel].mean(axis=0))
+    return np.asarray(ys, dtype=np.int64), np.stack(ps), names
+
+
+def _cells(names: tuple[str, ...], runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_resamples: int,
+           seed: int) -> dict[str, Cell]:
     cis = bootstrap_cis(runs, n_resamples, seed=seed)
     cells = {}
+    per_seed = [score_all(y, p) for y, p, _ in runs]
     for m in names:
-        values = np.array([r.meta["scores"][m] for r in records], dtype=float)
+        values = np.array([s[m] for s in per_seed], dtype=float)
         std = float(values.std(ddof=1)) if values.size > 1 else None
         cells[m] = Cell(float(values.mean()), std, cis[m])
+    return cells
+
+
+def _computed_row(task: str, model: str, by_seed: dict[int, list[Record]], n_resamples: int, seed: int) -> Row:
+    records = [r for recs in by_seed.values() for r in recs]
+    runs = [pooled_run(recs) for recs in by_seed.values()]
+    names = tuple(records[0].meta["metrics"])
+    cells = _cells(names, runs, n_resamples, seed)
+    subj_runs = [subject_level(r) for r in runs]
+    subject_cells = (_cells(names, subj_runs, n_resamples, seed)  # type: ignore[arg-type]
+                     if all(r is not None for r in subj_runs) and runs[0][2].size > np.unique(runs[0][2]).size
+                     else None)
     meta = records[0].meta
     commits = sorted({str((r.meta.get("code") or {}).get("commit") or "unknown")[:12] for r in records})
     evidence = {
@@ -127,10 +187,11 @@ def _computed_row(task: str, model: str, records: list[Record], n_resamples: int
         "manifest_hash": meta["manifest_hash"],
         "commits": commits,
         "dirty": any(bool((r.meta.get("code") or {}).get("dirty")) for r in records),
-        "seeds": [int(r.meta["seed"]) for r in records],
-        "n_test_subjects": int(meta["n_test_subjects"]),
-        "n_test_windows": int(meta["n_test_windows"]),
-        "wall_s_per_seed": float(np.mean([r.meta["wall_s"] for r in records])),
+        "seeds": sorted(by_seed),
+        "n_folds": int(meta.get("n_folds") or 0),
+        "n_test_subjects": int(np.unique(runs[0][2]).size),
+        "n_test_windows": int(runs[0][0].size),
+        "wall_s_per_seed": float(np.mean([sum(r.meta["wall_s"] for r in recs) for recs in by_seed.values()])),
         "max_windows_per_split": meta["data"].get("max_windows_per_split"),
         "records": [str(r.path) for r in records],
     }
@@ -138,7 +199,8 @@ def _computed_row(task: str, model: str, records: list[Record], n_resamples: int
                 if "generation" in (r.meta.get("details") or {}).get("trainer_test_scores", {})]
     if failures:  # the paper's decoding (spec §5.3): share of answers that could not be parsed
         evidence["parse_failure_rate"] = float(np.mean(failures))
-    return Row(task, model, "computed here", cells, len(records), evidence, note=meta["kind"])
+    return Row(task, model, "computed here", cells, len(by_seed), evidence, note=meta["kind"],
+               subject_metrics=subject_cells, runs=tuple(runs))
 
 
 def _reported_row(row: ReportedRow) -> Row:
@@ -182,21 +244,23 @@ def build_leaderboard(
     reported = [r for r in (load_reported(reported_dir) if reported_dir is not None else [])
                 if wanted is None or r.task in wanted]
     manifests: dict[str, str | None] = {}
+    folds: dict[str, list[int] | None] = {}
     for task in {t for t, _ in groups}:
         try:
-            manifests[task] = load_manifest(out_dir, task).manifest_hash
+            m = load_manifest(out_dir, task)
+            manifests[task], folds[task] = m.manifest_hash, (m.folds if m.n_folds else None)
         except FileNotFoundError:
-            manifests[task] = None
+            manifests[task], folds[task] = None, None
     excluded: list[str] = []
     rows: list[Row] = []
     n_classes: dict[str, int] = {}
     with threadpool_limits(limits=1):  # thousands of tiny sklearn calls: BLAS threads only add overhead
         for (task, model), records in sorted(groups.items()):
             keep = _select_current(task, model, records, manifests[task], excluded)
-            if keep:
+            by_seed = pool_folds(keep, folds.get(task), excluded) if keep else {}
+            if by_seed:
                 n_classes[task] = int(keep[0].meta["n_classes"])
-                keep.sort(key=lambda r: r.meta["seed"])
-                rows.append(_computed_row(task, model, keep, n_resamples, seed))
+                rows.append(_computed_row(task, model, by_seed, n_resamples, seed))
     rows.sort(key=lambda r: (r.task, -r.metrics[next(iter(r.metrics))].mean))  # best computed row first
     rows.extend(_reported_row(r) for r in reported)
     task_list = sorted({r.task for r in rows} | (wanted or set()), key=_task_sort_key)
@@ -209,12 +273,11 @@ def build_leaderboard(
         else:
             metrics[task] = metric_names(k)
     board = Leaderboard(task_list, metrics, rows, excluded=excluded, n_resamples=n_resamples)
-    board.comparisons = _comparisons(board, groups, manifests, compare, compare_metric)
+    board.comparisons = _comparisons(board, compare, compare_metric)
     return board
 
 
-def _comparisons(board: Leaderboard, groups: dict[tuple[str, str], list[Record]], manifests: dict[str, str | None],
-                 compare: Sequence[tuple[str, str]] | None, metric: str) -> list[Comparison]:
+def _comparisons(board: Leaderboard, compare: Sequence[tuple[str, str]] | None, metric: str) -> list[Comparison]:
     out = []
     for task in board.tasks:
         computed = {r.model: r for r in board.task_rows(task) if r.computed}
@@ -228,10 +291,7 @@ def _comparisons(board: Leaderboard, groups: dict[tuple[str, str], list[Record]]
                 continue
             if metric not in board.metrics[task]:
                 raise ValueError(f"metric {metric!r} is not in task {task}'s set {board.metrics[task]}")
-            scores = []
-            for name in (a, b):
-                recs = [r for r in groups[(task, name)] if str(r.path) in computed[name].evidence["records"]]
-                scores.append(subject_scores([r.probabilities() for r in recs], metric))
+            scores = [subject_scores(list(computed[name].runs), metric) for name in (a, b)]
             if compare is None and len(set(scores[0]) & set(scores[1])) < 2:
                 continue  # default pairs: a paired test needs >= 2 common test subjects; asked-for pairs raise
             out.append(Comparison(task, a, b, paired_wilcoxon(scores[0], scores[1], metric)))

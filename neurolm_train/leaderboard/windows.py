@@ -52,6 +52,35 @@ class TaskManifest:
     manifest_hash: str
     n_classes: int
     provenance: dict[str, Any]
+    n_folds: int = 0
+    fold: int | None = None
+
+    @property
+    def folds(self) -> list[int]:
+        """Cross-validation folds with at least one test window (``kfold`` protocols), else ``[]``."""
+        if not self.n_folds:
+            return []
+        return sorted(int(f) for f in self.windows["fold"].unique().to_list())
+
+    def for_fold(self, fold: int) -> TaskManifest:
+        """The manifest of one CV fold: ``split`` = train/val/test of that fold
+        (``neurolm_data.split.with_fold_splits``); ``manifest_hash`` stays the whole task's (it covers every
+        subject's fold). Raises ``ValueError`` for a task without folds, ``ShardIntegrityError`` when the fold
+        lacks train or val windows."""
+        from neurolm_data.split import with_fold_splits
+
+        if not self.n_folds:
+            raise ValueError(f"task {self.task}: windows.parquet has no folds (not a kfold protocol)")
+        windows = with_fold_splits(self.windows, fold, self.n_folds)
+        missing = [s for s in SPLITS if windows.filter(pl.col("split") == s).height == 0]
+        if missing:
+            raise ShardIntegrityError(f"task {self.task} fold {fold}: no windows in split(s) {missing}")
+        prov = dict(self.provenance, fold=fold, n_folds=self.n_folds,
+                    subjects={s: sorted(windows.filter(pl.col("split") == s)["subject"].unique().to_list())
+                              for s in SPLITS},
+                    n_windows={s: windows.filter(pl.col("split") == s).height for s in SPLITS})
+        return TaskManifest(self.task, self.root, windows, self.manifest_hash, self.n_classes, prov,
+                            self.n_folds, fold)
 
 
 @dataclass(frozen=True)
@@ -83,9 +112,28 @@ def available_tasks(out_dir: Path) -> list[str]:
 
 
 def manifest_hash(windows: pl.DataFrame) -> str:
-    """sha256 of the :data:`MANIFEST_COLUMNS` of ``windows`` sorted by key (canonical JSON rows)."""
-    table = windows.select(MANIFEST_COLUMNS).sort("key")
-    return stable_hash([list(table[c].to_list()) for c in MANIFEST_COLUMNS])
+    """sha256 of the :data:`MANIFEST_COLUMNS` (and ``fold``, under a ``kfold`` protocol) of ``windows`` sorted by
+    key (canonical JSON rows)."""
+    cols = MANIFEST_COLUMNS + (("fold",) if "fold" in windows.columns else ())
+    table = windows.select(cols).sort("key")
+    return stable_hash([list(table[c].to_list()) for c in cols])
+
+
+def _n_folds(out_dir: Path, task: str, info: dict[str, Any] | None) -> int:
+    """``n_folds`` of the ``kfold`` protocol the task's shards were split by (``OUT/splits.parquet`` metadata,
+    checked against the protocol hash in ``shards.json``). Raises ``ShardIntegrityError`` when they disagree."""
+    from neurolm_data.split import read_splits
+
+    _, meta = read_splits(out_dir)
+    want = ((info or {}).get("inputs") or {}).get("protocol", {}).get("hash")
+    if want is not None and meta["protocol_hash"] != want:
+        raise ShardIntegrityError(
+            f"{out_dir}/splits.parquet (protocol {meta['protocol']['name']}) is not the split the {task} shards "
+            f"were built from; re-run `neurolm-data shard {out_dir} --task {task} --protocol NAME`")
+    n = int(meta["protocol"].get("n_folds") or 0)
+    if n < 1:
+        raise ShardIntegrityError(f"{out_dir}/splits.parquet: windows carry folds but the protocol has no n_folds")
+    return n
 
 
 def _task_classes(task: str, shards_info: dict[str, Any] | None) -> tuple[str, ...] | None:
@@ -118,7 +166,8 @@ def load_manifest(out_dir: Path, task: str) -> TaskManifest:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build it with `neurolm-data shard {out_dir} --task {task}`")
     windows = pl.read_parquet(path).filter(pl.col("label").is_not_null()).sort("key")
-    missing = [s for s in SPLITS if windows.filter(pl.col("split") == s).height == 0]
+    cv = "fold" in windows.columns
+    missing = [] if cv else [s for s in SPLITS if windows.filter(pl.col("split") == s).height == 0]
     if missing:
         raise ShardIntegrityError(f"{path}: no labelled windows in split(s) {missing}")
     provenance: dict[str, Any] = {"windows_parquet": str(path)}
@@ -146,7 +195,8 @@ def load_manifest(out_dir: Path, task: str) -> TaskManifest:
     }
     provenance["n_windows"] = {s: windows.filter(pl.col("split") == s).height for s in SPLITS}
     n_classes = len(classes) if classes else k_data
-    return TaskManifest(task, root, windows, manifest_hash(windows), n_classes, provenance)
+    n_folds = _n_folds(Path(out_dir), task, info) if cv else 0
+    return TaskManifest(task, root, windows, manifest_hash(windows), n_classes, provenance, n_folds)
 
 
 def select_keys(manifest: TaskManifest, split: str, max_windows: int | None) -> list[str]:
