@@ -88,6 +88,9 @@ def fit_unimind(ctx: Any, cfg: UniMindRowConfig) -> Fit:
     from neurolm_train.models.unimind.run import config_hash, evaluate, train
 
     task = ctx.manifest.task
+    if getattr(ctx.manifest, "fold", None) is not None:
+        raise ValueError(f"unimind rows train on the fixed split of each task; {task} fold {ctx.manifest.fold} is a "
+                         "cross-validation fold (use the task's fixed-split protocol)")
     if cfg.shared_run:
         run = Path(cfg.shared_run) / f"seed-{ctx.seed}"
     elif cfg.also_tasks:
@@ -130,10 +133,10 @@ def fit_unimind(ctx: Any, cfg: UniMindRowConfig) -> Fit:
 
 def register() -> None:
     """Add the ``unimind`` kind and its two optional rows to the leaderboard's tables (idempotent)."""
-    from neurolm_train.leaderboard.runner import FITTERS
+    from neurolm_train.leaderboard.runner import register_kind
 
-    KIND_CONFIGS["unimind"] = UniMindRowConfig
-    FITTERS["unimind"] = fit_unimind
+    if "unimind" not in KIND_CONFIGS:
+        register_kind("unimind", UniMindRowConfig, fit_unimind)
     OPTIONAL_MODELS.setdefault("unimind-tiny", ModelSpec("unimind-tiny", "unimind", UniMindRowConfig()))
     OPTIONAL_MODELS.setdefault("unimind-tiny-multitask", ModelSpec(
         "unimind-tiny-multitask", "unimind", UniMindRowConfig(also_tasks=("mi", "adhd"))))
