@@ -510,6 +510,86 @@ def pipeline_cmd(
 
 
 
+# ---------------------------------------------------------------- neurolm-train unimind-train / unimind-evaluate
+@train_app.command("unimind-train")
+def unimind_train_cmd(
+    shards: list[str] = typer.Option(..., "--shards", "-s", help="OUT/shards root(s) holding TASK/SPLIT/*.tar (repeatable)."),
+    out: str = typer.Option(..., "--out", "-o", help="Run folder: config.json, ckpt.pt, best.pt, metrics.jsonl."),
+    tasks: str = typer.Option("workload", "--tasks", "-t", help="Comma-separated tasks trained together (one static query each)."),
+    config: str = typer.Option("tiny", "--config", "-c", help="Model config: tiny, small (LaBraM-Base + GPT-2 LoRA) or official."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs (default 10, the released recipe)."),
+    steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: epochs x steps per epoch)."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per batch and rank (one task per batch)."),
+    mixing: str = typer.Option(None, "--mixing", help="Task sampling per batch: proportional, tempered or uniform."),
+    lm_path: str = typer.Option(None, "--lm", help="Pre-trained causal LM (local folder or cached id) for small/official."),
+    encoder_init: str = typer.Option(None, "--encoder-init", help="labram-base.pth for the pre-trained LaBraM encoder."),
+    selection: str = typer.Option(None, "--selection", help="Query selection: st (default), gumbel, soft or hard (released: routers never learn)."),
+    seed: int = typer.Option(None, "--seed", help="Run seed (model init, data order, task draws)."),
+    eval_every: int = typer.Option(None, "--eval-every", help="Validate every N steps (default every epoch; 0 = at the end only)."),
+    ckpt_every: int = typer.Option(None, "--ckpt-every", help="Write ckpt.pt every N steps (always at the end)."),
+    workers: int = typer.Option(None, "--workers", "-w", help="DataLoader workers per task loader and rank."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/ckpt.pt (bit-identical on CPU)."),
+    stop_at: int = typer.Option(None, "--stop-at", help="End this invocation after N steps (checkpointed; --resume continues)."),
+    set_: list[str] = typer.Option(None, "--set", help="Any run field as FIELD=VALUE, e.g. optim.lr=1e-3 model_overrides.d_c=128."),
+) -> None:
+    """UniMind: multi-task instruction tuning of the LaBraM encoder, query selector, connector, projector and LM."""
+    from rich.console import Console
+
+    from neurolm_train.config import parse_sets
+    from neurolm_train.models.unimind.lm import LMWeightsMissing
+    from neurolm_train.models.unimind.run import run_config, train
+
+    console = Console()
+    model_over = {k: v for k, v in dict(lm_path=lm_path, encoder_init=encoder_init, selection=selection).items()
+                  if v is not None}
+    flat = dict(epochs=epochs, steps=steps, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, stop_at=stop_at)
+    data = dict(shards=os.pathsep.join(shards), batch_size=batch_size, mixing=mixing, num_workers=workers,
+                tasks=[t.strip() for t in tasks.split(",") if t.strip()])
+    over = {k: v for k, v in flat.items() if v is not None}
+    over["data"] = {k: v for k, v in data.items() if v is not None}
+    over["model_overrides"] = model_over
+    try:
+        for k, v in parse_sets(set_ or []).items():
+            over[k] = {**over.get(k, {}), **v} if isinstance(v, dict) and isinstance(over.get(k), dict) else v
+        path = train(run_config(config, out=out, resume=resume, **over))
+    except (FileNotFoundError, LMWeightsMissing, ValueError, KeyError) as e:
+        console.print(f"[bold red]unimind-train failed[/]: {e}")
+        raise typer.Exit(1) from None
+    console.print(f"unimind-train: checkpoint {path}")
+
+
+@train_app.command("unimind-evaluate")
+def unimind_evaluate_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="A UniMind checkpoint, normally RUN/best.pt (chosen on val)."),
+    shards: list[str] = typer.Option(..., "--shards", "-s", help="OUT/shards root(s) holding TASK/SPLIT/*.tar (repeatable)."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder for results.json and predictions.parquet."),
+    tasks: str = typer.Option(None, "--tasks", "-t", help="Comma-separated tasks to score (default: the trained ones)."),
+    splits: str = typer.Option("val,test", "--splits", help="Comma-separated splits to score."),
+    beam: bool = typer.Option(False, "--beam", help="Also the released decoding: beam search 5 + closest-answer matching, with its parse-failure rate."),
+    limit: int = typer.Option(None, "--limit", help="Score an evenly spaced subset of at most N windows per task and split."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per evaluation batch."),
+) -> None:
+    """Score each task of a UniMind checkpoint: candidate answers by log-likelihood -> class probabilities."""
+    from rich.console import Console
+
+    from neurolm_train.models.unimind.lm import LMWeightsMissing
+    from neurolm_train.models.unimind.run import evaluate
+
+    console = Console()
+    try:
+        res = evaluate(checkpoint, os.pathsep.join(shards),
+                       [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None, out,
+                       tuple(s.strip() for s in splits.split(",") if s.strip()), beam, batch_size, limit)
+    except (FileNotFoundError, LMWeightsMissing, ValueError, KeyError) as e:
+        console.print(f"[bold red]unimind-evaluate failed[/]: {e}")
+        raise typer.Exit(1) from None
+    for task, per in res["scores"].items():
+        for split, m in per.items():
+            vals = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
+            console.print(f"{task} {split} n={m['n']}  {vals}")
+    console.print(f"results: {out}/results.json, predictions: {out}/predictions.parquet")
+
+
 # ---------------------------------------------------------------- neurolm-train FAMILY-STAGE (model families)
 def _family_stage_command(fam_name: str, stage: str):
     """``neurolm-train <prefix><stage>`` of a registered family other than NeuroLM (e.g. ``labram-finetune``)."""

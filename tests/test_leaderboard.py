@@ -213,7 +213,7 @@ def test_reported_rows_carry_sources_and_tags(tmp_path: Path) -> None:
     assert "variant unclear" in wl.model and wl.metrics["bacc"].tag == "2nd" and wl.metrics["auroc"].hard_labels
     base = next(r for r in rows if r.model == "LaBraM-Base" and r.task == "tuab")
     assert base.metrics["auroc"].value == 0.9022 and base.metrics["auroc"].std == 0.0009
-    assert {r.metrics[m].tag for r in rows for m in r.metrics} == {"paper", "2nd", "mem", "untagged"}
+    assert {r.metrics[m].tag for r in rows for m in r.metrics} == {"paper", "2nd", "mem", "untagged", "fig"}
     bad = tmp_path / "bad.toml"
     bad.write_text('schema_version = 1\n[sources.x]\ncitation = "c"\n[[row]]\nmodel = "M"\ntask = "tuab"\n'
                    'source = "x"\nbacc = { value = 81.4, tag = "paper" }\n')

@@ -22,6 +22,7 @@ Python API::
 """
 
 from neurolm_train.leaderboard import labram as _labram  # noqa: F401 - registers the LaBraM rows
+from neurolm_train.leaderboard import unimind as _unimind  # noqa: F401  registers the unimind rows
 from neurolm_train.leaderboard.config import DEFAULT_MODELS, DataConfig, ModelSpec, with_overrides
 from neurolm_train.leaderboard.render import print_rich, to_markdown, to_png
 from neurolm_train.leaderboard.runner import run_leaderboard

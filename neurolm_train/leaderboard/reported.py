@@ -21,8 +21,9 @@ from neurolm_train.leaderboard.scoring import BINARY_METRICS, MULTICLASS_METRICS
 
 #: The folder of reported-result files, beside the package in the checkout.
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "manifests" / "reported"
-#: Trust tags (neurolm-spec.md, "How far to trust each fact"), plus ``untagged`` for numbers it quotes bare.
-TAGS = ("paper", "2nd", "mem", "untagged")
+#: Trust tags (neurolm-spec.md, "How far to trust each fact"), plus ``untagged`` for numbers it quotes bare
+#: and ``fig`` for numbers read from the authors' own figure or table image (seed-systems.md).
+TAGS = ("paper", "2nd", "mem", "untagged", "fig")
 METRICS = tuple(dict.fromkeys(BINARY_METRICS + MULTICLASS_METRICS))
 
 
