@@ -45,7 +45,7 @@ from .models.tokenizer import VQTokenizer
 
 PREFIX = "_orig_mod."  # torch.compile wrapper prefix on every saved key (ckpt §1.2)
 HF_REPO = "Weibang/NeuroLM"  # where the released files live (ckpt §0)
-# GPT-2 head counts by width (spec §4.1); the official files store n_head only in model_args
+# GPT-2 head counts by width (reference §4.1); the official files store n_head only in model_args
 _GPT2_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25}
 _VARIANTS = {(12, 768): "B", (24, 1024): "L", (48, 1600): "XL"}
 # project quantizer buffer <-> official key under VQ.quantize. (ckpt §2.1, §3)

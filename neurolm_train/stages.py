@@ -3,10 +3,10 @@
 Each stage is an ``nn.Module`` whose ``forward(batch, text, progress)`` returns the step's loss dict, so a
 whole step (EEG loss + text LM loss) is one forward call that ``DistributedDataParallel`` can wrap:
 
-* ``VQStage`` (spec §3): ``VQTokenizer.forward`` with the GRL ramp ``alpha = grl_alpha(progress)`` and
-  the frozen GPT-2 ``wte`` rows of a text batch as the domain classifier's text side (spec §3.3).
-* ``PretrainStage`` (spec §4.2): ``forward_pretrain`` (next-second codes) + ``forward_text``.
-* ``InstructStage`` (spec §5.1, §5.4): ``forward_instruct`` on [SEP] + prompt + answer (answer-only
+* ``VQStage`` (reference §3): ``VQTokenizer.forward`` with the GRL ramp ``alpha = grl_alpha(progress)`` and
+  the frozen GPT-2 ``wte`` rows of a text batch as the domain classifier's text side (reference §3.3).
+* ``PretrainStage`` (reference §4.2): ``forward_pretrain`` (next-second codes) + ``forward_text``.
+* ``InstructStage`` (reference §5.1, §5.4): ``forward_instruct`` on [SEP] + prompt + answer (answer-only
   targets, ``prompts.instruction_arrays``) + ``forward_text``.
 
 ``text`` is ``(x, y)`` (B', T') int64 crops of the text corpus or None (no text loss). ``build_stage``
@@ -72,7 +72,7 @@ class VQStage(nn.Module):
 
 
 class PretrainStage(nn.Module):
-    """Stage 2: EEG next-second code loss + text LM loss, equal weights (spec §4.2)."""
+    """Stage 2: EEG next-second code loss + text LM loss, equal weights (reference §4.2)."""
 
     def __init__(self, model: NeuroLM):
         super().__init__()
@@ -96,7 +96,7 @@ class PretrainStage(nn.Module):
 
 
 class InstructStage(nn.Module):
-    """Stage 3: answer-only instruction loss + text LM loss, equal weights (spec §5.4)."""
+    """Stage 3: answer-only instruction loss + text LM loss, equal weights (reference §5.4)."""
 
     def __init__(self, model: NeuroLM, tokenizer: str | None = None):
         super().__init__()
