@@ -33,6 +33,8 @@ _MODULES: tuple[str, ...] = (
     "tusz",
     "seed_family",
     "siena",
+    "mne_folder",
+    "bids",
 )
 
 for _m in _MODULES:
