@@ -1,6 +1,6 @@
 """Official NeuroLM checkpoints (``VQ.pt``, ``NeuroLM-{B,L,XL}.pt``): load, check, export (issue 6).
 
-The layout is ``../shared/reference/neurolm-official-checkpoints.md`` ("ckpt §x"). Loading strips the
+The layout is ``docs/neurolm-reference.md``, "Official checkpoint files" ("ckpt §x"). Loading strips the
 ``_orig_mod.`` prefix (ckpt §1.2), infers the shapes from the tensors (ckpt §1.3, §5), checks every key and
 shape against a model of the inferred config (a missing, unexpected or mis-shaped key raises
 ``OfficialCheckpointError`` naming it), and maps the keys onto the project's modules:

@@ -2,7 +2,7 @@
 
 Every default is the official value; the source of each is given as a section of docs/neurolm-reference.md
 (``docs/neurolm-reference.md``, "reference §x") or a checkpoint-document section
-(``neurolm-official-checkpoints.md``, "ckpt §x"). ``asdict(cfg)`` gives plain JSON; ``NeuroLMConfig.from_dict``
+(``docs/neurolm-reference.md``, "Official checkpoint files", cited as "ckpt §x"). ``asdict(cfg)`` gives plain JSON; ``NeuroLMConfig.from_dict``
 reads it back.
 """
 
