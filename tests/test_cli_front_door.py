@@ -173,3 +173,19 @@ def test_readme_names_no_file_outside_the_repo() -> None:
     for section in ("§1.1", "§2.6", "§4.4", "§5.3", "§9.7", "§9.15"):
         assert f"§{section[1:]}" in ref
     assert "arxiv.org/abs/2409.00101" in ref and "github.com/935963004/NeuroLM" in ref
+
+
+def test_leaderboard_markdown_cites_no_private_reference() -> None:
+    """The footnotes and the reported rows' provenance that ``leaderboard.md`` prints."""
+    from types import SimpleNamespace
+
+    from neurolm_train.leaderboard.render import _footnotes
+    from neurolm_train.leaderboard.reported import load_reported
+
+    rows = load_reported()
+    assert rows
+    text = "\n".join(_footnotes(SimpleNamespace(n_resamples=1000))
+                     + [f"{r.via} {r.citation} {r.note or ''}" for r in rows])
+    for bad in ("spec §", "neurolm-spec", "../shared", "/work/"):
+        assert bad not in text, bad
+    assert "docs/neurolm-reference.md §5.3" in text
