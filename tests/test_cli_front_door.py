@@ -189,3 +189,17 @@ def test_leaderboard_markdown_cites_no_private_reference() -> None:
     for bad in ("spec §", "neurolm-spec", "../shared", "/work/"):
         assert bad not in text, bad
     assert "docs/neurolm-reference.md §5.3" in text
+
+
+def test_readme_python_api_names_exist() -> None:
+    """Every ``from X import Y`` of the README's Python API example imports."""
+    import importlib
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    imports = re.findall(r"^from ([\w.]+) import (.+)$", block, flags=re.M)
+    assert len(imports) == 2
+    for module, names in imports:
+        mod = importlib.import_module(module)
+        for name in names.split(","):
+            assert callable(getattr(mod, name.strip())), (module, name)
