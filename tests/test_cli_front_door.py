@@ -64,6 +64,8 @@ def test_unknown_names_suggest_the_closest(tmp_path: Path) -> None:
     assert "unknown source 'eegmatt'" in _text(res) and "did you mean 'workload'" in _text(res)
     res = CliRunner().invoke(data_app, ["ingest", "tuabb", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == EXIT_INPUT and "did you mean 'tuab'" in _text(res)
+    res = CliRunner().invoke(data_app, ["shard", str(tmp_path), "--task", "workloda"])
+    assert res.exit_code == EXIT_INPUT and "did you mean 'workload'" in _text(res)
 
 
 def test_shard_refuses_without_splits_and_names_the_command(small_out: Path, tmp_path: Path) -> None:

@@ -268,7 +268,11 @@ def get_task(name: str, config: TaskConfig | None = None) -> TaskSpec:
     try:
         cls = _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"unknown task {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))})") from None
     return cls(config)
 
 
