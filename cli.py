@@ -24,10 +24,67 @@ train_app = typer.Typer(
     add_completion=False,
 )
 
+# ---------------------------------------------------------------- shared: --version, exit statuses, help types
+#: Exit statuses, the same for every command (README, "Exit status"): 0 the command did its job; 1 it ran and
+#: found a problem in the data (a recording that failed to ingest, a leak between splits, a shard that does not
+#: match its index); 2 it could not run: a usage error, a missing or invalid input, an unknown name, a config
+#: that conflicts with an existing output (click also uses 2 for usage errors).
+EXIT_OK, EXIT_DATA, EXIT_INPUT = 0, 1, 2
+
+
+def _fail(console, what: str, e: BaseException) -> typer.Exit:
+    """Print ``what failed: e`` and return the ``typer.Exit`` for ``e``'s kind (``EXIT_DATA`` or ``EXIT_INPUT``)."""
+    data_problems = ("LeakageError", "ShardIntegrityError")
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) adds quotes
+    console.print(f"[bold red]{what} failed[/]: {msg}")
+    return typer.Exit(EXIT_DATA if type(e).__name__ in data_problems else EXIT_INPUT)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("neurolm")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            v = "unknown (not installed)"
+        typer.echo(f"neurolm {v}")
+        raise typer.Exit(EXIT_OK)
+
+
+def _version_option(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the installed neurolm version and exit."),
+) -> None:
+    """Options shared by every command of the app."""
+
+
+def _hide_flag_types() -> None:
+    """Typer >= 0.16 prints a type next to every option in --help; for flags (``--force``, ``--help``) it is a
+    bare ``<bool>`` that reads like a value to type. Show nothing there instead."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_neurolm", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._neurolm = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+data_app.callback()(_version_option)
+train_app.callback()(_version_option)
+
+
 # ---------------------------------------------------------------- neurolm-data ingest (data-ingest)
 @data_app.command("ingest")
 def ingest_cmd(
-    source: str = typer.Argument(..., help="Source name: workload, edf, tueg, ... (see the README's source table)."),
+    source: str = typer.Argument(
+        ..., help="Source name: workload (alias eegmat), edf, mne, bids, tueg, ... (see the README's source table)."),
     root: str = typer.Argument(
         None, help="Corpus folder in its native layout. For 'workload' it may be omitted when NEUROLM_EEGMAT is "
                    "set (or with --download)."),
@@ -62,8 +119,13 @@ def ingest_cmd(
     from neurolm_data.download import EEGMAT_ENV, fetch_eegmat
     from neurolm_data.ingest import ConfigMismatchError, run_ingest
     from neurolm_data.lock import OutputLockedError
+    from neurolm_data.sources.base import canonical_source
 
     console = Console(stderr=True)
+    try:
+        source = canonical_source(source)
+    except KeyError as e:
+        raise _fail(console, "ingest", e) from None
     options = {}
     for item in option:
         key, sep, value = item.partition("=")
@@ -92,8 +154,7 @@ def ingest_cmd(
                              source_options=options, min_duration_s=min_duration, progress=True,
                              executor=executor, ray_address=ray_address)
     except (ConfigMismatchError, OutputLockedError, FileNotFoundError, KeyError, ValueError) as e:
-        console.print(f"[bold red]ingest failed[/]: {e}")
-        raise typer.Exit(2) from None
+        raise _fail(console, "ingest", e) from None
     for _path, reason in summary.failures[:20]:
         console.print(f"[red]failed[/] {reason}")
     if len(summary.failures) > 20:
@@ -107,7 +168,7 @@ def ingest_cmd(
 @data_app.command("split")
 def split_cmd(
     out: str = typer.Argument(..., help="Ingest output folder holding recordings.parquet."),
-    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol name in manifests/protocols, or a .toml path."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="A shipped protocol name (workload, tuab, ...) or the path of your own protocol .toml."),
     exclude_eval_of: str = typer.Option(
         "", "--exclude-eval-of",
         help="Comma-separated ingest outputs of downstream corpora (e.g. OUT_TUAB,OUT_TUEV): drop their test "
@@ -126,8 +187,7 @@ def split_cmd(
     try:
         res = run_split(out, protocol, exclude_eval_of=[x for x in exclude_eval_of.split(",") if x.strip()])
     except (FileNotFoundError, ProtocolError, SplitError, LeakageError, OutputLockedError) as e:
-        console.print(f"[bold red]split failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "split", e) from None
     p = res.protocol
     table = Table(title=f"{res.path}  (protocol {p.name} v{p.version}, rule {p.rule})")
     for col in ("split", "subjects", "recordings"):
@@ -151,8 +211,8 @@ def shard_cmd(
     out: str = typer.Argument(..., help="Ingest output folder (recordings.parquet, recordings/, splits.parquet)."),
     task: str = typer.Option(..., "--task", "-t", help="Task name (workload, pretrain, ...)."),
     protocol: str = typer.Option(
-        None, "--protocol", "-p", help="Run `split` with this protocol first (default: existing splits.parquet)."
-    ),
+        None, "--protocol", "-p",
+        help="Check that OUT/splits.parquet was made with this protocol (shard never runs split itself)."),
     max_shard_bytes: int = typer.Option(256 * 1024 * 1024, "--max-shard-bytes", help="Upper bound per tar shard."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes (local executor)."),
     executor: str = typer.Option("local", "--executor", help="local or ray (one Ray task per shard)."),
@@ -171,6 +231,7 @@ def shard_cmd(
     console = Console()
     columns = (TextColumn("[bold]shard[/] windows"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
+        protocol = _existing_splits(out, task, protocol)
         with Progress(*columns, console=console, transient=True) as bar:
             job = bar.add_task("shard", total=None)
             res = run_shard(
@@ -179,8 +240,7 @@ def shard_cmd(
                 executor=executor, workers=workers, ray_address=ray_address,
             )
     except (FileNotFoundError, KeyError, ValueError, ProtocolError, SplitError, LeakageError, OutputLockedError) as e:
-        console.print(f"[bold red]shard failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "shard", e) from None
     m = res.manifest
     state = "up to date, nothing written" if res.noop else "written"
     table = Table(title=f"{res.task_dir}  ({state}; protocol {m['inputs']['protocol']['name']})")
@@ -193,6 +253,30 @@ def shard_cmd(
     if m["skipped"]:
         console.print(f"[yellow]{len(m['skipped'])} recording(s) skipped[/] (reasons in shards.json), e.g. "
                       f"{m['skipped'][0]['recording']}: {m['skipped'][0]['reason']}")
+
+
+def _existing_splits(out: str, task: str, protocol: str | None) -> None:
+    """``shard`` uses the splits already in ``OUT/splits.parquet``; it never runs ``split`` itself.
+
+    Returns None (``run_shard`` then reads the existing splits). Raises FileNotFoundError (no splits yet) or
+    ValueError (made with another protocol than ``--protocol``), each naming the ``split`` command to run.
+    """
+    from neurolm_data.protocols import load_protocol
+    from neurolm_data.split import read_splits
+    from neurolm_data.tasks.base import get_task
+
+    if "://" in out:  # an object-store OUT: run_shard reads (and checks) the mirrored splits itself
+        return None
+    path = Path(out) / "splits.parquet"
+    wanted = protocol or get_task(task).default_protocol
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `neurolm-data split {out} --protocol {wanted}` first")
+    if protocol is not None:
+        have = read_splits(out)[1]["protocol"]["name"]
+        if have != load_protocol(protocol).name:
+            raise ValueError(f"{path} was made with protocol {have!r}, not {protocol!r}: run "
+                             f"`neurolm-data split {out} --protocol {protocol}` first")
+    return None
 
 
 # ---------------------------------------------------------------- neurolm-data verify (integrity)
@@ -213,8 +297,7 @@ def verify_cmd(
     try:
         report = verify_shards(out, task or None)
     except FileNotFoundError as e:
-        console.print(f"[bold red]verify failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "verify", e) from None
     bad = 0
     for name, problems in report.items():
         for p in problems:
@@ -249,8 +332,7 @@ def audit_cmd(
     try:
         res = run_audit(outs, report)
     except (FileNotFoundError, ValueError) as e:
-        console.print(f"[bold red]audit failed[/]: {e}")
-        raise typer.Exit(2) from None
+        raise _fail(console, "audit", e) from None
     table = Table(title=f"{report}: {len(res['pairs'])} group pairs, {res['overlapping_pairs']} with overlap")
     for col in ("a", "b", "subjects", "recordings", "leak"):
         table.add_column(col)
@@ -277,7 +359,7 @@ def _stage_command(stage: str):
         out: str = typer.Option(..., "--out", "-o", help="Run folder: config.json, ckpt.pt, best.pt, metrics.jsonl."),
         tasks: str = typer.Option(None, "--tasks", "-t", help="Comma-separated training tasks (default: pretrain; instruct: the six)."),
         steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: epochs x batches per epoch)."),
-        epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the stage's, spec §3.4/§4.3/§5.4)."),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the stage's official value: 50 vq, 20 pretrain, 5 instruct)."),
         batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per micro-batch and rank."),
         grad_accum: int = typer.Option(None, "--grad-accum", help="Micro-batches per optimizer step."),
         workers: int = typer.Option(None, "--workers", "-w", help="DataLoader workers per rank."),
@@ -285,10 +367,10 @@ def _stage_command(stage: str):
         init: str = typer.Option(None, "--init", help="Start from: a vq checkpoint or an official NeuroLM-*.pt with --vq (pretrain); a pretrain checkpoint or an official NeuroLM-*.pt (instruct)."),
         vq: str = typer.Option(None, "--vq", help="Official VQ.pt paired with an official --init NeuroLM-*.pt."),
         checkpoint: str = typer.Option(None, "--checkpoint", help="Official files as VQ.pt,NeuroLM-B.pt (= --vq, --init); one file = --init."),
-        features: str = typer.Option(None, "--features", help="Stage-2/3 EEG features: bidirectional (official, leaks: spec §4.4) or causal."),
+        features: str = typer.Option(None, "--features", help="Stage-2/3 EEG features: bidirectional (official; they see future seconds, so the stage-2 targets leak) or causal."),
         gpt2: str = typer.Option(None, "--gpt2", help="GPT-2 weights: HF id in the local cache, a folder, or 'none' (random)."),
-        mixing: str = typer.Option(None, "--mixing", help="Task sampling: proportional, tempered or uniform (spec §9.21)."),
-        precision: str = typer.Option(None, "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32; fp16 is refused (spec §9.8)."),
+        mixing: str = typer.Option(None, "--mixing", help="Task sampling: proportional (official: by dataset size), tempered or uniform."),
+        precision: str = typer.Option(None, "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32; fp16 is refused (NaN losses, NeuroLM issue #6)."),
         seed: int = typer.Option(None, "--seed", help="Run seed (model init, data order, text crops)."),
         eval_every: int = typer.Option(None, "--eval-every", help="Validate (and keep best.pt) every N steps; 0 = at the end only for instruct."),
         ckpt_every: int = typer.Option(None, "--ckpt-every", help="Write ckpt.pt every N steps (always at the end)."),
@@ -325,14 +407,13 @@ def _stage_command(stage: str):
             cfg = stage_config(stage, config, out=out, resume=resume, **over)
             path = train(cfg, force=force, verify=verify)
         except (FileNotFoundError, ValueError, KeyError, OutputLockedError) as e:
-            console.print(f"[bold red]{stage} failed[/]: {e}")
-            raise typer.Exit(1) from None
+            raise _fail(console, stage, e) from None
         console.print(f"{stage}: checkpoint {path}")
 
     cmd.__doc__ = {
-        "vq": "Stage 1: train the text-aligned VQ tokenizer (spec §3) on unlabeled shards.",
-        "pretrain": "Stage 2: multi-channel autoregressive pre-training (spec §4) from a vq checkpoint (--init), or continued from the official files (--checkpoint VQ.pt,NeuroLM-B.pt).",
-        "instruct": "Stage 3: multi-task instruction tuning (spec §5) from a pretrain checkpoint or official file (--init).",
+        "vq": "Stage 1: train the text-aligned VQ tokenizer on unlabeled shards.",
+        "pretrain": "Stage 2: multi-channel autoregressive pre-training from a vq checkpoint (--init), or continued from the official files (--checkpoint VQ.pt,NeuroLM-B.pt).",
+        "instruct": "Stage 3: multi-task instruction tuning from a pretrain checkpoint or official file (--init).",
     }[stage]
     return cmd
 
@@ -350,7 +431,7 @@ def evaluate_cmd(
     tasks: str = typer.Option("workload", "--tasks", "-t", help="Comma-separated tasks to score."),
     splits: str = typer.Option("val,test", "--splits", help="Comma-separated splits to score."),
     generate: bool = typer.Option(False, "--generate", help="Also the paper's greedy decoding + string parsing, with its parse-failure rate."),
-    hard_label: bool = typer.Option(False, "--hard-label", help="Also the paper's hard-label AUROC/AUC-PR (spec §5.3; not comparable with baselines)."),
+    hard_label: bool = typer.Option(False, "--hard-label", help="Also the official code's AUROC/AUC-PR from hard labels (not comparable with baselines)."),
     limit: int = typer.Option(None, "--limit", help="Score an evenly spaced subset of at most N windows per task and split."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per evaluation batch."),
 ) -> None:
@@ -366,8 +447,7 @@ def evaluate_cmd(
                        tuple(s.strip() for s in splits.split(",") if s.strip()), generate, hard_label, batch_size, limit,
                        config)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        console.print(f"[bold red]evaluate failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "evaluate", e) from None
     table = Table(title=f"{checkpoint} (step {res['step']}, config {res['config_hash']})")
     for col in ("task", "split", "n", "metrics"):
         table.add_column(col)
@@ -427,8 +507,7 @@ def leaderboard_run_cmd(
             ),
         )
     except (FileNotFoundError, KeyError, ValueError, ShardIntegrityError, MemoryError) as e:
-        console.print(f"[bold red]leaderboard run failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "leaderboard run", e) from None
     ran = sum(o.status != "skipped" for o in outcomes)
     console.print(f"{ran} record(s) written, {len(outcomes) - ran} skipped (current).")
 
@@ -438,7 +517,7 @@ def leaderboard_show_cmd(
     out: str = typer.Argument(..., help="Output folder holding shards/TASK/ (to verify the manifest hashes)."),
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s) to show (default: all with rows)."),
     results: str = typer.Option(None, "--results", help="Results store (default: OUT/leaderboard)."),
-    reported: str = typer.Option(None, "--reported", help="Folder of reported-result TOML files (default: manifests/reported)."),
+    reported: str = typer.Option(None, "--reported", help="Folder of reported-result TOML files (default: the ones shipped with neurolm)."),
     markdown: str = typer.Option(None, "--markdown", help="Markdown output (default: RESULTS/leaderboard.md)."),
     png: str = typer.Option(None, "--png", help="PNG chart output (default: RESULTS/leaderboard.png)."),
     compare: list[str] = typer.Option(None, "--compare", help="A:B pair of computed rows to test (default: all pairs)."),
@@ -477,8 +556,7 @@ def leaderboard_show_cmd(
 
         tidy = write_tidy(board, res_dir)
     except (FileNotFoundError, KeyError, ValueError, ReportedFormatError) as e:
-        console.print(f"[bold red]leaderboard show failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "leaderboard show", e) from None
     console.print(f"Markdown: {md}\nPNG: {chart}\nTidy table: {tidy[0]}, {tidy[1]}")
 
 
@@ -503,8 +581,7 @@ def pipeline_cmd(
         res = run_pipeline(eegmat, Path(out), seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
                            models=tuple(model) if model else None, workers=workers, console=console)
     except (FileNotFoundError, KeyError, ValueError) as e:
-        console.print(f"[bold red]pipeline failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "pipeline", e) from None
     if res.n_failed:
         console.print(f"[yellow]{res.n_failed} recording(s) failed to ingest; see {out}/ledger.parquet[/]")
 
@@ -553,8 +630,7 @@ def unimind_train_cmd(
             over[k] = {**over.get(k, {}), **v} if isinstance(v, dict) and isinstance(over.get(k), dict) else v
         path = train(run_config(config, out=out, resume=resume, **over))
     except (FileNotFoundError, LMWeightsMissing, ValueError, KeyError) as e:
-        console.print(f"[bold red]unimind-train failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "unimind-train", e) from None
     console.print(f"unimind-train: checkpoint {path}")
 
 
@@ -581,8 +657,7 @@ def unimind_evaluate_cmd(
                        [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None, out,
                        tuple(s.strip() for s in splits.split(",") if s.strip()), beam, batch_size, limit)
     except (FileNotFoundError, LMWeightsMissing, ValueError, KeyError) as e:
-        console.print(f"[bold red]unimind-evaluate failed[/]: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(console, "unimind-evaluate", e) from None
     for task, per in res["scores"].items():
         for split, m in per.items():
             vals = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
@@ -633,8 +708,7 @@ def _family_stage_command(fam_name: str, stage: str):
             cfg = fam.stage_config(stage, config, out=out, resume=resume, **over)
             path = fam.train(cfg)
         except (FileNotFoundError, ValueError, KeyError) as e:
-            console.print(f"[bold red]{fam.cli_prefix}{stage} failed[/]: {e}")
-            raise typer.Exit(1) from None
+            raise _fail(console, f"{fam.cli_prefix}{stage}", e) from None
         console.print(f"{fam.cli_prefix}{stage}: checkpoint {path}")
 
     cmd.__doc__ = None
@@ -662,8 +736,7 @@ def _family_evaluate_command(fam_name: str):
             res = fam.evaluate(checkpoint, os.pathsep.join(shards), [t.strip() for t in tasks.split(",") if t.strip()],
                                out, tuple(s.strip() for s in splits.split(",") if s.strip()), batch_size, limit, config)
         except (FileNotFoundError, ValueError, KeyError) as e:
-            console.print(f"[bold red]{fam.cli_prefix}evaluate failed[/]: {e}")
-            raise typer.Exit(1) from None
+            raise _fail(console, f"{fam.cli_prefix}evaluate", e) from None
         for task, per in res["scores"].items():
             for split, m in per.items():
                 console.print(f"{task} {split} n={m['n']}  " + "  ".join(
@@ -686,8 +759,7 @@ def _family_export_command(fam_name: str):
         try:
             kind = families.get(fam_name).extras["export"](checkpoint, out)
         except (FileNotFoundError, ValueError, KeyError) as e:
-            console.print(f"[bold red]export failed[/]: {e}")
-            raise typer.Exit(1) from None
+            raise _fail(console, "export", e) from None
         console.print(f"{kind} checkpoint written in the official layout: {out}")
 
     return cmd

@@ -4,9 +4,9 @@ Issue 3, acceptance 6. In one run, on the same windows and with the same DataLoa
 
   (a) the reference ``../shared/baselines/ref_pickle_loader.py`` (loaded by path): one float64 pickle per
       window, scaled by 1/100, padded to 256 tokens, per-item |FFT| targets and a dense 256x256 boolean
-      stair-step mask (spec §3.1, §9.18-19), ``DataLoader(batch_size=64, shuffle=True, num_workers=W)``;
+      stair-step mask (reference §3.1, §9.18-19), ``DataLoader(batch_size=64, shuffle=True, num_workers=W)``;
       its pickles are written from the shards into a temporary folder first (``{"X": float64 µV, "y"}``,
-      as the official makers write them, spec §2);
+      as the official makers write them, reference §2);
   (b) this project's loader over the WebDataset shards: seeded streaming, time-major tokens padded per
       batch, no masks or FFT in workers (both are built batched on the device), batch 64, W workers.
 
@@ -42,7 +42,7 @@ BATCH = 64  # the reference's batch size
 
 
 def write_pickles(shards: list[str], dst: Path) -> tuple[int, int]:
-    """One official-style pickle per window (float64 µV, spec §2). Returns (windows, valid tokens)."""
+    """One official-style pickle per window (float64 µV, reference §2). Returns (windows, valid tokens)."""
     import webdataset as wds
 
     n = tokens = 0

@@ -1,6 +1,6 @@
 """Annotation parsers for the labelled corpora: TUEV ``.rec``, TUSL/TUSZ ``.tse``/``.tse_agg``/``.tse_bi``,
 TUSZ/TUSL v2 ``.csv``/``.csv_bi``, TUH ``.lbl``, HMC ``_sleepscoring.edf``/``.txt``, Sleep-EDF hypnograms and the
-SEED trial table (``neurolm-spec.md`` §2.3–§2.7; the file formats are those of ``eeg-samples/FIXTURES.md`` §2 and
+SEED trial table (``docs/neurolm-reference.md`` §2.3–§2.7; the file formats are those of ``eeg-samples/FIXTURES.md`` §2 and
 the real files in ``eeg-samples/tuh-nedc``, ``hmc`` and ``sleep-edf``).
 
 Every parser works in seconds from the recording start and returns plain rows (``Segment``: onset, stop, label
@@ -38,7 +38,7 @@ TIME_TOL_S: float = 0.01
 
 # ------------------------------------------------------------------------------------------------ vocabularies
 
-#: TUEV ``.rec`` label ids (TUEV v2.0.0 documentation; ``neurolm-spec.md`` §2.3). Class = id - 1, as the
+#: TUEV ``.rec`` label ids (TUEV v2.0.0 documentation; ``docs/neurolm-reference.md`` §2.3). Class = id - 1, as the
 #: official loader's ``int(label[0] - 1)``.
 TUEV_LABELS: dict[int, str] = {1: "spsw", 2: "gped", 3: "pled", 4: "eyem", 5: "artf", 6: "bckg"}
 
@@ -49,7 +49,7 @@ TCP_MONTAGE: tuple[str, ...] = (
     "CZ-C4", "C4-T4", "T4-A2", "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4", "P4-O2",
 )
 
-#: TUSL classes (official ``prepare_TUSL.py``: ``{'bckg': 0, 'seiz': 1, 'slow': 2}``; spec §2.4).
+#: TUSL classes (official ``prepare_TUSL.py``: ``{'bckg': 0, 'seiz': 1, 'slow': 2}``; reference §2.4).
 TUSL_CLASSES: dict[str, int] = {"bckg": 0, "seiz": 1, "slow": 2}
 
 #: TUSZ seizure types (TUSZ v2 documentation, the ``symbols`` of ``tuh-nedc/test.lbl`` 7..18). In the binary
@@ -60,14 +60,14 @@ TUSZ_SEIZURE_TYPES: frozenset[str] = frozenset(
 #: TUSZ binary classes: background 0, any seizure type 1.
 TUSZ_CLASSES: dict[str, int] = {"bckg": 0, **{t: 1 for t in sorted(TUSZ_SEIZURE_TYPES)}}
 
-#: HMC AASM stages (official ``prepare_HMC.py``: W=0, N1=1, N2=2, N3=3, R=4; spec §2.5).
+#: HMC AASM stages (official ``prepare_HMC.py``: W=0, N1=1, N2=2, N3=3, R=4; reference §2.5).
 HMC_STAGES: dict[str, int] = {
     "Sleep stage W": 0, "Sleep stage N1": 1, "Sleep stage N2": 2, "Sleep stage N3": 3, "Sleep stage R": 4,
 }
 #: HMC scoring entries that are not stages and are skipped (zero-duration markers; the real SN001 file has
 #: ``Lights off@@EEG F4-A1`` and ``Lights on@@EEG Fpz-Cz``). Matched on the part before ``@@``.
 HMC_MARKERS: frozenset[str] = frozenset({"Lights off", "Lights on"})
-#: HMC / Sleep-EDF epoch length in seconds (AASM and R&K scoring epoch; spec §2.5).
+#: HMC / Sleep-EDF epoch length in seconds (AASM and R&K scoring epoch; reference §2.5).
 SLEEP_EPOCH_S: float = 30.0
 
 #: Sleep-EDF R&K hypnogram labels -> AASM five classes (W, N1, N2, N3, R). R&K stages 3 and 4 merge into N3
@@ -78,17 +78,17 @@ SLEEP_EDF_STAGES: dict[str, int] = {
 }
 SLEEP_EDF_UNSCORED: frozenset[str] = frozenset({"Sleep stage ?", "Movement time"})
 
-#: SEED trial boundaries in seconds, the same for every session (official ``prepare_SEED.py``; spec §2.7).
+#: SEED trial boundaries in seconds, the same for every session (official ``prepare_SEED.py``; reference §2.7).
 #: The end second is INCLUSIVE: a trial covers ``[start, end + 1)`` s. Only then do 4-s windows give the
-#: spec's 855 windows per session and 22,815 / 7,965 / 7,695 for trials 0-8 / 9-11 / 12-14 over 45 sessions
+#: official 855 windows per session and 22,815 / 7,965 / 7,695 for trials 0-8 / 9-11 / 12-14 over 45 sessions
 #: (with ``[start, end)`` it would be 853 per session). ``seed_trials`` applies the + 1.
 SEED_TRIAL_START_S: tuple[int, ...] = (24, 289, 550, 782, 1049, 1260, 1483, 1747, 1993, 2283, 2550, 2812, 3072,
                                        3332, 3598)
 SEED_TRIAL_END_S: tuple[int, ...] = (264, 526, 757, 1023, 1235, 1458, 1722, 1967, 2259, 2525, 2788, 3046, 3308,
                                      3573, 3806)
-#: SEED emotion per trial (spec §2.7: ``H N S S N H S N H H N S N H S``).
+#: SEED emotion per trial (reference §2.7: ``H N S S N H S N H H N S N H S``).
 SEED_TRIAL_EMOTIONS: tuple[str, ...] = tuple("HNSSNHSNHHNSNHS")
-#: SEED classes: H (positive) 0, N (neutral) 1, S (negative) 2 (spec §2.7).
+#: SEED classes: H (positive) 0, N (neutral) 1, S (negative) 2 (reference §2.7).
 SEED_CLASSES: dict[str, int] = {"H": 0, "N": 1, "S": 2}
 #: SEED ``label.mat`` values -> classes (``label.mat``: 1 positive, 0 neutral, -1 negative; FIXTURES.md §2.4).
 SEED_LABEL_MAT: dict[int, int] = {1: 0, 0: 1, -1: 2}
@@ -337,7 +337,7 @@ def _rec_row(path: Path, lineno: int, line: str) -> RecRow:
 
 
 def tuev_events(path: Path, rows: Sequence[RecRow]) -> list[Event]:
-    """Collapse ``.rec`` rows to ONE event per event time (fixes the near-duplicates of spec §2.3 / §9.15).
+    """Collapse ``.rec`` rows to ONE event per event time (fixes the near-duplicates of reference §2.3 / §9.15).
 
     The official maker writes one 23-channel sample per ``.rec`` row, i.e. the same window once per annotated
     channel. Here rows with the same ``(start, stop)`` become one event. When channels disagree on the label,
@@ -364,7 +364,7 @@ def tuev_events(path: Path, rows: Sequence[RecRow]) -> list[Event]:
 def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None,
              problems: list[str] | None = None) -> list[Segment]:
     """Parse a TUH ``.tse`` / ``.tse_bi`` / ``.tse_agg`` file (``version = tse_v1.0.0``, then
-    ``start stop label confidence`` rows; FIXTURES.md §2.1, spec §2.4).
+    ``start stop label confidence`` rows; FIXTURES.md §2.1, reference §2.4).
 
     Rows need not tile the recording: gaps (and a first row after 0 s) stay unlabelled. The official TUSL
     maker only needs each segment to be 10 s long (``prepare_TUSL.py``); FIXTURES.md §2.1 accepts both.
@@ -656,10 +656,10 @@ def read_hmc_scoring_txt(path: Path) -> list[Segment]:
 
 def hmc_epochs(path: Path, segments: Sequence[Segment], *, duration_s: float | None = None,
                problems: list[str] | None = None) -> list[Event]:
-    """Turn HMC scoring rows into 30-s stage events (classes ``HMC_STAGES``), fixing the spec §2.5 bug.
+    """Turn HMC scoring rows into 30-s stage events (classes ``HMC_STAGES``), fixing the reference §2.5 bug.
 
     Only real stage rows become events: the array is never pre-allocated, so there are no zero-filled
-    "Wake" samples (spec §9.16). ``Lights off/on`` markers are skipped.
+    "Wake" samples (reference §9.16). ``Lights off/on`` markers are skipped.
 
     Args:
         problems: None (strict): every problem fails the file. A list (what the ``hmc`` source passes): a
@@ -761,7 +761,7 @@ class Trial:
 
 
 def seed_trials() -> list[Trial]:
-    """The 15 SEED trials of spec §2.7 (same boundaries and labels for every session), ``end_s`` exclusive
+    """The 15 SEED trials of reference §2.7 (same boundaries and labels for every session), ``end_s`` exclusive
     (the table's inclusive end second + 1, see ``SEED_TRIAL_END_S``)."""
     return [Trial(k, float(a), float(b) + 1.0, e)
             for k, (a, b, e) in enumerate(zip(SEED_TRIAL_START_S, SEED_TRIAL_END_S, SEED_TRIAL_EMOTIONS, strict=True))]
@@ -771,7 +771,7 @@ def read_trial_table(path: Path) -> list[Trial]:
     """Read a trial table: CSV with header ``start_s,end_s,emotion`` (``end_s`` exclusive; emotion ``H``/``N``/
     ``S`` or the ``label.mat`` values ``1``/``0``/``-1``), one row per trial in presentation order.
 
-    Used for SEED-family sessions whose clip timing differs from spec §2.7 (and for short test sessions).
+    Used for SEED-family sessions whose clip timing differs from reference §2.7 (and for short test sessions).
 
     Raises:
         RecordingError: missing/empty file, wrong header, a non-numeric time, an unknown emotion,

@@ -1,7 +1,7 @@
 """Cross-corpus leakage audit and the pre-training exclusion of downstream evaluation subjects.
 
 TUAB, TUEV, TUSL and TUSZ recordings are part of the TUH EEG corpus (TUEG), and the official NeuroLM
-pre-training data contains their test subjects (neurolm-spec.md §7, §8 issue #5, §9.14). Two tools:
+pre-training data contains their test subjects (docs/neurolm-reference.md §7, §8 issue #5, §9.14). Two tools:
 
 - ``run_audit(outs)`` (``neurolm-data audit OUT...``): splits every ingest output into groups
   ``(out, source, split)`` and reports, for every pair of groups, the subjects they share and the recordings

@@ -1,7 +1,7 @@
 """Channel standardization: one vocabulary, a normalizer for real-world channel names, montage detection.
 
 The vocabulary is NeuroLM's ``standard_1020`` list (139 entries, index -> name), reproduced from the
-project reference (``neurolm-spec.md`` §1.3, taken from the official ``dataset.py``). Its indices are what
+project reference (``docs/neurolm-reference.md`` §1.3, taken from the official ``dataset.py``). Its indices are what
 the models embed (``pos_embed = nn.Embedding(256, d)``), so the order here is load-bearing: never reorder,
 only append.
 
@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-#: NeuroLM ``standard_1020`` (neurolm-spec.md §1.3). Index = position. 136 is the padding slot.
+#: NeuroLM ``standard_1020`` (docs/neurolm-reference.md §1.3). Index = position. 136 is the padding slot.
 STANDARD_1020: tuple[str, ...] = (
     "FP1", "FPZ", "FP2", "AF9", "AF7", "AF5", "AF3", "AF1", "AFZ", "AF2", "AF4", "AF6", "AF8", "AF10",
     "F9", "F7", "F5", "F3", "F1", "FZ", "F2", "F4", "F6", "F8", "F10",
@@ -38,15 +38,15 @@ STANDARD_1020: tuple[str, ...] = (
 )
 assert len(STANDARD_1020) == 139
 
-#: Vocabulary index of the padding token (neurolm-spec.md §1.2).
+#: Vocabulary index of the padding token (docs/neurolm-reference.md §1.2).
 PAD_INDEX: int = STANDARD_1020.index("pad")  # 136
-#: Size of the channel embedding tables in NeuroLM (``nn.Embedding(256, d)``, neurolm-spec.md §1.2).
+#: Size of the channel embedding tables in NeuroLM (``nn.Embedding(256, d)``, docs/neurolm-reference.md §1.2).
 N_CHANNEL_EMBEDDINGS: int = 256
 
 _INDEX_BY_UPPER: dict[str, int] = {name.upper(): i for i, name in enumerate(STANDARD_1020) if name != "pad"}
 
 #: Old 10-20 names and their 10-10 equivalents. The official code embeds them separately
-#: (neurolm-spec.md §1.3 and §9.25); ``map_channels(..., merge_synonyms=True)`` maps old to new.
+#: (docs/neurolm-reference.md §1.3 and §9.25); ``map_channels(..., merge_synonyms=True)`` maps old to new.
 SYNONYMS: dict[str, str] = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 
 #: Reference suffixes (the part after the last ``-``) and the montage label they imply. TUH writes
@@ -162,7 +162,7 @@ def map_channels(
     Args:
         raw_names: channel names as read from the file.
         merge_synonyms: map old 10-20 names to 10-10 (T3->T7 ...). Off by default to stay faithful to
-            the official code, which embeds them separately (neurolm-spec.md §9.25).
+            the official code, which embeds them separately (docs/neurolm-reference.md §9.25).
         keep: optional canonical names to keep, in this order (e.g. a protocol's 19 channels); other
             mapped channels are dropped with reason ``not in the source's channel list``. Names in
             ``keep`` that are absent are simply missing from the result (the caller decides whether

@@ -45,7 +45,7 @@ from neurolm_data.executors import WorkerDied, check_executor, ray_map
 from neurolm_data.lock import output_lock
 from neurolm_data.preprocess import PreprocessConfig, check_min_duration, config_hash, preprocess
 from neurolm_data.remote import fetch_input, mirrored
-from neurolm_data.sources.base import RecordingError, RecordingRef, get_source
+from neurolm_data.sources.base import RecordingError, RecordingRef, canonical_source, get_source
 from neurolm_data.store import (
     RECORDINGS_DIR,
     array_hash,
@@ -149,6 +149,7 @@ def build_config(
         KeyError: unknown source. ValueError: invalid source option or preprocessing setting.
     """
     options = {str(k): str(v) for k, v in sorted((source_options or {}).items())}
+    source = canonical_source(source)  # an alias (eegmat) records the registered name (workload)
     src = get_source(source, **options)
     pp = preprocess_config or PreprocessConfig()
     if engine is not None:

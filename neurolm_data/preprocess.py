@@ -1,7 +1,7 @@
 """Preprocessing to the NeuroLM convention: band-pass 0.1-75 Hz, notch at mains, resample to 200 Hz, float32 µV.
 
 The convention and its order (band-pass, then notch, then resample) are those of every official NeuroLM dataset
-maker (``neurolm-spec.md`` §1.1). Three engines implement it:
+maker (``docs/neurolm-reference.md`` §1.1). Three engines implement it:
 
 * ``mne``: the official makers' calls, verbatim: ``raw.filter(l_freq, h_freq)`` (MNE default FIR: firwin design,
   Hamming window, zero phase, automatic transition bands and length), ``raw.notch_filter(mains)``,
@@ -83,12 +83,12 @@ class PreprocessConfig:
     """Typed preprocessing configuration (saved with every ingest output, hashed into ``config_hash``).
 
     Attributes:
-        l_freq: high-pass edge in Hz (0.1, neurolm-spec.md §1.1).
-        h_freq: low-pass edge in Hz (75, neurolm-spec.md §1.1).
+        l_freq: high-pass edge in Hz (0.1, docs/neurolm-reference.md §1.1).
+        h_freq: low-pass edge in Hz (75, docs/neurolm-reference.md §1.1).
         notch_hz: notch frequency in Hz; None means "the source's mains frequency" and is resolved by
-            ``resolved(mains_hz)`` before hashing (50 Hz EEGMAT, 60 Hz TUH; neurolm-spec.md §1.1 table).
+            ``resolved(mains_hz)`` before hashing (50 Hz EEGMAT, 60 Hz TUH; docs/neurolm-reference.md §1.1 table).
             0 disables the notch.
-        sfreq: output sampling rate in Hz (200, neurolm-spec.md §1.1: 1-s patches of 200 samples).
+        sfreq: output sampling rate in Hz (200, docs/neurolm-reference.md §1.1: 1-s patches of 200 samples).
         engine: ``fast`` (default, numpy/scipy, matches ``mne``), ``mne`` (the official makers' MNE calls) or
             ``exact`` (``fast`` filtering onto the exact output grid, without MNE's resampler drift).
         dtype: stored sample type; always ``float32`` µV (architecture.md, ``OUT/recordings/``).
@@ -184,7 +184,7 @@ def preprocess(data: np.ndarray | DigitalSamples, sfreq: float, config: Preproce
 
 
 def _preprocess_mne(data: np.ndarray, sfreq: float, config: PreprocessConfig) -> np.ndarray:
-    """The official makers' calls (neurolm-spec.md §1.1) on an MNE RawArray (data in V inside MNE)."""
+    """The official makers' calls (docs/neurolm-reference.md §1.1) on an MNE RawArray (data in V inside MNE)."""
     import mne
 
     info = mne.create_info([f"ch{i:03d}" for i in range(data.shape[0])], sfreq, "eeg", verbose="error")

@@ -1,7 +1,7 @@
 """Split protocols: typed loading and validation of ``manifests/protocols/*.toml``.
 
 A protocol says which subjects of which source go to ``train``/``val``/``test``. It is a versioned text file
-kept in the repository so that every split can be reproduced and reviewed (neurolm-spec.md §9.15: the
+kept in the repository so that every split can be reproduced and reviewed (docs/neurolm-reference.md §9.15: the
 official makers' splits are unseeded, order-dependent or per recording; ours are per subject and stored).
 
 Schema (one TOML file per protocol)::
@@ -77,8 +77,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-#: Folder of the shipped protocol files (``manifests/protocols`` at the repository root).
-PROTOCOL_DIR: Path = Path(__file__).resolve().parents[1] / "manifests" / "protocols"
+#: Folder of the shipped protocol files: package data at ``neurolm_data/manifests/protocols`` (in a checkout
+#: that path is a link to ``manifests/protocols`` at the repository root; a wheel carries the files themselves).
+PROTOCOL_DIR: Path = Path(__file__).resolve().parent / "manifests" / "protocols"
 #: Split names, in the canonical order used for hash-bucket boundaries and reports.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Split rules understood by ``neurolm_data.split``.

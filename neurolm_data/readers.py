@@ -198,7 +198,7 @@ def read_edf(
         channels: canonical ``standard_1020`` names to keep, in this order (e.g. the 19 Workload channels), or
             None to keep every channel that maps to the vocabulary (file order).
         annotations: also read EDF+/BDF+ annotations into ``events`` (``label`` -1: unlabelled text).
-        merge_synonyms: map T3/T4/T5/T6 to T7/T8/P7/P8 (off: the official code keeps them apart, spec §9.25).
+        merge_synonyms: map T3/T4/T5/T6 to T7/T8/P7/P8 (off: the official code keeps them apart, reference §9.25).
 
     Returns:
         ``RawSignal`` with ``data`` float64 (n_kept, n_samples) in µV, ``ch_names`` the raw labels of the kept

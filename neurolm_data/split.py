@@ -148,7 +148,7 @@ class Splitter:
 
 
 class ExplicitSplitter(Splitter):
-    """Subject lists per split (Workload, spec §2.6); unlisted subjects are an error or dropped."""
+    """Subject lists per split (Workload, reference §2.6); unlisted subjects are an error or dropped."""
 
     rule = "explicit"
 
@@ -197,7 +197,7 @@ class HashSplitter(Splitter):
 
 
 class SortedSplitter(Splitter):
-    """Sorted subject ids cut by counts per source (HMC, spec §2.5); the remainder goes to ``rest``."""
+    """Sorted subject ids cut by counts per source (HMC, reference §2.5); the remainder goes to ``rest``."""
 
     rule = "sorted"
 
@@ -217,7 +217,7 @@ class SortedSplitter(Splitter):
 
 
 class GroupSplitter(Splitter):
-    """Within-subject split by window group (SEED, spec §2.7): every subject gets ``GROUP_SPLIT``."""
+    """Within-subject split by window group (SEED, reference §2.7): every subject gets ``GROUP_SPLIT``."""
 
     rule = "group"
 

@@ -1,13 +1,13 @@
 """Typed run configs per stage (``vq``, ``pretrain``, ``instruct``), their defaults and their hash.
 
-Optimisation defaults are the official ones (spec §3.4 for ``vq``, §4.3 for ``pretrain``, §5.4 for
+Optimisation defaults are the official ones (reference §3.4 for ``vq``, §4.3 for ``pretrain``, §5.4 for
 ``instruct``): AdamW with weight decay on >= 2-D parameters only, linear warm-up then cosine decay per step,
 gradient clipping (none for ``vq``). ``tiny`` keeps those optimiser shapes but uses a small batch, a short
 text block and a larger peak learning rate (1e-3, min_lr 1e-4) so that CPU runs of a few hundred steps move
 a 2-layer model (at 3e-3 the tiny codebook collapsed to fewer than 25 used codes within 60 vq steps).
 
-Precision (spec §3.4, §9.8): ``auto`` = bf16 autocast on CUDA, fp32 on CPU; ``bf16`` and ``fp32`` are
-accepted; ``fp16`` is refused because fp16 loss scaling diverges with NaN losses from step 2 (spec §9.8,
+Precision (reference §3.4, §9.8): ``auto`` = bf16 autocast on CUDA, fp32 on CPU; ``bf16`` and ``fp32`` are
+accepted; ``fp16`` is refused because fp16 loss scaling diverges with NaN losses from step 2 (reference §9.8,
 issue #6).
 
 ``config_hash`` is the sha256 (16 hex digits) of the canonical JSON of the config without the fields that
@@ -24,7 +24,7 @@ from typing import Any
 STAGES = ("vq", "pretrain", "instruct")
 #: Instruction losses on the answer (``RunConfig.answer_loss``).
 ANSWER_LOSSES = ("full", "options")
-#: The six instruction tasks (spec §5.2); shard folder names.
+#: The six instruction tasks (reference §5.2); shard folder names.
 INSTRUCT_TASKS = ("tuab", "tuev", "seed", "hmc", "workload", "tusl")
 
 
@@ -44,8 +44,8 @@ class OptimConfig:
 class DataConfig:
     """Shards and batching. ``shards``: the ``OUT/shards`` root; ``tasks``: training task folders;
     ``val_tasks``: tasks scored on ``val`` for checkpoint selection (instruct; default = ``tasks``);
-    ``mixing``: ``proportional`` | ``tempered`` | ``uniform`` (spec §9.21); ``max_tokens``: longest window
-    (1024 for stages 1-2, ``eeg_max_len`` 276 for stage 3, spec §1.2); ``batches_per_epoch``: None = one
+    ``mixing``: ``proportional`` | ``tempered`` | ``uniform`` (reference §9.21); ``max_tokens``: longest window
+    (1024 for stages 1-2, ``eeg_max_len`` 276 for stage 3, reference §1.2); ``batches_per_epoch``: None = one
     pass over the windows in expectation; ``val_limit``: evenly spaced windows per task scored at validation (None = all)."""
 
     shards: str = ""
@@ -65,7 +65,7 @@ class DataConfig:
 @dataclass
 class TextConfig:
     """The LM-loss corpus: a nanoGPT uint16 ``.bin`` or a ``.txt`` (tokenized once next to the run).
-    ``batch_size`` crops of ``block`` tokens per step (spec §3.4: 16 x 1024; §4.2: 4 x 1024; §5.4: 16 x 1024).
+    ``batch_size`` crops of ``block`` tokens per step (reference §3.4: 16 x 1024; §4.2: 4 x 1024; §5.4: 16 x 1024).
     None corpus = no text loss (and, in ``vq``, no domain-alignment text side)."""
 
     corpus: str | None = None
@@ -77,8 +77,8 @@ class TextConfig:
 class RunConfig:
     """One training run.
 
-    ``model``: ``tiny`` | ``B`` | ``L`` | ``XL``; ``features``: ``bidirectional`` (official, leaks, spec §4.4)
-    or ``causal``; ``eeg_head``: ``full`` | ``eeg_only`` (spec §9.24), None = the model config's default;
+    ``model``: ``tiny`` | ``B`` | ``L`` | ``XL``; ``features``: ``bidirectional`` (official, leaks, reference §4.4)
+    or ``causal``; ``eeg_head``: ``full`` | ``eeg_only`` (reference §9.24), None = the model config's default;
     ``gpt2``: GPT-2 weights (HF id in the local cache or a folder), "none" = random init,
     None = the model config's default; ``init``: checkpoint to start from (VQ checkpoint for ``pretrain``,
     pretrain checkpoint or official file for ``instruct``); ``vq``: official VQ file paired with an official
@@ -92,7 +92,7 @@ class RunConfig:
     the finished tokenizer (``neurolm_train.probe``: per-channel and pooled logistic regression on frozen
     features); ``probe.json`` is written beside ``ckpt.pt``. Not hashed (it does not change training).
     ``answer_loss`` (``instruct``): ``full`` = cross-entropy of every answer token over all outputs
-    (official, spec §5.1); ``options`` = the first answer token's cross-entropy over the task's answer
+    (official, reference §5.1); ``options`` = the first answer token's cross-entropy over the task's answer
     options only (the tokens that tell the classes apart; the others stay full), so the random-init head
     does not spend the early steps learning a 50k-way answer format while the EEG is ignored. Hashed only
     when not ``full``.
@@ -135,7 +135,7 @@ class RunConfig:
             raise ValueError(f"stage {self.stage!r}: expected one of {STAGES}")
         if self.precision == "fp16":
             raise ValueError("fp16 is refused: fp16 loss scaling gives NaN losses from step 2 "
-                             "(neurolm-spec.md §9.8, NeuroLM issue #6); use bf16 (GPU) or fp32")
+                             "(docs/neurolm-reference.md §9.8, NeuroLM issue #6); use bf16 (GPU) or fp32")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision {self.precision!r}: expected auto, bf16 or fp32")
         if self.answer_loss not in ANSWER_LOSSES:
@@ -166,17 +166,17 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# Official optimisation per stage. lr/min_lr/warmup/clip: spec §3.4 (vq), §4.3 (pretrain), §5.4 (instruct).
+# Official optimisation per stage. lr/min_lr/warmup/clip: reference §3.4 (vq), §4.3 (pretrain), §5.4 (instruct).
 _OPTIM = {
     "vq": OptimConfig(lr=5e-5, min_lr=1e-5, betas=(0.9, 0.999), weight_decay=1e-4, warmup=5 / 50, grad_clip=0.0),
     "pretrain": OptimConfig(lr=6e-4, min_lr=6e-5, betas=(0.9, 0.95), weight_decay=0.1, warmup=2 / 20, grad_clip=1.0),
     "instruct": OptimConfig(lr=5e-4, min_lr=5e-5, betas=(0.9, 0.95), weight_decay=0.1, warmup=0.1, grad_clip=1.0),
 }
-#: Instruction-tuning peak lr per size (spec §5.4, paper values [2nd]); min_lr = lr / 10 (spec §5.4).
+#: Instruction-tuning peak lr per size (reference §5.4, paper values [2nd]); min_lr = lr / 10 (reference §5.4).
 _INSTRUCT_LR = {"B": 5e-4, "L": 5e-5, "XL": 2e-5}
-#: Epochs per stage (spec §3.4: 50, §4.3: 20, §5.4: 5; 3 for XL).
+#: Epochs per stage (reference §3.4: 50, §4.3: 20, §5.4: 5; 3 for XL).
 _EPOCHS = {"vq": 50, "pretrain": 20, "instruct": 5}
-#: Batch per GPU (spec §3.4: 64; §4.3: 60; §5.4: 64) and text crops per step (16, 4, 16 x 1024).
+#: Batch per GPU (reference §3.4: 64; §4.3: 60; §5.4: 64) and text crops per step (16, 4, 16 x 1024).
 _BATCH = {"vq": (64, 16), "pretrain": (60, 4), "instruct": (64, 16)}
 
 

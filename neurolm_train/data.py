@@ -3,12 +3,12 @@
 Input: ``ROOT/TASK/SPLIT/*.tar`` (``eeg.npy`` float32 (C, S*200) µV + ``meta.json``) and
 ``ROOT/TASK/windows.parquet``, where ROOT is ``OUT/shards``. Output: dicts of tensors
 
-    x (B, L, 200) float32 in units of 100 µV (spec §1.1), chans (B, L) int64 (``PAD_INDEX`` = 136 at
+    x (B, L, 200) float32 in units of 100 µV (reference §1.1), chans (B, L) int64 (``PAD_INDEX`` = 136 at
     padding), times (B, L) int64, mask (B, L) bool, n_chans (B,) int64, label (B,) int64 (-1 unlabeled),
     task (B,) int64 (index into ``prompts.TASKS``), key (list of B str)
 
-with tokens time-major (spec §1.2: all channels of second 0, then second 1 ...) and L the longest sample
-of the batch. No attention mask is built here (spec §9.19): models build it batched on the device.
+with tokens time-major (reference §1.2: all channels of second 0, then second 1 ...) and L the longest sample
+of the batch. No attention mask is built here (reference §9.19): models build it batched on the device.
 
 Training order (``TrainStream``) is a pure function of (seed, epoch, world size, rank, stream count, batch
 index), so a run resumes mid-epoch exactly and every rank yields exactly ``batches_per_epoch`` batches:
@@ -20,8 +20,8 @@ index), so a run resumes mid-epoch exactly and every rank yields exactly ``batch
   and keeps every n_slots-th sample (sample-level striding over a global order, counted across passes, so
   a slot is never empty). Passes repeat as needed, so no slot runs dry and no rank waits for another.
 * Samples go through a seeded shuffle buffer (webdataset's ``shuffle``), then a seeded draw picks the task
-  of each sample by the mixing weights (``proportional`` as in the paper (spec §5.4), ``tempered`` p ∝ n^(1/T),
-  or ``uniform``; spec §9.21).
+  of each sample by the mixing weights (``proportional`` as in the paper (reference §5.4), ``tempered`` p ∝ n^(1/T),
+  or ``uniform``; reference §9.21).
 * To resume mid-epoch, streams regenerate the epoch and drop the consumed batches without decoding them.
 
 Work split (``shardio``): DataLoader workers read shard indexes, shuffle, mix and parse ``meta.json``, and
@@ -59,11 +59,11 @@ from neurolm_data.store import content_hash
 from .prompts import task_id
 from .shardio import eeg_ref, open_sample, read_ref, shard_entries, tar_samples
 
-#: Samples per second-long patch: 200 Hz x 1 s (spec §1.1).
+#: Samples per second-long patch: 200 Hz x 1 s (reference §1.1).
 PATCH: int = 200
-#: Scale of the model input: µV / 100 (spec §1.1).
+#: Scale of the model input: µV / 100 (reference §1.1).
 UV_PER_UNIT: float = 100.0
-#: Rows of the VQ encoder's ``time_embed`` = longest window in seconds (spec §1.2 item 6, §9.7).
+#: Rows of the VQ encoder's ``time_embed`` = longest window in seconds (reference §1.2 item 6, §9.7).
 MAX_SECONDS: int = 64
 
 
@@ -200,8 +200,8 @@ def discover(root: str | Path, tasks: list[str], split: str, verify: bool = Fals
 
 
 def mixing_weights(counts: list[int], mode: str = "proportional", temperature: float = 2.0) -> np.ndarray:
-    """Task sampling probabilities: ``proportional`` (p ∝ n, the paper's ConcatDataset, spec §5.4),
-    ``tempered`` (p ∝ n^(1/temperature)) or ``uniform`` (spec §9.21). Raises ValueError on an unknown mode
+    """Task sampling probabilities: ``proportional`` (p ∝ n, the paper's ConcatDataset, reference §5.4),
+    ``tempered`` (p ∝ n^(1/temperature)) or ``uniform`` (reference §9.21). Raises ValueError on an unknown mode
     or an empty task."""
     n = np.asarray(counts, dtype=np.float64)
     if (n <= 0).any():
@@ -223,7 +223,7 @@ def _seed(*parts: object) -> int:
 
 
 def window_tokens(eeg: np.ndarray, channel_indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One window (C, S*200) µV -> time-major tokens (spec §1.2); ``collate`` does the same into a batch.
+    """One window (C, S*200) µV -> time-major tokens (reference §1.2); ``collate`` does the same into a batch.
 
     Returns ``x`` (S*C, 200) float32 in 100 µV units, ``chans`` (S*C,) int64, ``times`` (S*C,) int64.
     Raises ValueError when the length is not whole seconds or the channel list does not match.

@@ -1,4 +1,4 @@
-"""Scores from class probabilities (scikit-learn), per spec §5.3 with its flaws fixed (spec §9.10-11).
+"""Scores from class probabilities (scikit-learn), per reference §5.3 with its flaws fixed (reference §9.10-11).
 
 Binary tasks (TUAB, Workload): balanced accuracy, AUROC and AUC-PR (average precision, as PyHealth's
 ``pr_auc``), plus accuracy. Multiclass tasks (TUEV, SEED, HMC, TUSL): balanced accuracy, Cohen's kappa,
@@ -57,7 +57,7 @@ def metrics(kind: str, y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 
 def hard_label_metrics(kind: str, y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
-    """The paper's scores from hard predictions with -1 = parse failure (spec §5.3; see module docstring).
+    """The paper's scores from hard predictions with -1 = parse failure (reference §5.3; see module docstring).
     Also returns ``parse_failure_rate``."""
     y, pred = np.asarray(y), np.asarray(pred)
     out = {"parse_failure_rate": float((pred < 0).mean()) if len(pred) else float("nan")}

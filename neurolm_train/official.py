@@ -1,6 +1,6 @@
 """Official NeuroLM checkpoints (``VQ.pt``, ``NeuroLM-{B,L,XL}.pt``): load, check, export (issue 6).
 
-The layout is ``../shared/reference/neurolm-official-checkpoints.md`` ("ckpt §x"). Loading strips the
+The layout is ``docs/neurolm-reference.md``, "Official checkpoint files" ("ckpt §x"). Loading strips the
 ``_orig_mod.`` prefix (ckpt §1.2), infers the shapes from the tensors (ckpt §1.3, §5), checks every key and
 shape against a model of the inferred config (a missing, unexpected or mis-shaped key raises
 ``OfficialCheckpointError`` naming it), and maps the keys onto the project's modules:
@@ -46,7 +46,7 @@ from .models.tokenizer import VQTokenizer
 
 PREFIX = "_orig_mod."  # torch.compile wrapper prefix on every saved key (ckpt §1.2)
 HF_REPO = "Weibang/NeuroLM"  # where the released files live (ckpt §0)
-# GPT-2 head counts by width (spec §4.1); the official files store n_head only in model_args
+# GPT-2 head counts by width (reference §4.1); the official files store n_head only in model_args
 _GPT2_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25}
 _VARIANTS = {(12, 768): "B", (24, 1024): "L", (48, 1600): "XL"}
 # project quantizer buffer <-> official key under VQ.quantize. (ckpt §2.1, §3)

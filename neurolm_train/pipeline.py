@@ -1,6 +1,6 @@
 """The main job: the whole pipeline on the default dataset (EEGMAT = NeuroLM's Workload task), one call.
 
-ingest (``workload`` source) -> split (``workload`` protocol: Subject00-25 / 26-30 / 31-35, spec §2.6) ->
+ingest (``workload`` source) -> split (``workload`` protocol: Subject00-25 / 26-30 / 31-35, reference §2.6) ->
 shard (``workload`` task: last 60 s, 4-s windows, 2-s stride) -> leaderboard run (chance, band power +
 logistic regression, a small supervised net, NeuroLM ``tiny`` through vq -> pretrain -> instruct) ->
 leaderboard show (rich table, Markdown, PNG). Every step is resumable: re-running skips finished

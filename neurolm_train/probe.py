@@ -1,6 +1,6 @@
 """Linear probes on frozen stage-1 tokenizer features: does the tokenizer carry a task's label?
 
-NeuroLM feeds the GPT the tokenizer encoder's continuous ``fc_norm`` features (spec §4.1), so what the
+NeuroLM feeds the GPT the tokenizer encoder's continuous ``fc_norm`` features (reference §4.1), so what the
 instruction stage can learn is bounded by what those features hold. A probe fits a logistic regression on
 them, on a labelled task's train windows, and scores val and test (subject-disjoint splits of the shards):
 
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 #: Inverse regularisation strengths tried per probe (chosen on val AUROC).
 C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
 #: Band edges in Hz of the band-power reference (the leaderboard's ``BandPowerConfig`` bands; the top edge
-#: 75 Hz is the preprocessing low-pass, spec §1.1).
+#: 75 Hz is the preprocessing low-pass, reference §1.1).
 BANDS: tuple[tuple[float, float], ...] = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 75.0))
 KINDS: tuple[str, ...] = ("pooled", "per_channel", "bandpower")
 

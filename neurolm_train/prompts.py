@@ -1,13 +1,13 @@
-"""The instruction tasks: exact prompts and answers (neurolm-spec.md §5.2), GPT-2 BPE via local tiktoken.
+"""The instruction tasks: exact prompts and answers (docs/neurolm-reference.md §5.2), GPT-2 BPE via local tiktoken.
 
 ``TASKS`` is the task-id table used by the loader (batch key ``task``) and by evaluation: the six
-downstream tasks in the spec's order, then ``pretrain`` (unlabeled windows, no prompt). Shard folders are
+downstream tasks in the official code's order, then ``pretrain`` (unlabeled windows, no prompt). Shard folders are
 named by ``Task.name`` (``OUT/shards/<name>/``).
 
-Text layout of one instruction sample (spec §5.1): ``[SEP]=50257``, the prompt tokens, the answer tokens,
+Text layout of one instruction sample (reference §5.1): ``[SEP]=50257``, the prompt tokens, the answer tokens,
 the tokens of ``" <|endoftext|>"``, then padding with 50256 up to ``TEXT_MAX_LEN`` = 80. Only answer
 tokens (and the terminator) are supervised. The official code supervises one extra token (``" ("``) for
-TUEV and HMC (spec §5.1, an inconsistency); here every task uses the same rule.
+TUEV and HMC (reference §5.1, an inconsistency); here every task uses the same rule.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-#: GPT-2 end-of-text token id; also the text padding id (spec §5.1).
+#: GPT-2 end-of-text token id; also the text padding id (reference §5.1).
 EOT: int = 50256
-#: ``[SEP]``: the first id past GPT-2's vocabulary, prefixed to every prompt (spec §5.2, §4.1).
+#: ``[SEP]``: the first id past GPT-2's vocabulary, prefixed to every prompt (reference §5.2, §4.1).
 SEP: int = 50257
-#: Text length of an instruction sample, [SEP] and padding included (spec §1.2 item 5).
+#: Text length of an instruction sample, [SEP] and padding included (reference §1.2 item 5).
 TEXT_MAX_LEN: int = 80
 #: Environment variable that points to a folder holding GPT-2's ``vocab.bpe`` and ``encoder.json``.
 TOKENIZER_ENV: str = "NEUROLM_GPT2_TOKENIZER"
@@ -40,9 +40,9 @@ class Task:
 
     Attributes:
         name: shard folder name (lower case).
-        prompt: the question, ending exactly as at inference (spec §5.2); None for ``pretrain``.
+        prompt: the question, ending exactly as at inference (reference §5.2); None for ``pretrain``.
         answers: answer text per class label (index = label).
-        result_idx: index of the answer word after ``decoded.split(' ')`` in the paper's parser (spec §5.3).
+        result_idx: index of the answer word after ``decoded.split(' ')`` in the paper's parser (reference §5.3).
         kind: ``binary``, ``multiclass`` or ``unlabeled``.
     """
 
@@ -58,7 +58,7 @@ class Task:
 
 
 _LETTERS = "ABCDEF"
-#: Task table; the index is the task id (batch key ``task``). Prompts and answers: spec §5.2.
+#: Task table; the index is the task id (batch key ``task``). Prompts and answers: reference §5.2.
 TASKS: tuple[Task, ...] = (
     Task("tuab", "Question: Is this EEG segment abnormal? Answer:", (" No", " Yes"), 7, "binary"),
     Task(
@@ -145,7 +145,7 @@ def answer_ids(tid: int, tokenizer: str | None = None) -> tuple[tuple[int, ...],
 
 def instruction_arrays(tids: np.ndarray, labels: np.ndarray, tokenizer: str | None = None,
                        text_max_len: int = TEXT_MAX_LEN) -> tuple[np.ndarray, np.ndarray]:
-    """Training text for a batch: ids and next-token targets, supervised on the answer only (spec §5.1).
+    """Training text for a batch: ids and next-token targets, supervised on the answer only (reference §5.1).
 
     Args:
         tids: (B,) task ids; labels: (B,) class labels (>= 0).
@@ -173,7 +173,7 @@ def instruction_arrays(tids: np.ndarray, labels: np.ndarray, tokenizer: str | No
 
 def parse_generation(tid: int, prompt_text_ids: list[int], generated: list[int],
                      tokenizer: str | None = None) -> int:
-    """The paper's parser (spec §5.3): decode prompt + generated tokens (after [SEP]), take
+    """The paper's parser (reference §5.3): decode prompt + generated tokens (after [SEP]), take
     ``split(' ')[result_idx]``; a word starting with ``(`` is cut to 3 characters; look it up among the
     answers. Returns the class label, or -1 when the text cannot be parsed."""
     enc = gpt2_encoding(tokenizer)

@@ -3,11 +3,11 @@
 Each stage is an ``nn.Module`` whose ``forward(batch, text, progress)`` returns the step's loss dict, so a
 whole step (EEG loss + text LM loss) is one forward call that ``DistributedDataParallel`` can wrap:
 
-* ``VQStage`` (spec §3): ``VQTokenizer.forward`` with the GRL ramp ``alpha = grl_alpha(progress)`` and
-  the frozen GPT-2 ``wte`` rows of a text batch as the domain classifier's text side (spec §3.3). Without a
+* ``VQStage`` (reference §3): ``VQTokenizer.forward`` with the GRL ramp ``alpha = grl_alpha(progress)`` and
+  the frozen GPT-2 ``wte`` rows of a text batch as the domain classifier's text side (reference §3.3). Without a
   text corpus there is no domain classifier loss at all (EEG side included; ``VQTokenizer.forward``).
-* ``PretrainStage`` (spec §4.2): ``forward_pretrain`` (next-second codes) + ``forward_text``.
-* ``InstructStage`` (spec §5.1, §5.4): ``forward_instruct`` on [SEP] + prompt + answer (answer-only
+* ``PretrainStage`` (reference §4.2): ``forward_pretrain`` (next-second codes) + ``forward_text``.
+* ``InstructStage`` (reference §5.1, §5.4): ``forward_instruct`` on [SEP] + prompt + answer (answer-only
   targets, ``prompts.instruction_arrays``) + ``forward_text``.
 
 ``text`` is ``(x, y)`` (B', T') int64 crops of the text corpus or None (no text loss). ``build_stage``
@@ -75,7 +75,7 @@ class VQStage(nn.Module):
 
 
 class PretrainStage(nn.Module):
-    """Stage 2: EEG next-second code loss + text LM loss, equal weights (spec §4.2)."""
+    """Stage 2: EEG next-second code loss + text LM loss, equal weights (reference §4.2)."""
 
     def __init__(self, model: NeuroLM):
         super().__init__()
@@ -109,7 +109,7 @@ def answer_options(tids: np.ndarray, tokenizer: str | None = None) -> np.ndarray
 
 
 class InstructStage(nn.Module):
-    """Stage 3: answer-only instruction loss + text LM loss, equal weights (spec §5.4). ``answer_loss``:
+    """Stage 3: answer-only instruction loss + text LM loss, equal weights (reference §5.4). ``answer_loss``:
     ``full`` (official) or ``options`` (the first answer token scored over the task's options only,
     ``NeuroLM.forward_instruct``)."""
 

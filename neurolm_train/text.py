@@ -1,6 +1,6 @@
 """The text corpus for the LM loss: a local text file -> GPT-2 BPE uint16 ``.bin`` (nanoGPT format) -> crops.
 
-The official runs use OpenWebText tokenized by nanoGPT's ``prepare.py`` (spec §7, §3.4): a flat uint16
+The official runs use OpenWebText tokenized by nanoGPT's ``prepare.py`` (reference §7, §3.4): a flat uint16
 array of token ids with ``<|endoftext|>`` (50256) after each document. Any such ``.bin`` works here;
 ``prepare_text`` builds one from a plain text file (documents separated by blank lines).
 

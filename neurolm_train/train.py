@@ -3,7 +3,7 @@
     torchrun --nproc_per_node N -m neurolm_train.train ...   (or ``neurolm-train vq|pretrain|instruct``)
 
 Per optimizer step: ``grad_accum`` micro-batches from the shard loader (plus text crops), one forward of the
-stage module each (``stages.py``) under autocast (bf16 on CUDA, none on CPU; fp16 refused, spec §9.8),
+stage module each (``stages.py``) under autocast (bf16 on CUDA, none on CPU; fp16 refused, reference §9.8),
 backward (``no_sync`` except on the last micro-batch), gradient clipping, AdamW step, warm-up/cosine lr.
 
 With ``init_optimizer`` (a fresh run from an official NeuroLM file) AdamW starts from the file's moments and
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 class WarmupCosine:
     """lr multiplier per step: linear warm-up ``(s+1)/(w+1)`` for s < w (nanoGPT), then cosine from 1 to
-    ``min_ratio`` at ``total`` steps, flat after (spec §3.4, §4.3, §5.4)."""
+    ``min_ratio`` at ``total`` steps, flat after (reference §3.4, §4.3, §5.4)."""
 
     def __init__(self, warmup: int, total: int, min_ratio: float):
         self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
@@ -90,7 +90,7 @@ def autocast(cfg: RunConfig, device: torch.device) -> contextlib.AbstractContext
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over trainable parameters: weight decay on >= 2-D tensors, none on biases/norms (spec §3.4).
+    """AdamW over trainable parameters: weight decay on >= 2-D tensors, none on biases/norms (reference §3.4).
     The groups are the official ones (``official.official_param_groups``, ckpt §1.4), so ``init_optimizer``
     can load an official file's state into it (``official.seed_optimizer`` checks the order)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -350,7 +350,7 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
                     text = (tx.to(device), ty.to(device))
                     tok_text += tx.numel()
                 tok_eeg += int(batch["mask"].sum())
-                if cfg.stage == "instruct":  # EEG + [SEP] + prompt + answer sequence (spec §5.1)
+                if cfg.stage == "instruct":  # EEG + [SEP] + prompt + answer sequence (reference §5.1)
                     tok_text += len(batch["key"]) * TEXT_MAX_LEN
                 sync = micro == cfg.grad_accum - 1 or world == 1
                 with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(cfg, device):

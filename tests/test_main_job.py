@@ -40,4 +40,4 @@ def test_pipeline_runs_and_resumes(eegmat_dir, tmp_path):
 def test_pipeline_without_data_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.delenv("NEUROLM_EEGMAT", raising=False)
     res = CliRunner().invoke(train_app, ["pipeline", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 1 and "--root" in res.output and "--download" in res.output
+    assert res.exit_code == 2 and "--root" in res.output and "--download" in res.output

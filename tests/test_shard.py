@@ -138,7 +138,7 @@ def test_shard_cli(workload_out: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1508" in result.output and "290" in result.output
     result = CliRunner().invoke(data_app, ["shard", str(out), "--task", "nope"])
-    assert result.exit_code == 1 and "unknown task 'nope'" in result.output
+    assert result.exit_code == 2 and "unknown task 'nope'" in result.output
 
 
 def test_pretrain_window_length_rule() -> None:

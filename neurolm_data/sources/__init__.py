@@ -34,6 +34,8 @@ _MODULES: tuple[str, ...] = (
     "seed_family",
     "siena",
     "adhd",
+    "mne_folder",
+    "bids",
 )
 
 for _m in _MODULES:

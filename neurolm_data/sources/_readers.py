@@ -26,7 +26,7 @@ def require_channels(path: Path, sig: RawSignal, wanted: tuple[str, ...], corpus
     """Check that ``sig`` (read with ``channels=wanted``) holds every one of ``wanted``, in that order.
 
     Args:
-        wanted: canonical ``standard_1020`` names, e.g. the 23 TUAB channels (spec §2.2).
+        wanted: canonical ``standard_1020`` names, e.g. the 23 TUAB channels (reference §2.2).
         corpus: corpus name for the error message.
 
     Returns:

@@ -195,7 +195,7 @@ class Source(ABC):
         mains_hz: mains frequency of the recording site; the notch is applied there.
         channels: canonical channel names kept, in order, or None to keep every EEG channel.
         min_duration_s: shortest usable recording in s (one window of the source's task); ingest records
-            shorter ones as failed. Default 1.0 = one 1-s patch, the smallest NeuroLM sample (spec §1.1).
+            shorter ones as failed. Default 1.0 = one 1-s patch, the smallest NeuroLM sample (reference §1.1).
         citation, license: shown in the README's source table.
     """
 
@@ -241,14 +241,38 @@ def register_source(cls: type[Source]) -> type[Source]:
     return cls
 
 
-def get_source(name: str, **options: Any) -> Source:
-    """Instantiate a registered source by name. Raises KeyError listing the known names."""
+#: Other names of registered sources: the dataset's own name where the source is named after its task
+#: (PhysioNet publishes the Workload corpus as "EEGMAT", https://physionet.org/content/eegmat/1.0.0/).
+SOURCE_ALIASES: dict[str, str] = {"eegmat": "workload"}
+
+
+def canonical_source(name: str) -> str:
+    """The registered name for ``name`` (an alias such as ``eegmat`` gives ``workload``).
+
+    Raises:
+        KeyError: unknown name; the message suggests the closest known names ("did you mean ...?") and lists
+            them all.
+    """
+    from difflib import get_close_matches
+
     from neurolm_data import sources  # noqa: F401  (imports every source module, filling the registry)
 
-    try:
-        return _REGISTRY[name](**options)
-    except KeyError:
-        raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    key = SOURCE_ALIASES.get(name.lower(), name)
+    if key in _REGISTRY:
+        return key
+    close = get_close_matches(name.lower(), [*_REGISTRY, *SOURCE_ALIASES], n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(SOURCE_ALIASES.get(c, c)) for c in close)}?" if close else ""
+    raise KeyError(f"unknown source {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))}; "
+                   f"aliases: {', '.join(f'{a}={t}' for a, t in SOURCE_ALIASES.items())})")
+
+
+def get_source(name: str, **options: Any) -> Source:
+    """Instantiate a registered source by name or alias (``SOURCE_ALIASES``).
+
+    Raises:
+        KeyError: unknown name, with "did you mean" suggestions and the known names.
+    """
+    return _REGISTRY[canonical_source(name)](**options)
 
 
 def available_sources() -> dict[str, type[Source]]:

@@ -36,10 +36,10 @@ class EdfSource(Source):
 
     Options:
         notch_hz: mains frequency of the recording site, Hz (default 50, the notch of most official makers,
-            spec §1.1; pass 60 for North American data).
+            reference §1.1; pass 60 for North American data).
         annotations: read EDF+ annotations into events (default true); an unreadable annotation channel then
             fails the recording.
-        merge_synonyms: map T3/T4/T5/T6 to T7/T8/P7/P8 (default false, as the official code, spec §9.25).
+        merge_synonyms: map T3/T4/T5/T6 to T7/T8/P7/P8 (default false, as the official code, reference §9.25).
         subject_regex: a regular expression searched in the file stem whose group ``subject`` (or first group)
             is the subject, e.g. ``(?P<subject>Subject\\d+)_`` for EEGMAT, so that a person's recordings share
             one subject and subject-level splits keep them together. The run is then the whole stem (recording

@@ -1,5 +1,5 @@
 """EEGMMIDB: PhysioNet EEG Motor Movement/Imagery Dataset, as a pre-training source ("Motor Movement/Imagery",
-47.3 h of the NeuroLM pre-training corpus, spec §7).
+47.3 h of the NeuroLM pre-training corpus, reference §7).
 
 Layout (PhysioNet ``eegmmidb/1.0.0``): ``files/S001/S001R01.edf`` ... ``S109/S109R14.edf``: BCI2000 EDF+,
 64 channels at 160 Hz, labels padded with dots (``Fc5.``, ``Cz..``; the vocabulary normalizer strips them),

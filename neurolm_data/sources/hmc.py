@@ -1,6 +1,6 @@
 """HMC: the Haaglanden Medisch Centrum sleep staging database (PhysioNet), the NeuroLM "HMC" task.
 
-Layout (PhysioNet ``hmc-sleep-staging/1.1/recordings/``; neurolm-spec.md §2.5): ``SNxxx.edf`` (8 signals at
+Layout (PhysioNet ``hmc-sleep-staging/1.1/recordings/``; docs/neurolm-reference.md §2.5): ``SNxxx.edf`` (8 signals at
 256 Hz: ``EEG F4-M1, EEG C4-M1, EEG O2-M1, EEG C3-M2, EMG chin, EOG E1-M2, EOG E2-M2, ECG``) with the scoring
 ``SNxxx_sleepscoring.edf`` (EDF+ annotations) and/or ``SNxxx_sleepscoring.txt`` (CSV). ``root`` is any folder
 above them. One subject per recording (``SN001`` ...).
@@ -8,8 +8,8 @@ above them. One subject per recording (``SN001`` ...).
 Channels: the 4 EEG derivations ``F4-M1, C4-M1, O2-M1, C3-M2``, stored as F4, C4, O2, C3 (as the official
 maker does; the mastoid reference is recorded as the montage ``mastoid``).
 
-Labels: one event per 30-s scoring row, W 0, N1 1, N2 2, N3 3, R 4 (spec §2.5). Unlike the official maker, no
-array is pre-allocated, so there are no zero-filled samples labelled Wake (spec §2.5 bug, §9.16); ``Lights
+Labels: one event per 30-s scoring row, W 0, N1 1, N2 2, N3 3, R 4 (reference §2.5). Unlike the official maker, no
+array is pre-allocated, so there are no zero-filled samples labelled Wake (reference §2.5 bug, §9.16); ``Lights
 off/on`` markers are skipped; an unknown annotation, a stage row that is not 30 s, overlapping epochs or an
 epoch past the end of the signal cost only those epochs (listed in the ledger's ``warnings`` column); a
 missing or unreadable scoring file, or one without a valid epoch, fails the recording.
@@ -35,11 +35,11 @@ from neurolm_data.readers import read_edf
 from neurolm_data.sources._readers import check_options, duration_s, notch_option, require_channels
 from neurolm_data.sources.base import RawSignal, RecordingRef, Source, register_source
 
-#: The 4 EEG channels of ``prepare_HMC.py`` (spec §2.5), canonical names in its order.
+#: The 4 EEG channels of ``prepare_HMC.py`` (reference §2.5), canonical names in its order.
 HMC_CHANNELS: tuple[str, ...] = ("F4", "C4", "O2", "C3")
 #: HMC recording file name (``prepare_HMC.py`` keeps names of length 9: ``SNxxx.edf``).
 HMC_NAME = re.compile(r"^SN\d{3}\.edf$", re.IGNORECASE)
-#: Mains frequency in the Netherlands (50 Hz); the official maker's notch too (spec §1.1).
+#: Mains frequency in the Netherlands (50 Hz); the official maker's notch too (reference §1.1).
 HMC_MAINS_HZ: float = 50.0
 
 
@@ -55,7 +55,7 @@ class HmcSource(Source):
     name = "hmc"
     mains_hz = HMC_MAINS_HZ
     channels = HMC_CHANNELS
-    min_duration_s = 30.0  # one 30-s epoch (spec §2.5)
+    min_duration_s = 30.0  # one 30-s epoch (reference §2.5)
     citation = ("Alvarez-Estevez D, Rijsman RM. Inter-database validation of a deep learning approach for "
                 "automatic sleep scoring. PLoS ONE 16(8):e0256111 (2021); PhysioNet HMC v1.1, "
                 "doi:10.13026/t79q-fr32")

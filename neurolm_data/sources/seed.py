@@ -2,21 +2,21 @@
 
 Two inputs (option ``input``; ``auto`` picks ``cnt`` when ``root`` holds ``.cnt`` files, else ``mat``):
 
-- ``cnt``, the raw release the official ``prepare_SEED.py`` reads (spec §2.7): ``<subject>_<yyyymmdd>.cnt``,
+- ``cnt``, the raw release the official ``prepare_SEED.py`` reads (reference §2.7): ``<subject>_<yyyymmdd>.cnt``,
   Neuroscan CNT, 62 EEG channels + ``M1 M2 VEO HEO`` at 1000 Hz, 15 subjects x 3 sessions. One recording per
-  session; its 15 trials are events (the boundaries and labels of spec §2.7, the same for every session, or
+  session; its 15 trials are events (the boundaries and labels of reference §2.7, the same for every session, or
   a ``trial_table`` CSV ``start_s,end_s,emotion``). Read with ``mne.io.read_raw_cnt(data_format=...)``:
   ``data_format="auto"`` fails on real CNT files whose header sample count is 0 (FIXTURES.md §1), so the
   format is an option: ``int32`` (default; the official maker's, SEED's SynAmps2 export) or ``int16``.
 - ``mat``, the ``Preprocessed_EEG/<subject>_<yyyymmdd>.mat`` release: variables ``<initials>_eeg1 ..
   _eeg15``, float64 (62, n) at 200 Hz (already down-sampled and 0-75 Hz filtered by the SEED authors; values
   treated as µV), labels from ``Preprocessed_EEG/label.mat`` (1 positive, 0 neutral, -1 negative) or, when
-  it is absent, spec §2.7's sequence. One recording per trial (``run = trialNN``) with one event covering it,
+  it is absent, reference §2.7's sequence. One recording per trial (``run = trialNN``) with one event covering it,
   so no filter runs across the gaps between clips. MATLAB v7.3 (HDF5) files are read with h5py.
 
 Channels: the 62 SEED channels in the SEED ``channel_62_pos.locs`` order (FIXTURES.md §2.4), which is the
-``.cnt`` order once ``M1 M2 VEO HEO`` are dropped (spec §2.7). Classes: H (positive) 0, N (neutral) 1,
-S (negative) 2 (spec §2.7). Notch: 50 Hz (Chinese mains; the official maker's).
+``.cnt`` order once ``M1 M2 VEO HEO`` are dropped (reference §2.7). Classes: H (positive) 0, N (neutral) 1,
+S (negative) 2 (reference §2.7). Notch: 50 Hz (Chinese mains; the official maker's).
 
 Protocols: ``seed`` (the paper's within-subject trial split: trials 0-8 train, 9-11 val, 12-14 test, all
 sessions pooled) and ``seed_xsub`` (cross-subject, by sorted subject id); see ``manifests/protocols``.
@@ -48,17 +48,17 @@ from neurolm_data.annotations import (
 from neurolm_data.sources._readers import check_options, duration_s, notch_option, select_channels
 from neurolm_data.sources.base import Event, RawSignal, RecordingError, RecordingRef, Source, register_source
 
-#: SEED 62-channel order (SEED ``channel_62_pos.locs``; FIXTURES.md §2.4; spec §2.7).
+#: SEED 62-channel order (SEED ``channel_62_pos.locs``; FIXTURES.md §2.4; reference §2.7).
 SEED_CHANNELS: tuple[str, ...] = tuple(
     "FP1 FPZ FP2 AF3 AF4 F7 F5 F3 F1 FZ F2 F4 F6 F8 FT7 FC5 FC3 FC1 FCZ FC2 FC4 FC6 FT8 T7 C5 C3 C1 CZ C2 C4 "
     "C6 T8 TP7 CP5 CP3 CP1 CPZ CP2 CP4 CP6 TP8 P7 P5 P3 P1 PZ P2 P4 P6 P8 PO7 PO5 PO3 POZ PO4 PO6 PO8 CB1 O1 "
     "OZ O2 CB2".split()
 )
-#: Channels the official maker drops from the CNT (spec §2.7).
+#: Channels the official maker drops from the CNT (reference §2.7).
 SEED_DROPPED: tuple[str, ...] = ("M1", "M2", "VEO", "HEO", "ECG")
 #: Sampling rate of the ``Preprocessed_EEG`` arrays (SEED release notes; FIXTURES.md §2.4).
 SEED_MAT_SFREQ: float = 200.0
-#: Mains frequency in China (50 Hz); the official maker's notch too (spec §1.1).
+#: Mains frequency in China (50 Hz); the official maker's notch too (reference §1.1).
 SEED_MAINS_HZ: float = 50.0
 #: CNT sample formats accepted by ``mne.io.read_raw_cnt``.
 CNT_FORMATS: tuple[str, ...] = ("int32", "int16", "auto")
@@ -177,14 +177,14 @@ class SeedSource(Source):
     Options:
         input: ``auto`` (default), ``cnt`` or ``mat``.
         data_format: CNT sample format, ``int32`` (default), ``int16`` or ``auto``.
-        trial_table: CSV ``start_s,end_s,emotion`` replacing spec §2.7's table (CNT input).
+        trial_table: CSV ``start_s,end_s,emotion`` replacing reference §2.7's table (CNT input).
         notch_hz: notch frequency (default 50).
     """
 
     name = "seed"
     mains_hz = SEED_MAINS_HZ
     channels = SEED_CHANNELS
-    min_duration_s = 4.0  # one 4-s SEED window (spec §2.7)
+    min_duration_s = 4.0  # one 4-s SEED window (reference §2.7)
     citation = SEED_CITATION
     license = SEED_LICENSE
 
@@ -247,7 +247,7 @@ class SeedSource(Source):
 
     @staticmethod
     def _mat_labels(path: Path) -> list[int]:
-        """Classes of the 15 trials: ``label.mat`` mapped through ``SEED_LABEL_MAT``, or spec §2.7's order."""
+        """Classes of the 15 trials: ``label.mat`` mapped through ``SEED_LABEL_MAT``, or reference §2.7's order."""
         if path.is_file():
             try:
                 v = read_mat_variable(path, "label").ravel()

@@ -1,5 +1,5 @@
 """SEED family (SEED-IV, SEED-V style releases), as a pre-training source ("SEED series", 170.54 h of the NeuroLM
-pre-training corpus, spec §7). Unlabeled: emotion labels are not attached (the downstream ``seed`` source and
+pre-training corpus, reference §7). Unlabeled: emotion labels are not attached (the downstream ``seed`` source and
 task handle SEED's labelled protocol).
 
 Inputs found under ``root`` (both may be present):

@@ -1,5 +1,5 @@
 """Siena Scalp EEG Database (PhysioNet ``siena-scalp-eeg``), as a pre-training source ("Siena Scalp", 30.47 h of
-the NeuroLM pre-training corpus, spec §7).
+the NeuroLM pre-training corpus, reference §7).
 
 Layout (PhysioNet v1.0.0): ``PNxx/PNxx-k.edf`` (14 patients, 10-20 EEG at 512 Hz with labels ``EEG Fp1`` ...
 plus ``EKG EKG`` and, in some files, ``SPO2``/``HR``/``MK`` and unnamed channels) and ``PNxx/Seizures-list-PNxx.txt``.

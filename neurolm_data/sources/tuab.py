@@ -1,6 +1,6 @@
 """TUAB: the TUH Abnormal EEG Corpus (normal vs abnormal clinical EEG), the NeuroLM "TUAB" task.
 
-Layouts (as distributed by Temple NEDC; neurolm-spec.md §2.2, FIXTURES.md §2.1):
+Layouts (as distributed by Temple NEDC; docs/neurolm-reference.md §2.2, FIXTURES.md §2.1):
 
 - v3.0.x: ``edf/{train,eval}/{normal,abnormal}/01_tcp_ar/<subject>_<session>_<token>.edf``
 - v2.0.x (older): ``edf/{train,eval}/{normal,abnormal}/01_tcp_ar/<group>/<subject>/<session>_<date>/<file>.edf``
@@ -9,12 +9,12 @@ Layouts (as distributed by Temple NEDC; neurolm-spec.md §2.2, FIXTURES.md §2.1
 ``normal``/``abnormal`` folder is a recording; other files are ignored. The label is the class folder
 (normal 0, abnormal 1) and ``official_split`` the split folder. The subject is the TUH id of the file name.
 
-Channels: the 23 monopolar referential channels of the official maker, in its order (spec §2.2):
+Channels: the 23 monopolar referential channels of the official maker, in its order (reference §2.2):
 ``FP1 FP2 F3 F4 C3 C4 P3 P4 O1 O2 F7 F8 T3 T4 T5 T6 A1 A2 FZ CZ PZ T1 T2``. A file lacking any of them fails
 with a reason naming the missing channels (the official maker logs it to ``tuab-process-error-files.txt``).
 
 Notch: TUH data is recorded on US 60-Hz mains, so the default is 60 Hz. The official TUAB maker (inherited
-from BIOT/LaBraM) uses 50 Hz (spec §1.1, §9.17); ``notch_hz=50`` reproduces the paper's setting
+from BIOT/LaBraM) uses 50 Hz (reference §1.1, §9.17); ``notch_hz=50`` reproduces the paper's setting
 (``neurolm-data ingest tuab ROOT --option notch_hz=50``), and the choice enters the ingest config hash.
 
 Citation: Obeid I, Picone J. "The Temple University Hospital EEG Data Corpus." Frontiers in Neuroscience
@@ -38,18 +38,18 @@ from neurolm_data.sources._readers import (
 )
 from neurolm_data.sources.base import RawSignal, RecordingRef, Source, register_source
 
-#: The 23 channels of ``prepare_TUAB.py`` (neurolm-spec.md §2.2), canonical ``standard_1020`` names, in order.
+#: The 23 channels of ``prepare_TUAB.py`` (docs/neurolm-reference.md §2.2), canonical ``standard_1020`` names, in order.
 TUAB_CHANNELS: tuple[str, ...] = (
     "FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8",
     "T3", "T4", "T5", "T6", "A1", "A2", "FZ", "CZ", "PZ", "T1", "T2",
 )
-#: Class folders -> label (spec §2.2: abnormal = 1, normal = 0).
+#: Class folders -> label (reference §2.2: abnormal = 1, normal = 0).
 TUAB_LABELS: dict[str, int] = {"normal": 0, "abnormal": 1}
 #: Official split folders of TUAB.
 TUAB_SPLITS: tuple[str, ...] = ("train", "eval")
 #: Mains frequency of the TUH recordings (Temple University Hospital, Philadelphia, USA: 60 Hz).
 TUH_MAINS_HZ: float = 60.0
-#: The paper's / official maker's notch for TUAB and TUEV (spec §1.1).
+#: The paper's / official maker's notch for TUAB and TUEV (reference §1.1).
 PAPER_NOTCH_HZ: float = 50.0
 
 TUH_CITATION = ("Obeid I, Picone J. The Temple University Hospital EEG Data Corpus. Front. Neurosci. 10:196 "
@@ -62,13 +62,13 @@ class TuabSource(Source):
     """TUAB v3 / v2 layouts; 23 channels; recording label normal 0 / abnormal 1; official split train/eval.
 
     Options:
-        notch_hz: notch frequency (default 60, the TUH mains; 50 = the paper's TUAB maker, spec §1.1).
+        notch_hz: notch frequency (default 60, the TUH mains; 50 = the paper's TUAB maker, reference §1.1).
     """
 
     name = "tuab"
     mains_hz = TUH_MAINS_HZ
     channels = TUAB_CHANNELS
-    min_duration_s = 10.0  # one 10-s TUAB window (spec §2.2)
+    min_duration_s = 10.0  # one 10-s TUAB window (reference §2.2)
     subject_namespace: ClassVar[str] = "tuh"
     citation = TUH_CITATION + "; Lopez de Diego S, Automated Interpretation of Abnormal Adult EEGs, MS thesis, Temple University (2017)"
     license = TUH_LICENSE

@@ -1,4 +1,4 @@
-"""``tueg``: the TUH EEG corpus (TUEG v2) in its distributed layout, unlabeled (pre-training, spec §2.1).
+"""``tueg``: the TUH EEG corpus (TUEG v2) in its distributed layout, unlabeled (pre-training, reference §2.1).
 
 Layout: ``edf/<group>/<subject>/<session>/<montage>/<subject>_<sNNN>_<tNNN>.edf``, e.g.
 ``edf/000/aaaaaaaa/s001_2015/01_tcp_ar/aaaaaaaa_s001_t000.edf`` (TUH EEG corpus documentation v2.0;
@@ -6,7 +6,7 @@ FIXTURES.md §2.1). Subject, session (folder name) and run (token) come from the
 (``01_tcp_ar`` averaged reference, ``02_tcp_le`` linked ears, ``03_tcp_ar_a`` averaged reference without
 A1/A2) is kept in ``extra`` and checked against the channel names (``EEG FP1-REF`` / ``EEG FP1-LE``), which
 give the manifest's ``montage`` column. **LE files are kept**; the official pre-training maker skips them
-(spec §2.1). Mains is 60 Hz (US; the official TUH pre-training maker's notch, spec §1.1).
+(reference §2.1). Mains is 60 Hz (US; the official TUH pre-training maker's notch, reference §1.1).
 """
 
 from __future__ import annotations

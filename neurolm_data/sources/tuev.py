@@ -1,19 +1,19 @@
 """TUEV: the TUH EEG Events Corpus (six event classes), the NeuroLM "TUEV" task.
 
-Layout (TUEV v2.0.x; neurolm-spec.md §2.3, FIXTURES.md §2.1): ``edf/{train,eval}/<subject>/<name>.edf`` with a
+Layout (TUEV v2.0.x; docs/neurolm-reference.md §2.3, FIXTURES.md §2.1): ``edf/{train,eval}/<subject>/<name>.edf`` with a
 partner ``<name>.rec`` beside each EDF (the ``.htk`` feature files TUEV also ships are ignored). ``root`` is
 the folder holding ``edf/``. The subject is the folder name; ``official_split`` the split folder.
 
 Annotations: each ``.rec`` row is ``channel_index,start_s,stop_s,label_id`` (label ids 1..6 = spsw, gped,
 pled, eyem, artf, bckg; channel indices into the 22-channel TCP montage). ``read`` turns them into ONE event
 per event time (``neurolm_data.annotations.tuev_events``), fixing the per-channel near-duplicates of the
-official maker (spec §2.3, §9.15); event classes are ``label_id - 1`` (0 spsw ... 5 bckg). A malformed row, an
+official maker (reference §2.3, §9.15); event classes are ``label_id - 1`` (0 spsw ... 5 bckg). A malformed row, an
 unknown label id, an event past the end of the signal or overlapping events on one channel cost only those
 events: each is listed in the ledger's ``warnings`` column and its event time gives no window (on any channel).
 A missing or unreadable ``.rec``, or one with no valid row, fails the recording with that reason.
 
-Channels: the 23 TUAB channels (spec §2.3: "the same 23 monopolar channels as TUAB").
-Notch: 60 Hz by default (TUH mains); ``notch_hz=50`` is the paper's TUEV setting (spec §1.1).
+Channels: the 23 TUAB channels (reference §2.3: "the same 23 monopolar channels as TUAB").
+Notch: 60 Hz by default (TUH mains); ``notch_hz=50`` is the paper's TUEV setting (reference §1.1).
 
 Citation: Harati A, Golmohammadi M, Lopez S, Obeid I, Picone J. "Improved EEG Event Classification Using
 Differential Energy." IEEE Signal Processing in Medicine and Biology Symposium (2015),
@@ -41,13 +41,13 @@ class TuevSource(Source):
     """TUEV v2 layout; 23 channels; one event per event time, classes 0..5 (spsw gped pled eyem artf bckg).
 
     Options:
-        notch_hz: notch frequency (default 60, the TUH mains; 50 = the paper's TUEV maker, spec §1.1).
+        notch_hz: notch frequency (default 60, the TUH mains; 50 = the paper's TUEV maker, reference §1.1).
     """
 
     name = "tuev"
     mains_hz = TUH_MAINS_HZ
     channels = TUAB_CHANNELS
-    min_duration_s = 5.0  # one 5-s TUEV window (spec §2.3)
+    min_duration_s = 5.0  # one 5-s TUEV window (reference §2.3)
     subject_namespace: ClassVar[str] = "tuh"
     citation = ("Harati A et al. Improved EEG Event Classification Using Differential Energy. IEEE SPMB 2015, "
                 "doi:10.1109/SPMB.2015.7405421; " + TUH_CITATION)

@@ -3,19 +3,19 @@
 Layout: TUH EDF files anywhere under ``root`` (v1 ``edf/01_tcp_ar/<group>/<subject>/<session>/...`` or v2
 ``edf/<subject>/<session>/01_tcp_ar/...``), each with a partner annotation file of the same name. Partner
 files are looked up in this order (option ``annotation`` picks one): ``.tse_agg`` (what the official
-``prepare_TUSL.py`` reads, spec §2.4), ``.tse``, ``.csv`` (v2 per-channel), ``.csv_bi``, ``.lbl_agg``,
+``prepare_TUSL.py`` reads, reference §2.4), ``.tse``, ``.csv`` (v2 per-channel), ``.csv_bi``, ``.lbl_agg``,
 ``.lbl``. The subject, session and run come from the file name (``aaaaaapr_s001_t000``). TUSL has no official
 split: the protocol splits by subject (hash rule), not by ``os.walk`` file order as the official maker does
-(spec §2.4, §9.15).
+(reference §2.4, §9.15).
 
-Labels: ``bckg`` 0, ``seiz`` 1, ``slow`` 2 (spec §2.4). Term files are used as they are; per-channel files
+Labels: ``bckg`` 0, ``seiz`` 1, ``slow`` 2 (reference §2.4). Term files are used as they are; per-channel files
 (``.csv``, ``.lbl``) are aggregated to whole-recording terms with priority seiz > slow > bckg
 (``annotations.term_segments``). TSE rows need not tile the recording (the official maker only needs each
 segment to be 10 s); unannotated stretches give no window. A malformed row, an unknown label, a row past the end
 of the signal or overlapping rows cost only those rows (listed in the ledger's ``warnings`` column); a missing
 partner, or one without a valid row, fails the recording with that reason.
 
-Channels: the 23 TUAB channels (spec §2.4). Notch: 60 Hz (TUH mains; also what ``prepare_TUSL.py`` uses).
+Channels: the 23 TUAB channels (reference §2.4). Notch: 60 Hz (TUH mains; also what ``prepare_TUSL.py`` uses).
 
 Citation: von Weltin E, Ahsan T, Shah V, Jamshed D, Golmohammadi M, Obeid I, Picone J. "Electroencephalographic
 Slowing: A Primary Source of Error in Automatic Seizure Detection." IEEE SPMB (2017),
@@ -97,7 +97,7 @@ class TuslSource(Source):
     name = "tusl"
     mains_hz = TUH_MAINS_HZ
     channels = TUAB_CHANNELS
-    min_duration_s = 10.0  # one 10-s TUSL window (spec §2.4)
+    min_duration_s = 10.0  # one 10-s TUSL window (reference §2.4)
     subject_namespace: ClassVar[str] = "tuh"
     citation = ("von Weltin E et al. Electroencephalographic Slowing: A Primary Source of Error in Automatic "
                 "Seizure Detection. IEEE SPMB 2017, doi:10.1109/SPMB.2017.8257018; " + TUH_CITATION)

@@ -10,7 +10,7 @@ Events: binary seizure terms (bckg 0, any seizure type 1) from the first partner
 ``.tse_bi``, ``.csv``, ``.tse``, ``.lbl`` (``annotations=false`` skips them). A malformed annotation file fails
 the recording with its reason; recordings without any partner get no events.
 
-Notch: 60 Hz (TUH mains; spec §1.1: 60 Hz for all TUH data).
+Notch: 60 Hz (TUH mains; reference §1.1: 60 Hz for all TUH data).
 
 TUSZ recordings are part of TUEG; its eval subjects are also in the TUH family namespace, so
 ``neurolm-data audit`` matches them against TUAB/TUEV/TUSL/TUEG by subject id and by signal.

@@ -1,10 +1,10 @@
-"""``workload``: PhysioNet EEGMAT 1.0.0, the NeuroLM "Workload" task (neurolm-spec.md §2.6).
+"""``workload``: PhysioNet EEGMAT 1.0.0, the NeuroLM "Workload" task (docs/neurolm-reference.md §2.6).
 
 Layout (PhysioNet release, flat): ``SubjectNN_1.edf`` (rest / background, label 0, 182 s) and
 ``SubjectNN_2.edf`` (mental arithmetic, label 1, 62 s), NN = 00..35, 500 Hz EDF+C, labels ``EEG Fp1`` ...
 (``eeg-samples/eegmat/README.md``). The official maker takes the label from the file name and keeps 19
-channels in a fixed order, dropping ``EEG A2-A1`` and ``ECG ECG`` (spec §2.6); mains is 50 Hz (Ukraine; the
-official maker's notch, spec §1.1).
+channels in a fixed order, dropping ``EEG A2-A1`` and ``ECG ECG`` (reference §2.6); mains is 50 Hz (Ukraine; the
+official maker's notch, reference §1.1).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from neurolm_data.sources.base import RawSignal, RecordingError, RecordingRef, S
 
 _NAME = re.compile(r"^(?P<subject>Subject\d+)_(?P<run>[12])\.edf$", re.IGNORECASE)
 
-#: The 19 channels of the official Workload maker, in its order (spec §2.6), as ``standard_1020`` names.
+#: The 19 channels of the official Workload maker, in its order (reference §2.6), as ``standard_1020`` names.
 WORKLOAD_CHANNELS: tuple[str, ...] = (
     "FP1", "FP2", "F3", "F4", "F7", "F8", "T3", "T4", "C3", "C4",
     "T5", "T6", "P3", "P4", "O1", "O2", "FZ", "CZ", "PZ",
 )
 
-#: Run -> (label, condition): ``_1`` rest = 0, ``_2`` task = 1 (spec §2.6; the maker reads ``fname[-5]``).
+#: Run -> (label, condition): ``_1`` rest = 0, ``_2`` task = 1 (reference §2.6; the maker reads ``fname[-5]``).
 RUN_LABELS: dict[str, tuple[int, str]] = {"1": (0, "rest"), "2": (1, "task")}
 
 
@@ -36,7 +36,7 @@ class WorkloadSource(Source):
     name: ClassVar[str] = "workload"
     mains_hz: ClassVar[float] = 50.0
     channels: ClassVar[tuple[str, ...]] = WORKLOAD_CHANNELS
-    #: One Workload window: 4 s (spec §2.6).
+    #: One Workload window: 4 s (reference §2.6).
     min_duration_s: ClassVar[float] = 4.0
     citation: ClassVar[str] = ("Zyma et al., Electroencephalograms during Mental Arithmetic Task Performance, "
                                "Data 4(1):14, 2019; PhysioNet EEGMAT 1.0.0, doi:10.13026/C2JQ1P")

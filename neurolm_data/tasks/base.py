@@ -4,7 +4,7 @@ Adding a task is one module ``neurolm_data/tasks/<name>.py`` (plus its name in `
 
     @dataclass(frozen=True)
     class TuabConfig(TaskConfig):
-        window_s: int = 10                       # neurolm-spec.md §2.2
+        window_s: int = 10                       # docs/neurolm-reference.md §2.2
 
     @register_task
     class TuabTask(TaskSpec):
@@ -28,7 +28,7 @@ The shard step (``neurolm_data.shard``) calls, per recording of the split manife
 
 ``select_channels`` and ``windows`` raise ``TaskError`` for a recording the task cannot use (missing
 channels, no label, no usable event); the shard step skips it and records the reason. Windows must lie
-inside the recording and last a whole number of seconds (patch = 200 samples, neurolm-spec.md §1.1); the
+inside the recording and last a whole number of seconds (patch = 200 samples, docs/neurolm-reference.md §1.1); the
 shard step checks this and raises ``ValueError`` on a task bug. Event-based tasks (TUEV, TUSL, HMC, SEED)
 read ``rec.events``, parsed from the ``events`` JSON column into ``Event(onset_s, duration_s, label,
 description)``; recording-level tasks (TUAB, Workload) read ``rec.label``. ``windows`` must be a pure
@@ -48,9 +48,9 @@ import numpy as np
 
 from neurolm_data.sources.base import Event
 
-#: Sampling frequency of every stored recording and window, Hz (docs/architecture.md; neurolm-spec.md §1.1).
+#: Sampling frequency of every stored recording and window, Hz (docs/architecture.md; docs/neurolm-reference.md §1.1).
 SFREQ: int = 200
-#: Samples per token patch: 1 s at 200 Hz. Window lengths must be multiples of it (neurolm-spec.md §1.1).
+#: Samples per token patch: 1 s at 200 Hz. Window lengths must be multiples of it (docs/neurolm-reference.md §1.1).
 PATCH: int = 200
 
 
@@ -268,7 +268,11 @@ def get_task(name: str, config: TaskConfig | None = None) -> TaskSpec:
     try:
         cls = _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"unknown task {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))})") from None
     return cls(config)
 
 

@@ -1,8 +1,8 @@
-"""The NeuroLM "HMC" task: five AASM sleep stages (neurolm-spec.md §2.5, ``prepare_HMC.py``).
+"""The NeuroLM "HMC" task: five AASM sleep stages (docs/neurolm-reference.md §2.5, ``prepare_HMC.py``).
 
 One 30-s window (6,000 samples) per scored epoch, starting at the epoch onset. Only real scoring rows give
 windows: the official maker pre-allocates ``numEvents - 2`` rows and keeps unfilled zero arrays labelled Wake
-(spec §2.5, §9.16); here nothing is pre-allocated, so no zero-filled sample exists. An epoch whose end falls
+(reference §2.5, §9.16); here nothing is pre-allocated, so no zero-filled sample exists. An epoch whose end falls
 past the stored signal by at most ``EDGE_TOLERANCE`` samples (rounding of the 256 -> 200 Hz resampling) is
 shifted back onto the signal; an epoch further out is dropped (the ``hmc`` source already rejects scoring that
 runs past the signal). Classes: 0 W, 1 N1, 2 N2, 3 N3, 4 R. Channels: F4, C4, O2, C3 (4 x 30 = 120 tokens).
@@ -17,7 +17,7 @@ import numpy as np
 from neurolm_data.sources.hmc import HMC_CHANNELS
 from neurolm_data.tasks.base import SFREQ, Recording, TaskConfig, TaskError, TaskSpec, Window, register_task
 
-#: HMC class names in label order (spec §2.5).
+#: HMC class names in label order (reference §2.5).
 HMC_CLASSES: tuple[str, ...] = ("W", "N1", "N2", "N3", "R")
 #: Samples an epoch may overrun the stored signal and still be kept (2 samples = 10 ms at 200 Hz, the
 #: annotation parsers' ``TIME_TOL_S``).
@@ -26,7 +26,7 @@ EDGE_TOLERANCE: int = 2
 
 @dataclass(frozen=True)
 class HmcConfig(TaskConfig):
-    """HMC windowing (spec §2.5).
+    """HMC windowing (reference §2.5).
 
     Attributes:
         epoch_s: scoring epoch = window length in seconds (30 = 6,000 samples).

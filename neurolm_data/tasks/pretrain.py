@@ -1,4 +1,4 @@
-"""Unlabeled pre-training windows (neurolm-spec.md §2.1, ``prepare_TUH_pretrain.py``).
+"""Unlabeled pre-training windows (docs/neurolm-reference.md §2.1, ``prepare_TUH_pretrain.py``).
 
 Each recording is cut into non-overlapping windows of ``⌊1024 / C⌋`` seconds (C = number of stored
 channels), so a window is at most 1024 tokens (the stage-1/2 ``block_size``, §1.2); the remainder is dropped.

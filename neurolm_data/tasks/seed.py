@@ -1,8 +1,8 @@
-"""The NeuroLM "SEED" task: three-class emotion recognition (neurolm-spec.md §2.7, ``prepare_SEED.py`` and
+"""The NeuroLM "SEED" task: three-class emotion recognition (docs/neurolm-reference.md §2.7, ``prepare_SEED.py`` and
 ``SEEDDataset``).
 
 Each trial (film clip) is cut into non-overlapping 4-s windows (800 samples, stride 800) from the trial start;
-windows never cross a trial boundary, and the remainder of a trial is dropped. With the spec's trial table
+windows never cross a trial boundary, and the remainder of a trial is dropped. With the official trial table (docs/neurolm-reference.md §2.7)
 this gives 855 windows per session (38,475 for 45 sessions, matching the paper). Trials are the ``seed``
 source's events (description ``trial<k>``, k = 0..14): one session recording with 15 events for the raw
 ``.cnt`` input, one recording per trial for the ``Preprocessed_EEG`` input. Classes: 0 positive (H),
@@ -10,11 +10,11 @@ source's events (description ``trial<k>``, k = 0..14): one session recording wit
 
 Splits: two protocols.
 - ``seed`` (default, the paper's): a within-subject ``group`` protocol that assigns whole TRIALS, all 45
-  sessions pooled (spec §2.7): trials 0-8 train, 9-11 val, 12-14 test (``SEED_TRIAL_SPLIT``; 22,815 / 7,965 /
+  sessions pooled (reference §2.7): trials 0-8 train, 9-11 val, 12-14 test (``SEED_TRIAL_SPLIT``; 22,815 / 7,965 /
   7,695 windows). ``window_group`` names each window's trial (``trial3``); the window audit checks that no
   trial and no two overlapping windows straddle splits.
 - ``seed_xsub`` (cross-subject): subject-level, like every other task; the subject-independent setting that
-  the within-subject split inflates against (spec §9.15).
+  the within-subject split inflates against (reference §9.15).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from neurolm_data.sources.seed import SEED_CHANNELS
 from neurolm_data.tasks.base import Recording, TaskConfig, TaskError, TaskSpec, Window, register_task
 from neurolm_data.tasks.tusl import segment_windows
 
-#: SEED class names in label order (spec §2.7: H positive 0, N neutral 1, S negative 2).
+#: SEED class names in label order (reference §2.7: H positive 0, N neutral 1, S negative 2).
 SEED_CLASSES: tuple[str, ...] = ("positive", "neutral", "negative")
-#: The paper's within-subject trial split (``trial_end_percentage = 0.6``; spec §2.7).
+#: The paper's within-subject trial split (``trial_end_percentage = 0.6``; reference §2.7).
 SEED_TRIAL_SPLIT: dict[str, tuple[int, ...]] = {
     "train": tuple(range(0, 9)), "val": (9, 10, 11), "test": (12, 13, 14),
 }
@@ -65,7 +65,7 @@ def trial_split(trial: int, table: dict[str, tuple[int, ...]] = SEED_TRIAL_SPLIT
 
 @dataclass(frozen=True)
 class SeedConfig(TaskConfig):
-    """SEED windowing (spec §2.7).
+    """SEED windowing (reference §2.7).
 
     Attributes:
         window_s: window length and stride in seconds (4 = 800 samples).

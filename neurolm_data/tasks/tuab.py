@@ -1,4 +1,4 @@
-"""The NeuroLM "TUAB" task: abnormal vs normal EEG (neurolm-spec.md §2.2, ``prepare_TUAB.py``).
+"""The NeuroLM "TUAB" task: abnormal vs normal EEG (docs/neurolm-reference.md §2.2, ``prepare_TUAB.py``).
 
 Each recording is cut into non-overlapping 10-s windows (2,000 samples at 200 Hz) covering the whole recording
 (the remainder is dropped), all with the recording's label: normal 0, abnormal 1 (set by the ``tuab`` source
@@ -18,7 +18,7 @@ from neurolm_data.tasks.base import SFREQ, Recording, TaskConfig, TaskError, Tas
 
 @dataclass(frozen=True)
 class TuabConfig(TaskConfig):
-    """TUAB windowing (spec §2.2).
+    """TUAB windowing (reference §2.2).
 
     Attributes:
         window_s: window length and stride in seconds (10: non-overlapping, 2,000 samples).

@@ -1,5 +1,5 @@
-"""The NeuroLM "TUEV" task: six EEG event classes (neurolm-spec.md §2.3, ``prepare_TUEV.py``), with the
-official maker's flaws fixed (spec §9.15).
+"""The NeuroLM "TUEV" task: six EEG event classes (docs/neurolm-reference.md §2.3, ``prepare_TUEV.py``), with the
+official maker's flaws fixed (reference §9.15).
 
 One 5-s window (1,000 samples) per event time: the ``tuev`` source already merges the ``.rec`` rows that
 share a time (the official maker writes the same 23-channel window once per annotated channel). The window
@@ -23,13 +23,13 @@ import numpy as np
 from neurolm_data.sources.tuab import TUAB_CHANNELS
 from neurolm_data.tasks.base import SFREQ, Recording, TaskConfig, TaskError, TaskSpec, Window, register_task
 
-#: TUEV class names in label order (spec §2.3).
+#: TUEV class names in label order (reference §2.3).
 TUEV_CLASSES: tuple[str, ...] = ("spsw", "gped", "pled", "eyem", "artf", "bckg")
 
 
 @dataclass(frozen=True)
 class TuevConfig(TaskConfig):
-    """TUEV windowing (spec §2.3).
+    """TUEV windowing (reference §2.3).
 
     Attributes:
         window_s: window length in seconds (5 = 1,000 samples).

@@ -1,4 +1,4 @@
-"""The NeuroLM "TUSL" task: background / seizure / slowing (neurolm-spec.md §2.4, ``prepare_TUSL.py``).
+"""The NeuroLM "TUSL" task: background / seizure / slowing (docs/neurolm-reference.md §2.4, ``prepare_TUSL.py``).
 
 Each annotated term segment is cut into non-overlapping 10-s windows (2,000 samples) from its start; the
 remainder of a segment shorter than a window is dropped. The official maker requires every segment to be
@@ -15,7 +15,7 @@ import numpy as np
 from neurolm_data.sources.tuab import TUAB_CHANNELS
 from neurolm_data.tasks.base import SFREQ, Recording, TaskConfig, TaskError, TaskSpec, Window, register_task
 
-#: TUSL class names in label order (spec §2.4).
+#: TUSL class names in label order (reference §2.4).
 TUSL_CLASSES: tuple[str, ...] = ("bckg", "seiz", "slow")
 
 
@@ -43,7 +43,7 @@ def segment_windows(rec: Recording, window_s: int, n_classes: int, what: str) ->
 
 @dataclass(frozen=True)
 class TuslConfig(TaskConfig):
-    """TUSL windowing (spec §2.4).
+    """TUSL windowing (reference §2.4).
 
     Attributes:
         window_s: window length in seconds (10 = 2,000 samples).

@@ -1,4 +1,4 @@
-"""The NeuroLM "Workload" task on PhysioNet EEGMAT (neurolm-spec.md §2.6, ``prepare_workload.py``).
+"""The NeuroLM "Workload" task on PhysioNet EEGMAT (docs/neurolm-reference.md §2.6, ``prepare_workload.py``).
 
 Each recording contributes its **last 60 s**, cut into 4-s windows (800 samples) with a 2-s stride: 29
 windows per file, 72 x 29 = 2,088 in all. Label 0 = rest/background (``SubjectNN_1``), 1 = mental arithmetic
@@ -14,7 +14,7 @@ import numpy as np
 
 from neurolm_data.tasks.base import SFREQ, Recording, TaskConfig, TaskError, TaskSpec, Window, register_task
 
-#: The 19 channels of ``prepare_workload.py``, in its order (neurolm-spec.md §2.6).
+#: The 19 channels of ``prepare_workload.py``, in its order (docs/neurolm-reference.md §2.6).
 WORKLOAD_CHANNELS: tuple[str, ...] = (
     "FP1", "FP2", "F3", "F4", "F7", "F8", "T3", "T4", "C3", "C4",
     "T5", "T6", "P3", "P4", "O1", "O2", "FZ", "CZ", "PZ",
@@ -23,7 +23,7 @@ WORKLOAD_CHANNELS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class WorkloadConfig(TaskConfig):
-    """Workload windowing (neurolm-spec.md §2.6).
+    """Workload windowing (docs/neurolm-reference.md §2.6).
 
     Attributes:
         last_s: only the last ``last_s`` seconds of each recording are used (60).

@@ -60,7 +60,7 @@ class BandPowerConfig:
     """Log band power per channel (Welch) + standardised logistic regression.
 
     Bands in Hz as ``(name, low, high)``; the top edge 75 Hz is the low-pass of the preprocessing
-    (neurolm-spec.md §1.1), the bottom edge 0.5 Hz excludes the DC bin. ``nperseg`` = 200 samples is 1 s
+    (docs/neurolm-reference.md §1.1), the bottom edge 0.5 Hz excludes the DC bin. ``nperseg`` = 200 samples is 1 s
     at 200 Hz (1 Hz resolution); ``noverlap`` = 100 samples. ``c_grid``: inverse regularisation strengths
     tried; the one with the best ``select_metric`` on the val split is kept (test is never looked at).
     """
@@ -117,8 +117,8 @@ class NeuroLMRowConfig:
     the best val balanced accuracy (``best.pt``, validated every ``instruct_eval_every`` steps, 0 = at
     the end only; ``val_limit`` windows per validation, None = all). ``*_epochs`` are used unless
     ``*_steps`` is set; ``batch_size`` None = the trainer's default for ``model`` (16 for tiny).
-    ``features``: ``bidirectional`` (official, leaks, spec §4.4) or ``causal``. ``paper_decoding``: also
-    record the paper's greedy decoding + string parsing (hard-label scores and parse-failure rate, spec
+    ``features``: ``bidirectional`` (official, leaks, reference §4.4) or ``causal``. ``paper_decoding``: also
+    record the paper's greedy decoding + string parsing (hard-label scores and parse-failure rate, reference
     §5.3) beside the probability-based scores. ``checkpoint``: what to score instead of training: an
     instruct checkpoint of this trainer, or official files (``VQ.pt,NeuroLM-B.pt``, comma-separated, or one
     ``NeuroLM-*.pt``; ``neurolm_train.evaluate.load_model``) whose model config is ``checkpoint_config``

@@ -70,10 +70,12 @@ def _footnotes(board: Leaderboard) -> list[str]:
     notes = [
         f"Computed rows: mean ± std over seeds [95% percentile bootstrap CI over test subjects, "
         f"{board.n_resamples} resamples of subjects, seed-averaged]. Metrics from probabilities "
-        "(scikit-learn): binary BAcc/AUROC/AUC-PR, multiclass BAcc/Cohen κ/weighted F1 (spec §5.3).",
-        "Reported rows: value ± std as published; trust tag from neurolm-spec.md: [paper] confirmed paper "
+        "(scikit-learn): binary BAcc/AUROC/AUC-PR, multiclass BAcc/Cohen κ/weighted F1 "
+        "(neurolm docs/neurolm-reference.md §5.3).",
+        "Reported rows: value ± std as published; trust tag (neurolm docs/neurolm-reference.md): [paper] confirmed paper "
         "number, [2nd] third-party summary, [mem] recalled/unverified, [untagged] quoted without a tag.",
-        f"{HARD_LABEL_MARK} AUROC/AUC-PR computed by the official NeuroLM code from hard predictions (spec §5.3): "
+        f"{HARD_LABEL_MARK} AUROC/AUC-PR computed by the official NeuroLM code from hard predictions "
+        "(neurolm docs/neurolm-reference.md §5.3): "
         "tracks BAcc, not comparable with probability-based AUROC.",
         "Reported numbers come from other splits, preprocessing and training budgets; only computed rows "
         "share this machine's shards and subject-level splits.",

@@ -19,10 +19,11 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from neurolm_train.leaderboard.scoring import BINARY_METRICS, MULTICLASS_METRICS
 
-#: The folder of reported-result files, beside the package in the checkout.
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "manifests" / "reported"
-#: Trust tags (neurolm-spec.md, "How far to trust each fact"), plus ``untagged`` for numbers it quotes bare
-#: and ``fig`` for numbers read from the authors' own figure or table image (seed-systems.md).
+#: The folder of shipped reported-result files: package data at ``neurolm_data/manifests/reported`` (a link to
+#: ``manifests/reported`` in a checkout, the files themselves in a wheel).
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "neurolm_data" / "manifests" / "reported"
+#: Trust tags (docs/neurolm-reference.md, "How far to trust each fact"), plus ``untagged`` for numbers it quotes bare
+#: and ``fig`` for numbers read from the authors' own figure or table image.
 TAGS = ("paper", "2nd", "mem", "untagged", "fig")
 METRICS = tuple(dict.fromkeys(BINARY_METRICS + MULTICLASS_METRICS))
 
@@ -34,7 +35,7 @@ class ReportedFormatError(ValueError):
 @dataclass(frozen=True)
 class ReportedValue:
     """One published number: ``value`` (fraction, 0..1; kappa may be negative), optional ``std``,
-    trust ``tag`` and whether it was computed from hard labels (spec §5.3)."""
+    trust ``tag`` and whether it was computed from hard labels (reference §5.3)."""
 
     value: float
     std: float | None

@@ -2,14 +2,14 @@
 ``neurolm_train.metrics`` (scikit-learn), so that every row of the leaderboard and the trainer's own
 evaluation score windows with the same code.
 
-Metric sets follow neurolm-spec.md §5.3 (the NeuroLM task -> metric map):
+Metric sets follow docs/neurolm-reference.md §5.3 (the NeuroLM task -> metric map):
 
 - binary (K = 2): ``bacc`` (balanced accuracy of the argmax), ``auroc`` (ROC AUC of P(class 1)),
   ``auc_pr`` (average precision of P(class 1), PyHealth's ``pr_auc``);
 - multiclass (K > 2): ``bacc``, ``kappa`` (Cohen's kappa of the argmax), ``f1_weighted``.
 
 AUROC and AUC-PR are computed from **probabilities**, not from hard predictions as in the official NeuroLM
-scoring (spec §5.3), so they are comparable with LaBraM-style baselines.
+scoring (reference §5.3), so they are comparable with LaBraM-style baselines.
 """
 
 from __future__ import annotations

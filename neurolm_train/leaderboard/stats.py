@@ -1,7 +1,7 @@
 """Uncertainty over test subjects: a subject-level bootstrap CI and a paired Wilcoxon signed-rank test.
 
 Windows of one subject are not independent (overlapping windows, one recording session), so both tools
-resample or pair **subjects**, never windows (ecosystem-lessons.md §5.11: per-subject scores, bootstrap
+resample or pair **subjects**, never windows (as EEG benchmark users ask: per-subject scores, bootstrap
 CIs, MOABB-style paired tests).
 """
 

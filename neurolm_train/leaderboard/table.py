@@ -26,10 +26,10 @@ from neurolm_train.leaderboard.stats import Interval, Paired, bootstrap_cis, pai
 from neurolm_train.leaderboard.store import Record, iter_records
 from neurolm_train.leaderboard.windows import load_manifest
 
-#: Classes per NeuroLM task (neurolm-spec.md §5.2, the answer lists): decides the metric set of a task
+#: Classes per NeuroLM task (docs/neurolm-reference.md §5.2, the answer lists): decides the metric set of a task
 #: that has only reported rows here. Tasks with records use the stored ``n_classes``.
 TASK_CLASSES = {"tuab": 2, "tuev": 6, "seed": 3, "hmc": 5, "workload": 2, "tusl": 3, "mi": 2, "adhd": 2}
-#: Display order of tasks (spec §5.2 order, then the tasks of issue 10); unknown tasks follow alphabetically.
+#: Display order of tasks (reference §5.2 order, then the tasks of issue 10); unknown tasks follow alphabetically.
 TASK_ORDER = ("workload", "tuab", "tuev", "seed", "hmc", "tusl", "mi", "adhd")
 
 
@@ -37,7 +37,7 @@ TASK_ORDER = ("workload", "tuab", "tuev", "seed", "hmc", "tusl", "mi", "adhd")
 class Cell:
     """One metric of one row: ``mean`` (fraction), ``std`` over seeds (computed) or as published
     (reported; ``None`` if not given), the bootstrap ``ci`` (computed only), trust ``tag`` (reported
-    only) and ``hard_labels`` (reported AUROC/AUC-PR from hard predictions, spec §5.3)."""
+    only) and ``hard_labels`` (reported AUROC/AUC-PR from hard predictions, reference §5.3)."""
 
     mean: float
     std: float | None
@@ -80,7 +80,7 @@ class Comparison:
 
 @dataclass
 class Leaderboard:
-    """Everything ``show`` renders. ``metrics[task]`` is the task's metric set (spec §5.3)."""
+    """Everything ``show`` renders. ``metrics[task]`` is the task's metric set (reference §5.3)."""
 
     tasks: list[str]
     metrics: dict[str, tuple[str, ...]]
@@ -201,7 +201,7 @@ def _computed_row(task: str, model: str, by_seed: dict[int, list[Record]], n_res
     }
     failures = [r.meta["details"]["trainer_test_scores"]["generation"]["parse_failure_rate"] for r in records
                 if "generation" in (r.meta.get("details") or {}).get("trainer_test_scores", {})]
-    if failures:  # the paper's decoding (spec §5.3): share of answers that could not be parsed
+    if failures:  # the paper's decoding (reference §5.3): share of answers that could not be parsed
         evidence["parse_failure_rate"] = float(np.mean(failures))
     return Row(task, model, "computed here", cells, len(by_seed), evidence, note=meta["kind"],
                subject_metrics=subject_cells, runs=tuple(runs))

@@ -1,8 +1,8 @@
 """Typed, JSON-serialisable model configs for the NeuroLM tokenizer (stage 1) and GPT (stages 2-3).
 
-Every default is the official value; the source of each is given as a spec section
-(``../shared/reference/neurolm-spec.md``, "spec §x") or a checkpoint-document section
-(``neurolm-official-checkpoints.md``, "ckpt §x"). ``asdict(cfg)`` gives plain JSON; ``NeuroLMConfig.from_dict``
+Every default is the official value; the source of each is given as a section of docs/neurolm-reference.md
+(``docs/neurolm-reference.md``, "reference §x") or a checkpoint-document section
+(``docs/neurolm-reference.md``, "Official checkpoint files", cited as "ckpt §x"). ``asdict(cfg)`` gives plain JSON; ``NeuroLMConfig.from_dict``
 reads it back.
 """
 
@@ -11,42 +11,42 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-PATCH = 200  # samples per token: 1 s at 200 Hz (spec §1.1, §1.2)
-PAD_CHANNEL = 136  # `standard_1020` index of 'pad' (spec §1.3)
-TEXT_VOCAB = 50257  # GPT-2 BPE vocabulary; 50256 = <|endoftext|> (spec §4.1)
-SEP_TOKEN = 50257  # first added row of the enlarged wte, used as [SEP] (spec §4.1, §5.1)
-EOT_TOKEN = 50256  # <|endoftext|>, also the text padding id (spec §5.1)
+PATCH = 200  # samples per token: 1 s at 200 Hz (reference §1.1, §1.2)
+PAD_CHANNEL = 136  # `standard_1020` index of 'pad' (reference §1.3)
+TEXT_VOCAB = 50257  # GPT-2 BPE vocabulary; 50256 = <|endoftext|> (reference §4.1)
+SEP_TOKEN = 50257  # first added row of the enlarged wte, used as [SEP] (reference §4.1, §5.1)
+EOT_TOKEN = 50256  # <|endoftext|>, also the text padding id (reference §5.1)
 
 
 @dataclass
 class VQConfig:
-    """Stage-1 tokenizer shape (spec §3.2; ckpt §1.1 ``encoder_args``/``decoder_args``)."""
+    """Stage-1 tokenizer shape (reference §3.2; ckpt §1.1 ``encoder_args``/``decoder_args``)."""
 
-    n_embd: int = 768  # encoder/decoder width (spec §3.2)
-    n_layer: int = 12  # encoder blocks (spec §3.2)
-    n_head: int = 12  # heads (spec §3.2; not recoverable from shapes, ckpt §1.3)
-    decoder_layers: int = 4  # blocks of each of the two decoders (spec §3.2)
-    code_dim: int = 128  # quantizer vector size (spec §3.2)
-    n_codes: int = 8192  # codebook size (spec §3.2)
-    ema_decay: float = 0.99  # codebook EMA decay (spec §3.2)
-    beta: float = 1.0  # commitment weight (spec §3.2)
-    kmeans_iters: int = 10  # cosine k-means iterations at init (spec §3.2)
-    patch: int = PATCH  # samples per token (spec §1.2)
-    conv_chans: int = 16  # TemporalConv channels, `out_chans` (spec §3.2, ckpt §1.1)
-    n_freq: int = 100  # |FFT| bins reconstructed, 0..99 (spec §3.1)
-    domain_hidden: int = 256  # domain classifier hidden width (spec §3.2)
-    n_chan_emb: int = 256  # channel-embedding rows (spec §1.2)
-    n_time_emb: int = 64  # time-embedding rows: at most 64 s per window (spec §1.2, §9.7)
-    bias: bool = False  # no bias in the encoder/decoder blocks (spec §3.2, ckpt §2.1)
-    dropout: float = 0.0  # (spec §3.2)
+    n_embd: int = 768  # encoder/decoder width (reference §3.2)
+    n_layer: int = 12  # encoder blocks (reference §3.2)
+    n_head: int = 12  # heads (reference §3.2; not recoverable from shapes, ckpt §1.3)
+    decoder_layers: int = 4  # blocks of each of the two decoders (reference §3.2)
+    code_dim: int = 128  # quantizer vector size (reference §3.2)
+    n_codes: int = 8192  # codebook size (reference §3.2)
+    ema_decay: float = 0.99  # codebook EMA decay (reference §3.2)
+    beta: float = 1.0  # commitment weight (reference §3.2)
+    kmeans_iters: int = 10  # cosine k-means iterations at init (reference §3.2)
+    patch: int = PATCH  # samples per token (reference §1.2)
+    conv_chans: int = 16  # TemporalConv channels, `out_chans` (reference §3.2, ckpt §1.1)
+    n_freq: int = 100  # |FFT| bins reconstructed, 0..99 (reference §3.1)
+    domain_hidden: int = 256  # domain classifier hidden width (reference §3.2)
+    n_chan_emb: int = 256  # channel-embedding rows (reference §1.2)
+    n_time_emb: int = 64  # time-embedding rows: at most 64 s per window (reference §1.2, §9.7)
+    bias: bool = False  # no bias in the encoder/decoder blocks (reference §3.2, ckpt §2.1)
+    dropout: float = 0.0  # (reference §3.2)
     # TemporalConv GroupNorm statistics: "sample" = official, over all N tokens incl. padding (ckpt §4.2);
     # "valid" = over the valid tokens only (padding-invariant, see tokenizer.TemporalConv)
     patch_norm: Literal["sample", "valid"] = "valid"
     # init std of the encoder/decoder channel and time embeddings; None = PyTorch's N(0, 1), as officially
-    # (spec §3.2 "Both keep PyTorch's default N(0,1) init"; spec §9.9 recommends 0.02 for such rows)
+    # (reference §3.2 "Both keep PyTorch's default N(0,1) init"; reference §9.9 recommends 0.02 for such rows)
     embed_std: float | None = None
     # dead-code restart: a code no token picked for this many consecutive training steps is re-seeded from
-    # a random valid vector of the batch; 0 = off, as officially (spec §3.2: unused codes keep their weights)
+    # a random valid vector of the batch; 0 = off, as officially (reference §3.2: unused codes keep their weights)
     dead_code_steps: int = 0
 
     def __post_init__(self) -> None:
@@ -60,7 +60,7 @@ class VQConfig:
 
 @dataclass
 class GPTConfig:
-    """GPT-2 backbone shape (spec §4.1; ckpt §1.1 ``model_args``).
+    """GPT-2 backbone shape (reference §4.1; ckpt §1.1 ``model_args``).
 
     ``init_from`` names the GPT-2 weights: a Hugging Face model id looked up in the local cache only
     (``gpt2``, ``gpt2-medium``, ``gpt2-xl``), or a local directory; ``None`` means random init.
@@ -69,10 +69,10 @@ class GPTConfig:
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
-    vocab_size: int = TEXT_VOCAB  # GPT-2 text vocabulary (before the [SEP]/padding rows, spec §4.1)
-    block_size: int = 1024  # wpe rows: max position (spec §4.1)
+    vocab_size: int = TEXT_VOCAB  # GPT-2 text vocabulary (before the [SEP]/padding rows, reference §4.1)
+    block_size: int = 1024  # wpe rows: max position (reference §4.1)
     bias: bool = True  # GPT-2 blocks have biases (ckpt §2.2)
-    dropout: float = 0.0  # (spec §4.1)
+    dropout: float = 0.0  # (reference §4.1)
     init_from: str | None = "gpt2"
 
 
@@ -83,20 +83,20 @@ class NeuroLMConfig:
     - ``text_vocab_padded``: wte rows (ckpt §1.1: 50304); the lm_head has ``text_vocab_padded + n_eeg_codes``
       rows, EEG code k at row ``text_vocab_padded + k`` (ckpt §2.2).
     - ``features``: ``"bidirectional"`` feeds the official bidirectional tokenizer features to the GPT
-      (they leak the next-second target, spec §4.4); ``"causal"`` runs the tokenizer encoder with the
-      stair-step mask so token (t, c) sees no second after t (spec §4.4 option b).
+      (they leak the next-second target, reference §4.4); ``"causal"`` runs the tokenizer encoder with the
+      stair-step mask so token (t, c) sees no second after t (reference §4.4 option b).
     - ``eeg_head``: ``"full"`` takes the EEG-target cross-entropy over all lm_head rows (official);
-      ``"eeg_only"`` over the ``n_eeg_codes`` EEG rows only (spec §9.24).
+      ``"eeg_only"`` over the ``n_eeg_codes`` EEG rows only (reference §9.24).
     - ``text_positions``: text after EEG starts at wpe position ``max(time) + 1`` of the ``"sample"``
       (batch-independent, default) or of the whole ``"batch"`` (official, ckpt §4.4).
-    - ``new_row_std``: init std of the added wte/lm_head rows and of the channel embedding (spec §9.9;
+    - ``new_row_std``: init std of the added wte/lm_head rows and of the channel embedding (reference §9.9;
       official: N(0, 1)).
     """
 
     gpt: GPTConfig = field(default_factory=GPTConfig)
     vq: VQConfig = field(default_factory=VQConfig)
-    n_eeg_codes: int = 8192  # = vq.n_codes (spec §4.1)
-    text_vocab_padded: int = 50304  # (spec §4.1, ckpt §1.1)
+    n_eeg_codes: int = 8192  # = vq.n_codes (reference §4.1)
+    text_vocab_padded: int = 50304  # (reference §4.1, ckpt §1.1)
     features: Literal["bidirectional", "causal"] = "bidirectional"
     eeg_head: Literal["full", "eeg_only"] = "full"
     text_positions: Literal["sample", "batch"] = "sample"
@@ -134,12 +134,12 @@ class NeuroLMConfig:
         return cls(**d)
 
 
-# GPT-2 shapes per variant (spec §4.1): (hf name, layers, heads, width)
+# GPT-2 shapes per variant (reference §4.1): (hf name, layers, heads, width)
 _GPT2 = {"B": ("gpt2", 12, 12, 768), "L": ("gpt2-medium", 24, 16, 1024), "XL": ("gpt2-xl", 48, 25, 1600)}
 
 
 def model_config(name: str, **overrides: Any) -> NeuroLMConfig:
-    """Named configs: ``tiny`` (CPU, minutes), ``B``, ``L``, ``XL`` (spec §4.1; VQ per spec §3.2).
+    """Named configs: ``tiny`` (CPU, minutes), ``B``, ``L``, ``XL`` (reference §4.1; VQ per reference §3.2).
 
     ``tiny`` keeps the token layout (200-sample patches, 256/64 embedding rows, 16 conv channels) but is
     narrow: tokenizer 64 wide, 2 blocks, 512 codes of 32 dims; GPT 128 wide, 2 blocks, random init (its
@@ -148,14 +148,14 @@ def model_config(name: str, **overrides: Any) -> NeuroLMConfig:
     ~10x the rest of a CPU step). Two tokenizer deviations from the official code make the short CPU runs
     usable (``B``/``L``/``XL`` keep every official choice):
 
-    - ``embed_std=0.02`` for the tokenizer's channel/time embeddings instead of PyTorch's N(0, 1) (spec §3.2,
+    - ``embed_std=0.02`` for the tokenizer's channel/time embeddings instead of PyTorch's N(0, 1) (reference §3.2,
       §9.9). With N(0, 1) rows (norm ~8 at width 64) next to a TemporalConv content path of norm ~0.5, the
       tiny encoder's features vary across windows by ~1% of their size, and after 120 vq steps every
       Workload window got the same code sequence (codes a function of channel and second only), so
       pre-training learned positions and instruction tuning answered every window alike (BAcc 0.500).
       At 0.02 the content is ~half of the feature size at init.
     - ``dead_code_steps=20``: codes unused for 20 consecutive vq steps are re-seeded from random batch vectors
-      (``NormEMAQuantizer``; officially unused codes keep their weights, spec §3.2). At lr 3e-3 the tiny
+      (``NormEMAQuantizer``; officially unused codes keep their weights, reference §3.2). At lr 3e-3 the tiny
       codebook collapsed to < 25 used codes within 60 steps without it.
 
     ``overrides`` set top-level ``NeuroLMConfig`` fields (e.g. ``features="causal"``).

@@ -1,6 +1,6 @@
 """Shared building blocks: the nanoGPT pre-LN transformer block and the batched stair-step mask.
 
-The same ``Block`` serves the tokenizer (``bias=False``: no biases, bias-free LayerNorms, spec §3.2) and the
+The same ``Block`` serves the tokenizer (``bias=False``: no biases, bias-free LayerNorms, reference §3.2) and the
 GPT-2 backbone (``bias=True``, ckpt §2.2); parameter names follow nanoGPT (``ln_1``, ``attn.c_attn``,
 ``attn.c_proj``, ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj``) so official and Hugging Face GPT-2 weights map onto
 them by name. GELU is the exact (erf) one, as in the official code (ckpt §2.2).
@@ -78,7 +78,7 @@ class Block(nn.Module):
 
 
 def build_attention_mask(mask: Tensor, n_chans: Tensor, n_text: int = 0) -> Tensor:
-    """The batched stair-step attention mask of stages 2-3 (spec §4.1, §5.1; ckpt §4.4).
+    """The batched stair-step attention mask of stages 2-3 (reference §4.1, §5.1; ckpt §4.4).
 
     Args:
         mask: (B, N) bool, True = valid EEG token; tokens are time-major (token k is second k // C) and
@@ -109,5 +109,5 @@ def build_attention_mask(mask: Tensor, n_chans: Tensor, n_text: int = 0) -> Tens
 
 def key_padding_mask(mask: Tensor) -> Tensor:
     """(B, N) bool -> (B, 1, 1, N) bool, broadcast over queries: every query (padded ones included) sees
-    every valid key; attention is bidirectional (spec §3.2, ckpt §4.2)."""
+    every valid key; attention is bidirectional (reference §3.2, ckpt §4.2)."""
     return mask[:, None, None, :]

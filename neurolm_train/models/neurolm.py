@@ -1,4 +1,4 @@
-"""Stages 2-3: NeuroLM, a GPT-2 backbone fed with frozen tokenizer features (spec §4, §5; ckpt §2.2, §4).
+"""Stages 2-3: NeuroLM, a GPT-2 backbone fed with frozen tokenizer features (reference §4, §5; ckpt §2.2, §4).
 
 The backbone is nanoGPT-style (``layers.Block``) with GPT-2's parameter names, so the official checkpoint
 maps by name (``GPT2.*`` -> ``gpt.*``) and Hugging Face GPT-2 weights load by state dict (their Conv1D
@@ -6,7 +6,7 @@ weights transposed). Vocabulary (ckpt §2.2): wte has 50304 rows (GPT-2's 50257,
 unused rows); lm_head has 50304 + K rows, EEG code k at row 50304 + k; the two are not tied.
 
 EEG inputs are the token batch of ``tokenizer.py`` plus ``n_chans`` (B,) int, channels per sample. Text
-ids are int64 GPT-2 BPE ids; ``[SEP]`` = 50257 starts every instruction text, 50256 pads it (spec §5.1).
+ids are int64 GPT-2 BPE ids; ``[SEP]`` = 50257 starts every instruction text, 50256 pads it (reference §5.1).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def load_gpt2_state(source: str | None) -> dict[str, Tensor] | None:
 
 
 def gpt2_text_embeddings(n_embd: int, source: str | None = "gpt2") -> Tensor:
-    """The text side of the stage-1 domain classifier (spec §3.2): GPT-2 small's ``wte`` (50257, 768) from
+    """The text side of the stage-1 domain classifier (reference §3.2): GPT-2 small's ``wte`` (50257, 768) from
     the local cache or a directory. When it is unavailable or ``n_embd`` != its width (e.g. ``tiny``), returns
     a random N(0, 0.02) table (50257, n_embd) and logs a warning: the alignment is then only nominal."""
     sd = load_gpt2_state(source)
@@ -116,7 +116,7 @@ def gpt2_text_embeddings(n_embd: int, source: str | None = "gpt2") -> Tensor:
 
 
 class NeuroLM(nn.Module):
-    """GPT-2 with the extended vocabulary, fed with frozen tokenizer features (spec §4.1).
+    """GPT-2 with the extended vocabulary, fed with frozen tokenizer features (reference §4.1).
 
     Submodules (official names, ckpt §2.2): ``gpt`` (``GPT2``), ``tokenizer`` (a frozen, always-eval
     ``VQTokenizer(decoders=False)``; the official file holds only its encoder), ``pos_embed``
@@ -135,7 +135,7 @@ class NeuroLM(nn.Module):
         self.tokenizer = VQTokenizer(cfg.vq, decoders=False)
         self.tokenizer.requires_grad_(False)
         self.pos_embed = nn.Embedding(cfg.vq.n_chan_emb, g.n_embd)
-        with torch.no_grad():  # the rows GPT-2 does not have (spec §9.9)
+        with torch.no_grad():  # the rows GPT-2 does not have (reference §9.9)
             for w in (self.pos_embed.weight, self.gpt.transformer.wte.weight[TEXT_VOCAB:]):
                 w.normal_(std=cfg.new_row_std)
             self.gpt.lm_head.weight[TEXT_VOCAB:].normal_(std=cfg.new_row_std)
@@ -156,7 +156,7 @@ class NeuroLM(nn.Module):
     @torch.no_grad()
     def load_gpt2(self, source: str | None) -> bool:
         """Copy GPT-2 weights (``load_gpt2_state``) into the backbone; text rows 0..50256 of wte and lm_head
-        get GPT-2's wte (spec §4.1), the added rows keep their N(0, ``new_row_std``) init (spec §9.9).
+        get GPT-2's wte (reference §4.1), the added rows keep their N(0, ``new_row_std``) init (reference §9.9).
         Returns False (backbone left random, warning logged) when the weights are not available locally.
         Raises ValueError when their shapes do not match ``cfg.gpt``."""
         sd = load_gpt2_state(source)
@@ -208,7 +208,7 @@ class NeuroLM(nn.Module):
         self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor
     ) -> Tensor:
         """GPT input for the EEG tokens (B, N, d) before wpe: ``encode_transform_layer(h) + pos_embed[chans]``
-        with h the frozen tokenizer features, bidirectional or causal per ``cfg.features`` (spec §4.1, §4.4)."""
+        with h the frozen tokenizer features, bidirectional or causal per ``cfg.features`` (reference §4.1, §4.4)."""
         with torch.no_grad():
             causal = n_chans if self.cfg.features == "causal" else None
             h = self.tokenizer.encode(x, chans, times, mask, causal_n_chans=causal)
@@ -233,7 +233,7 @@ class NeuroLM(nn.Module):
         text_ids: Tensor | None = None,
     ) -> Tensor:
         """Final hidden states (B, N + T, d) for EEG (B, N) followed by text ``text_ids`` (B, T) (or EEG
-        only), under the stair-step mask (spec §4.1, §5.1). ``logits(hidden)`` gives the outputs."""
+        only), under the stair-step mask (reference §4.1, §5.1). ``logits(hidden)`` gives the outputs."""
         emb, pos = self.eeg_embeddings(x, chans, times, mask, n_chans), times.long()
         T = 0 if text_ids is None else text_ids.shape[1]
         if T:
@@ -247,11 +247,11 @@ class NeuroLM(nn.Module):
     def forward_pretrain(
         self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor
     ) -> dict[str, Tensor]:
-        """Stage-2 multi-channel autoregression (spec §4.1): token (t, c) predicts the code of (t+1, c).
+        """Stage-2 multi-channel autoregression (reference §4.1): token (t, c) predicts the code of (t+1, c).
 
         Targets come from the frozen tokenizer (bidirectional, ckpt §4.3); the last second and padding are
         ignored. Cross-entropy over all 50304 + K outputs (official) or over the K EEG rows
-        (``cfg.eeg_head == "eeg_only"``, spec §9.24). Returns ``loss`` (scalar), ``acc`` (top-1 on the
+        (``cfg.eeg_head == "eeg_only"``, reference §9.24). Returns ``loss`` (scalar), ``acc`` (top-1 on the
         targets) and ``n_targets``; loss is 0 (with a graph) when no token has a target.
         """
         codes = self.tokenizer.get_codes(x, chans, times, mask)
@@ -266,7 +266,7 @@ class NeuroLM(nn.Module):
         return _ce(logits, tgt, hidden)
 
     def forward_text(self, idx: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        """Plain causal LM on text (spec §4.2): idx, targets (B, T) int, -1 = ignored; positions 0..T-1.
+        """Plain causal LM on text (reference §4.2): idx, targets (B, T) int, -1 = ignored; positions 0..T-1.
         Cross-entropy over all outputs (official). Returns ``loss``, ``acc``, ``n_targets``."""
         T = idx.shape[1]
         pos = torch.arange(T, device=idx.device).expand(idx.shape[0], T)
@@ -285,7 +285,7 @@ class NeuroLM(nn.Module):
         text_targets: Tensor,
         options: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Stage-3 instruction loss (spec §5.1): EEG (B, N) then ``text_ids`` (B, T) (``[SEP]`` + prompt +
+        """Stage-3 instruction loss (reference §5.1): EEG (B, N) then ``text_ids`` (B, T) (``[SEP]`` + prompt +
         answer + ``<|endoftext|>``, padded with 50256); ``text_targets`` (B, T) is the next text token at the
         answer positions and -1 elsewhere. Only answer tokens are supervised; cross-entropy over all outputs
         (official). Returns ``loss``, ``acc``, ``n_targets`` and ``answer_margin`` (detached: mean over the
@@ -374,7 +374,7 @@ class NeuroLM(nn.Module):
         candidates: list[list[int]],
         prompt_len: Tensor | None = None,
     ) -> Tensor:
-        """Log-likelihood of each candidate answer given EEG + prompt (spec §9.10): (B, K) float32.
+        """Log-likelihood of each candidate answer given EEG + prompt (reference §9.10): (B, K) float32.
 
         Args:
             prompt_ids: (B, T) int, ``[SEP]`` + prompt, right-padded; or a dict ``{"ids": (B, T), "len": (B,)}``.
@@ -426,7 +426,7 @@ class NeuroLM(nn.Module):
         prompt_len: Tensor | None = None,
         faithful_mask: bool = False,
     ) -> Tensor:
-        """Greedy generation over the 50257 text outputs (spec §5.3): (B, max_new_tokens) int64.
+        """Greedy generation over the 50257 text outputs (reference §5.3): (B, max_new_tokens) int64.
 
         ``prompt_ids``/``prompt_len`` as in :meth:`answer_logprobs`. The default keeps the intended mask for
         every step (KV cache). ``faithful_mask=True`` reproduces the official bug (ckpt §4.5): from the second
@@ -466,7 +466,7 @@ class NeuroLM(nn.Module):
 
 
 def next_second_targets(codes: Tensor, mask: Tensor, n_chans: Tensor) -> Tensor:
-    """Stage-2 targets (spec §4.1, ckpt §4.3): (B, N) int64 with ``Y[b, i] = codes[b, i + C_b]`` where that
+    """Stage-2 targets (reference §4.1, ckpt §4.3): (B, N) int64 with ``Y[b, i] = codes[b, i + C_b]`` where that
     token is valid, else -1 (the last second and padding). codes (B, N), mask (B, N) bool, n_chans (B,)."""
     N = codes.shape[1]
     idx = torch.arange(N, device=codes.device)[None, :] + n_chans.to(codes.device).long()[:, None]

@@ -1,4 +1,4 @@
-"""Stage 1: the text-aligned neural tokenizer (spec §3; official layout in ckpt §2.1).
+"""Stage 1: the text-aligned neural tokenizer (reference §3; official layout in ckpt §2.1).
 
 Inputs everywhere are one batch of time-major tokens (docs/architecture.md "Token batches"):
 
@@ -26,7 +26,7 @@ from .layers import Block, build_attention_mask, key_padding_mask
 
 
 class TemporalConv(nn.Module):
-    """Per-patch convolutional embedding (spec §3.2): (B, N, 200) -> (B, N, d).
+    """Per-patch convolutional embedding (reference §3.2): (B, N, 200) -> (B, N, d).
 
     ``Conv2d(1,16,(1,15),stride (1,8),pad (0,7))`` (200 -> 25 steps), GroupNorm(4,16), GELU, then twice
     ``Conv2d(16,16,(1,3),pad (0,1))``, GroupNorm, GELU; flatten time-outer/channel-inner to 25·16 = 400
@@ -36,7 +36,7 @@ class TemporalConv(nn.Module):
     its statistics mix **all N tokens of a sample, padding included** (ckpt §4.2): features then depend on
     the padded length and on future seconds. ``cfg.patch_norm`` chooses the statistics:
     ``"sample"`` = official (all N tokens); ``"valid"`` = the valid tokens only (padding-invariant; equal to
-    the official values for an unpadded window). With ``causal_n_chans`` (the causal variant, spec §4.4),
+    the official values for an unpadded window). With ``causal_n_chans`` (the causal variant, reference §4.4),
     token (t, c) is normalised with the statistics of the valid tokens of seconds <= t, so nothing after
     second t reaches it. The affine parameters are the GroupNorm's either way.
     """
@@ -93,11 +93,11 @@ class TemporalConv(nn.Module):
 
 
 class NeuralTransformer(nn.Module):
-    """Encoder (``in_dim=None``: TemporalConv input) or decoder (``Linear(in_dim, d)`` input), spec §3.2.
+    """Encoder (``in_dim=None``: TemporalConv input) or decoder (``Linear(in_dim, d)`` input), reference §3.2.
 
     Channel and time embeddings (``Embedding(256, d)``, ``Embedding(64, d)``, PyTorch's N(0,1) init as in the
     official code), ``n_layer`` bias-free pre-LN blocks, ``fc_norm`` (LayerNorm eps 1e-6) on every token.
-    Linear weights trunc-normal(0.02); each block's ``c_proj`` weights divided by sqrt(2·layer) (spec §3.2).
+    Linear weights trunc-normal(0.02); each block's ``c_proj`` weights divided by sqrt(2·layer) (reference §3.2).
     ``cfg.embed_std`` set: the two embeddings are N(0, embed_std) instead (a ``tiny`` deviation, see
     ``model_config``).
     """
@@ -130,7 +130,7 @@ class NeuralTransformer(nn.Module):
         """x (B, N, 200) patches (encoder) or (B, N, in_dim) vectors (decoder); chans, times (B, N) int;
         mask (B, N) bool. Attention is bidirectional over the valid keys, or the stair-step mask when
         ``causal_n_chans`` (B,) is given. Returns (B, N, d) fc_norm features for every token.
-        Raises IndexError when a channel index is >= 256 or a time index >= 64 (spec §1.2, §9.7)."""
+        Raises IndexError when a channel index is >= 256 or a time index >= 64 (reference §1.2, §9.7)."""
         if isinstance(self.patch_embed, TemporalConv):
             h = self.patch_embed(x, mask, causal_n_chans)
         else:
@@ -149,14 +149,14 @@ def l2norm(t: Tensor) -> Tensor:
 
 
 def _masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the valid tokens only (spec §9.23). pred, target (B, N, F); mask (B, N)."""
+    """Mean squared error over the valid tokens only (reference §9.23). pred, target (B, N, F); mask (B, N)."""
     m = mask.unsqueeze(-1).to(pred.dtype)
     return ((pred - target) ** 2 * m).sum() / (m.sum() * pred.shape[-1]).clamp(min=1)
 
 
 def zscore_per_sample(v: Tensor, mask: Tensor) -> Tensor:
     """Z-score ``v`` (B, N, F) with one mean and (unbiased) std per sample over its valid tokens × F
-    (spec §3.1). Padded tokens are set to 0. The std is clamped at 1e-6 (an all-flat window stays finite)."""
+    (reference §3.1). Padded tokens are set to 0. The std is clamped at 1e-6 (an all-flat window stays finite)."""
     m = mask.unsqueeze(-1).to(v.dtype)
     n = m.sum(dim=(1, 2), keepdim=True) * v.shape[-1]
     mean = (v * m).sum(dim=(1, 2), keepdim=True) / n.clamp(min=1)
@@ -165,7 +165,7 @@ def zscore_per_sample(v: Tensor, mask: Tensor) -> Tensor:
 
 
 def reconstruction_targets(x: Tensor, mask: Tensor, n_freq: int = 100) -> tuple[Tensor, Tensor]:
-    """Stage-1 targets (spec §3.1) from patches x (B, N, 200) and mask (B, N):
+    """Stage-1 targets (reference §3.1) from patches x (B, N, 200) and mask (B, N):
     ``freq`` (B, N, n_freq) = z-scored |FFT| (over all 200 bins) kept at bins 0..n_freq-1;
     ``raw`` (B, N, 200) = z-scored patches. Both zero at padding; computed in float32."""
     x = x.float()
@@ -185,17 +185,17 @@ class _GradReverse(torch.autograd.Function):
 
 
 def grad_reverse(x: Tensor, alpha: float) -> Tensor:
-    """Gradient-reversal layer (spec §3.3): identity forward, gradient multiplied by ``-alpha`` backward."""
+    """Gradient-reversal layer (reference §3.3): identity forward, gradient multiplied by ``-alpha`` backward."""
     return _GradReverse.apply(x, alpha)
 
 
 def grl_alpha(progress: float) -> float:
-    """The official GRL ramp ``2 / (1 + exp(-10 p)) - 1`` for training progress p in [0, 1] (spec §3.3)."""
+    """The official GRL ramp ``2 / (1 + exp(-10 p)) - 1`` for training progress p in [0, 1] (reference §3.3)."""
     return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
 
 
 def kmeans_cosine(samples: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
-    """Cosine k-means (spec §3.2): samples (M, D) unit vectors -> (means (k, D) unit, counts (k,) float).
+    """Cosine k-means (reference §3.2): samples (M, D) unit vectors -> (means (k, D) unit, counts (k,) float).
     Initial means are k random samples (with replacement when M < k); empty clusters keep their mean."""
     M = samples.shape[0]
     idx = (
@@ -218,17 +218,17 @@ def _distributed() -> bool:
 
 
 class NormEMAQuantizer(nn.Module):
-    """L2-normalised EMA vector quantizer (spec §3.2, ckpt §3).
+    """L2-normalised EMA vector quantizer (reference §3.2, ckpt §3).
 
     Buffers (no gradients, never in the optimizer): ``codebook`` (K, D) unit rows, ``cluster_size`` (K,) EMA
     of code usage, ``init_counts`` (K,) k-means cluster sizes, ``initted`` (1,) 1.0 once k-means ran,
     ``unused_steps`` (K,) consecutive training steps in which no valid token picked the code.
     Differences from the official code: k-means and the EMA statistics use the valid tokens only
-    (spec §9.23); under DDP rank 0's k-means codebook is broadcast to all ranks (officially each rank
+    (reference §9.23); under DDP rank 0's k-means codebook is broadcast to all ranks (officially each rank
     initialises its own); ``cluster_size`` is updated in training mode only.
 
     Dead-code restart (``dead_code_steps`` > 0; a deviation, off by default: officially unused codes keep
-    their weights, spec §3.2): after each EMA update, every code unused for ``dead_code_steps`` consecutive
+    their weights, reference §3.2): after each EMA update, every code unused for ``dead_code_steps`` consecutive
     steps (counted on the all-reduced usage, so identical on every rank) is replaced by a random valid
     vector of the batch, drawn on rank 0 and broadcast, and its counter restarts. ``unused_steps`` is not
     an official buffer: ``VQ.pt`` export leaves it out, loading a state dict without it sets it to zeros.
@@ -345,7 +345,7 @@ class NormEMAQuantizer(nn.Module):
 
 
 class VQTokenizer(nn.Module):
-    """The neural tokenizer: encoder, quantizer, two decoders and the domain classifier (spec §3.2-§3.3).
+    """The neural tokenizer: encoder, quantizer, two decoders and the domain classifier (reference §3.2-§3.3).
 
     ``decoders=False`` builds the inference part only (encoder, ``encode_task_layer``, quantizer): what
     NeuroLM holds to make features and next-second targets.
@@ -380,13 +380,13 @@ class VQTokenizer(nn.Module):
     ) -> Tensor:
         """Encoder features (B, N, n_embd) after fc_norm, for every token (padding included).
 
-        Bidirectional with key padding by default (official, spec §3.2). With ``causal_n_chans`` (B,) the
-        stair-step mask is used instead, so token (t, c) sees only seconds <= t (spec §4.4 option b).
+        Bidirectional with key padding by default (official, reference §3.2). With ``causal_n_chans`` (B,) the
+        stair-step mask is used instead, so token (t, c) sees only seconds <= t (reference §4.4 option b).
         """
         return self.encoder(x, chans, times, mask, causal_n_chans)
 
     def quantizer_input(self, h: Tensor) -> Tensor:
-        """``l2norm(encode_task_layer(h))`` in float32 with autocast off (spec §3.2): (B, N, d) -> (B, N, D)."""
+        """``l2norm(encode_task_layer(h))`` in float32 with autocast off (reference §3.2): (B, N, d) -> (B, N, D)."""
         with torch.autocast(device_type=h.device.type, enabled=False):
             return l2norm(self.encode_task_layer(h.float()))
 
@@ -408,7 +408,7 @@ class VQTokenizer(nn.Module):
         text_embeds: Tensor | None = None,
         alpha: float = 0.0,
     ) -> dict[str, Tensor]:
-        """Stage-1 losses (spec §3.3) for one batch; all terms weight 1, padding masked out (spec §9.23).
+        """Stage-1 losses (reference §3.3) for one batch; all terms weight 1, padding masked out (reference §9.23).
 
         Args:
             x, chans, times, mask: the token batch (module docstring).
@@ -417,7 +417,7 @@ class VQTokenizer(nn.Module):
                 class only, the classifier and the gradient reversal make a degenerate adversary that keeps
                 pushing the EEG features around (measured on Workload, ``tiny``: ``domain_eeg`` 0.4-0.8 for
                 the whole run, 286 of 512 codes in use, per-channel probe AUROC below a random-init
-                tokenizer's). The official code always has the text side (spec §3.3).
+                tokenizer's). The official code always has the text side (reference §3.3).
             alpha: gradient-reversal strength for the EEG side (``grl_alpha`` gives the official ramp).
 
         Returns a dict of scalars ``loss`` (sum of the terms), ``commit``, ``rec_freq``, ``rec_raw``, with
