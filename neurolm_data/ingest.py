@@ -595,7 +595,9 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
     ctx = multiprocessing.get_context(mp_context)
     if use_pool and mp_context == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)
-    for stale in (out / RECORDINGS_DIR).glob(".*.inflight"):  # left by a killed run
+    # Left by a killed run (we hold OUT's lock, so no live writer owns them): in-flight markers, and the temporary
+    # files of writes that never reached their rename (store.atomic_path names them ``.<name>.<random>.tmp``).
+    for stale in [*(out / RECORDINGS_DIR).glob(".*.inflight"), *(out / RECORDINGS_DIR).glob(".*.tmp")]:
         stale.unlink(missing_ok=True)
 
     def start_pool(n: int, refs: list[RecordingRef]) -> tuple[ProcessPoolExecutor, dict[Future, RecordingRef]]:
