@@ -155,7 +155,7 @@ def load_out(out: str | Path) -> OutIndex:
     protocol = None
     sp_path = out / "splits.parquet"
     if sp_path.is_file():
-        from neurolm_data.split import read_splits
+        from neurolm_data.splits_file import read_splits
 
         splits, meta = read_splits(out)
         protocol = str(meta["protocol"].get("name"))

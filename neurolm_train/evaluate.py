@@ -76,7 +76,7 @@ def predict(model: NeuroLM, tasks: list[TaskShards], cfg: RunConfig, device: tor
     Rows: ``key``, ``task``, ``label``, ``probs`` (K floats), ``pred`` (argmax), and with ``generate``
     ``gen_pred`` (-1 = unparseable) and ``gen_text``. Raises ValueError for a task without prompt.
     """
-    from .train import autocast
+    from .runtime import autocast
 
     model.eval()
     rows: list[dict] = []
@@ -221,7 +221,7 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
     their sha256). Returns the results dict. Raises FileNotFoundError for missing shards or checkpoint,
     ValueError/KeyError as ``load_model``."""
     t0 = time.perf_counter()
-    from .train import setup_distributed
+    from .runtime import setup_distributed
 
     rank, world, device = setup_distributed()
     model, ck = load_model(ckpt_path, device, config)

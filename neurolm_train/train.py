@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -43,6 +42,7 @@ from . import checkpoint, official
 from .config import RunConfig, config_hash
 from .data import TokenLoader, discover, eval_batches, mixing_weights
 from .prompts import TEXT_MAX_LEN
+from .runtime import autocast, setup_distributed  # noqa: F401  (also imported from here by the families)
 from .stages import build_stage, to_device
 from .text import TextCrops, prepare_text
 
@@ -63,30 +63,6 @@ class WarmupCosine:
             return self.min_ratio
         p = (step - self.warmup) / max(1, self.total - self.warmup)
         return self.min_ratio + 0.5 * (1.0 + math.cos(math.pi * p)) * (1.0 - self.min_ratio)
-
-
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world, device). Under torchrun (``RANK`` set) initialises the process group: nccl on CUDA,
-    gloo on CPU; one GPU per local rank."""
-    cuda = torch.cuda.is_available()
-    if "RANK" in os.environ and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    if dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-        local = int(os.environ.get("LOCAL_RANK", 0))
-    else:
-        rank, world, local = 0, 1, 0
-    if cuda:
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
-
-
-def autocast(cfg: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``) or when ``bf16`` is asked on CPU; else no autocast."""
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.AdamW:

@@ -65,7 +65,7 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
     """Score ``ckpt_path`` on ``splits`` of ``tasks`` (one task: a LaBraM head is per task) and write
     ``results.json`` + ``predictions.parquet`` into ``out``. Returns the results dict. Raises
     FileNotFoundError for missing shards or checkpoint, ValueError as ``load_classifier``."""
-    from neurolm_train.train import autocast, setup_distributed
+    from neurolm_train.runtime import autocast, setup_distributed
 
     t0 = time.perf_counter()
     if len(tasks) != 1:

@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from neurolm_train import checkpoint
 from neurolm_train.data import TokenLoader, discover, eval_batches, mixing_weights
 from neurolm_train.metrics import metrics
-from neurolm_train.train import Logger, WarmupCosine, autocast, setup_distributed
+from neurolm_train.runtime import autocast, setup_distributed
+from neurolm_train.train import Logger, WarmupCosine
 
 from .run import LaBraMRunConfig, config_hash
 from .stages import FinetuneStage, build_stage, optimizer_groups

@@ -48,8 +48,9 @@ from ...config import DataConfig, OptimConfig, _merge
 from ...data import TaskShards, TokenLoader, discover, eval_batches, mixing_weights
 from ...evaluate import _finite, code_version, sha256_file, task_scores
 from ...prompts import TASKS, answer_ids, gpt2_encoding, task_id
+from ...runtime import autocast, setup_distributed
 from ...stages import to_device
-from ...train import Logger, WarmupCosine, autocast, setup_distributed
+from ...train import Logger, WarmupCosine
 from .config import UniMindConfig, unimind_config
 from .model import UniMind
 from .text import instruction_batch, prefix
