@@ -64,6 +64,13 @@ def resolve_eegmat_root(root: str | Path | None, download: bool = False) -> Path
     return root
 
 
+#: The main job's rows: chance, the classical baselines (band power, Riemannian tangent space, CSP), the small CNN
+#: and NeuroLM tiny. The braindecode networks, LaBraM and UniMind rows are left out to keep the job within ~10
+#: minutes on 2 CPU cores; name them with ``--model`` (or run ``neurolm-train leaderboard run``) to add them.
+PIPELINE_MODELS = ("chance-majority", "chance-stratified", "bandpower-lr", "riemann-ts-lr", "csp-lda", "smallnet",
+                   "neurolm-tiny")
+
+
 def run_pipeline(
     root: Path,
     out: Path,
@@ -79,7 +86,7 @@ def run_pipeline(
 
     Args:
         root: the EEGMAT folder. out: output folder (recordings, manifests, shards, ``leaderboard/``).
-        seeds: leaderboard seeds per row. models: row names (default: every built-in row).
+        seeds: leaderboard seeds per row. models: row names (default: ``PIPELINE_MODELS``).
         workers: ingest processes. n_boot: subject-bootstrap resamples for the 95% CIs.
         neurolm_budget: ``FIELD=VALUE`` items for the ``neurolm-tiny`` row (default ``NEUROLM_TINY_BUDGET``).
 
@@ -114,10 +121,11 @@ def run_pipeline(
     console.print(f"{n_windows} windows in {len(shards.manifest['shards'])} shards under {out / 'shards' / 'workload'}")
 
     console.rule("4/5 leaderboard run")
-    budget = not models or "neurolm-tiny" in models
+    models = tuple(models) if models else PIPELINE_MODELS
+    budget = "neurolm-tiny" in models
     items = NEUROLM_TINY_BUDGET if neurolm_budget is None else neurolm_budget
     sets = parse_sets([f"neurolm-tiny.{item}" for item in items] if budget else [])
-    specs = resolve_models(list(models) if models else None, sets, None)
+    specs = resolve_models(list(models), sets, None)
     run_leaderboard(
         out, specs, seeds, ["workload"], None, DataConfig(None), False,
         log=lambda o: console.print(

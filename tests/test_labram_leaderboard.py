@@ -35,7 +35,7 @@ def _run(*args: str) -> str:
 
 
 def test_rows_are_registered():
-    assert "labram-tiny" in DEFAULT_MODELS and "labram-base-official" not in DEFAULT_MODELS
+    assert "labram-tiny" in OPTIONAL_MODELS and "labram-base-official" not in DEFAULT_MODELS
     assert OPTIONAL_MODELS["labram-base-official"].config.model == "base"
     (spec,) = resolve_models(["labram-tiny"], {"labram-tiny": {"finetune_epochs": "3", "lr": "0.002"}})
     assert spec.config.finetune_epochs == 3 and spec.config.lr == 0.002

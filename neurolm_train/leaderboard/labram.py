@@ -18,8 +18,8 @@ the optimizer-laden ``pretrain/ckpt.pt`` and ``finetune/ckpt.pt`` are deleted; `
 ``finetune/best.pt`` and every ``config.json`` / ``metrics.jsonl`` stay, with their sha256 in the record.
 
 Registration (one import line in ``leaderboard/__init__.py``): this module adds the ``labram`` kind to
-``config.KIND_CONFIGS`` and ``runner.FITTERS``, ``labram-tiny`` to ``config.DEFAULT_MODELS`` and
-``labram-base-official`` to ``config.OPTIONAL_MODELS``.
+``config.KIND_CONFIGS`` and ``runner.FITTERS``, ``labram-tiny`` and ``labram-base-official``
+to ``config.OPTIONAL_MODELS`` (run when named: ``--model labram-tiny``).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def fit_labram(ctx: Any, cfg: LaBraMRowConfig) -> Fit:
 # ------------------------------------------------------------------------------------------- registration
 lb_config.KIND_CONFIGS["labram"] = LaBraMRowConfig
 lb_runner.FITTERS["labram"] = fit_labram
-lb_config.DEFAULT_MODELS["labram-tiny"] = ModelSpec("labram-tiny", "labram", LaBraMRowConfig())
+lb_config.OPTIONAL_MODELS["labram-tiny"] = ModelSpec("labram-tiny", "labram", LaBraMRowConfig())
 #: Run only when named, with the published weights: ``--set labram-base-official.checkpoint=labram-base.pth``.
 lb_config.OPTIONAL_MODELS["labram-base-official"] = ModelSpec(
     "labram-base-official", "labram", LaBraMRowConfig(model="base", finetune_epochs=5, requires_checkpoint=True))
