@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -32,7 +33,16 @@ def subset_shards(src: Path, task: str, dst: Path, per_label: int) -> Path:
                             out.addfile(m, io.BytesIO(tin.extractfile(m).read()))
         rows.append(part.with_columns(pl.lit(rel).alias("shard")))
     pl.concat(rows).write_parquet(dst / task / "windows.parquet")
-    (dst / task / "shards.json").write_text(json.dumps({"subset_of": str(src / task)}))
+    # The index the loader checks the subset against (path, split, samples, bytes, sha256 per shard).
+    shards = []
+    for split in ("train", "val", "test"):
+        rel = f"{split}/{task}-{split}-000000.tar"
+        data = (dst / task / rel).read_bytes()
+        shards.append({"path": rel, "split": split, "samples": keep.filter(pl.col("split") == split).height,
+                       "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    parquet_sha = hashlib.sha256((dst / task / "windows.parquet").read_bytes()).hexdigest()
+    (dst / task / "shards.json").write_text(json.dumps({"subset_of": str(src / task), "shards": shards,
+                                                        "windows_parquet_sha256": parquet_sha}))
     return dst
 
 
