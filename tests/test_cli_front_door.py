@@ -161,6 +161,8 @@ def _assert_names_only_repo_files(text: str, where: str) -> None:
         name = m.group(0).lstrip("./")
         if name in OUTPUT_FILES or name.endswith("/leaderboard.md") or "*" in text[m.start() - 1:m.start()]:
             continue
+        if re.search(r"https://github\.com/[^)\s]*" + re.escape(name.split("/")[-1]) + r"\b", text):
+            continue  # a file of the upstream (official) code, cited with its link
         assert name in files or name.split("/")[-1] in files, f"{where} names {name!r}, which is not in the repo"
 
 
