@@ -55,7 +55,7 @@ def release(p: subprocess.Popen) -> None:
     assert p.wait(timeout=60) == 0
 
 
-def refused(res: subprocess.CompletedProcess, out: Path, pid: int, command: str, rc: int = 1) -> None:
+def refused(res: subprocess.CompletedProcess, out: Path, pid: int, command: str, rc: int = 2) -> None:
     text = " ".join((res.stdout + res.stderr).split()).replace(" ", "")
     assert res.returncode == rc, res.stdout + res.stderr
     want = f"{out} is being written by another process (pid {pid} on host"
@@ -94,7 +94,7 @@ def test_second_ingest_is_refused_and_output_matches_a_single_run(eegmat_dir: Pa
     holder = hold(out, "neurolm-data ingest workload")
     try:
         res = run("ingest", "workload", str(root), "--out", str(out), "--workers", "2")
-        refused(res, out, holder.pid, "neurolm-data ingest workload", rc=2)  # ingest's exit status for errors
+        refused(res, out, holder.pid, "neurolm-data ingest workload")
         assert not (out / "ingest_config.json").exists()
     finally:
         release(holder)
