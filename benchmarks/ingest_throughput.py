@@ -142,7 +142,9 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="EEGMAT folder (default: %(default)s)")
     ap.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="reference maker script")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the least-CPU run is shown")
-    ap.add_argument("--work", type=Path, default=None, help="folder for the temporary outputs (default: system tmp)")
+    ap.add_argument(
+        "--work", type=Path, default=None, help="folder for the temporary outputs (default: system tmp)"
+    )
     args = ap.parse_args()
 
     _become_subreaper()
@@ -161,12 +163,21 @@ def main() -> None:
         half = files[: len(files) // 2]
         for f in half:
             (half_dir / f.name).symlink_to(f.resolve())
-        corpora = {"half": (half_dir, eeg_seconds(half), len(half)), "full": (args.root, eeg_seconds(files), len(files))}
+        corpora = {
+            "half": (half_dir, eeg_seconds(half), len(half)),
+            "full": (args.root, eeg_seconds(files), len(files)),
+        }
         # (label, corpus, workers (-1: ingest + split + shard in one process, 0: the reference), engine)
-        configs = [("pipeline, 1 worker", "half", 1), ("pipeline, 2 workers", "half", 2),
-                   ("pipeline, 1 worker", "full", 1), ("pipeline, 2 workers", "full", 2), ("reference", "full", 0),
-                   ("+ split + shard", "full", -1), ("engine exact, 1 worker", "full", 1, "exact"),
-                   ("+ split + shard, 2 w", "full", -2)]
+        configs = [
+            ("pipeline, 1 worker", "half", 1),
+            ("pipeline, 2 workers", "half", 2),
+            ("pipeline, 1 worker", "full", 1),
+            ("pipeline, 2 workers", "full", 2),
+            ("reference", "full", 0),
+            ("+ split + shard", "full", -1),
+            ("engine exact, 1 worker", "full", 1, "exact"),
+            ("+ split + shard, 2 w", "full", -2),
+        ]
         runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
         imports: dict[str, list[dict]] = {"pipeline": [], "reference": [], "end_to_end": []}
         for rnd in range(args.repeat):
@@ -180,11 +191,15 @@ def main() -> None:
                     r = _run([py, "-c", _END_TO_END, str(root), str(out), str(-workers)], env=pipe_env)
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                 elif workers:
-                    r = _run([py, "-c", _PIPELINE, str(root), str(out), str(workers), *(engine or ["fast"])],
-                             env=pipe_env)
+                    r = _run(
+                        [py, "-c", _PIPELINE, str(root), str(out), str(workers), *(engine or ["fast"])],
+                        env=pipe_env,
+                    )
                     r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
                     if r["done"] != corpora[corpus][2]:
-                        raise RuntimeError(f"{configs[i]}: {r['done']} recordings done of {corpora[corpus][2]}")
+                        raise RuntimeError(
+                            f"{configs[i]}: {r['done']} recordings done of {corpora[corpus][2]}"
+                        )
                 else:
                     r = _run([py, str(args.reference), str(root), str(out)])
                     r["worker_rss_mb"] = r["rss_mb"]  # one process does all the work
@@ -196,53 +211,83 @@ def main() -> None:
             r = best(runs[i])
             secs = corpora[corpus][1]
             net = r["cpu_s"] - start["end_to_end" if workers < 0 else "pipeline" if workers else "reference"]
-            r.update(label=label, corpus=corpus, eeg_s=secs, net_cpu_s=net, rate=secs / r["cpu_s"],
-                     net_rate=secs / max(net, 1e-9))
+            r.update(
+                label=label,
+                corpus=corpus,
+                eeg_s=secs,
+                net_cpu_s=net,
+                rate=secs / r["cpu_s"],
+                net_rate=secs / max(net, 1e-9),
+            )
             res.append(r)
         a_half, b_half, a, b, c, e, x, e2 = res
 
-        print(f"EEGMAT at {args.root}: {len(files)} files, {corpora['full'][1]:.0f} s of EEG "
-              f"(half: {len(half)} files, {corpora['half'][1]:.0f} s); {os.cpu_count()} CPUs; load average "
-              f"(1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, at end "
-              f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())}")
-        print(f"{args.repeat} interleaved round(s); per configuration the least-CPU run (wall: the least wall). "
-              f"Start-up CPU (interpreter + imports, a child that only imports): pipeline {start['pipeline']:.2f} s, "
-              f"reference {start['reference']:.2f} s, pipeline + split + shard {start['end_to_end']:.2f} s "
-              "(no torch: shards are written with tarfile)")
-        hdr = (f"{'configuration':22s} {'corpus':6s} {'wall s':>7s} {'CPU s':>7s} {'EEG-s/CPU-s':>12s} "
-               f"{'net CPU s':>10s} {'EEG-s/net CPU-s':>16s} {'peak RSS MiB':>13s} {'per worker':>11s}")
+        print(
+            f"EEGMAT at {args.root}: {len(files)} files, {corpora['full'][1]:.0f} s of EEG "
+            f"(half: {len(half)} files, {corpora['half'][1]:.0f} s); {os.cpu_count()} CPUs; load average "
+            f"(1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, at end "
+            f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())}"
+        )
+        print(
+            f"{args.repeat} interleaved round(s); per configuration the least-CPU run (wall: the least wall). "
+            f"Start-up CPU (interpreter + imports, a child that only imports): pipeline {start['pipeline']:.2f} s, "
+            f"reference {start['reference']:.2f} s, pipeline + split + shard {start['end_to_end']:.2f} s "
+            "(no torch: shards are written with tarfile)"
+        )
+        hdr = (
+            f"{'configuration':22s} {'corpus':6s} {'wall s':>7s} {'CPU s':>7s} {'EEG-s/CPU-s':>12s} "
+            f"{'net CPU s':>10s} {'EEG-s/net CPU-s':>16s} {'peak RSS MiB':>13s} {'per worker':>11s}"
+        )
         print(hdr)
         print("-" * len(hdr))
         for r in res:
-            print(f"{r['label']:22s} {r['corpus']:6s} {r['wall_s']:7.2f} {r['cpu_s']:7.2f} {r['rate']:12.0f} "
-                  f"{r['net_cpu_s']:10.2f} {r['net_rate']:16.0f} {r['rss_mb']:13.0f} {r['worker_rss_mb']:11.0f}")
-        print(f"pipeline (1 worker) / reference, EEG-s per CPU-s on the full corpus: {a['rate'] / c['rate']:.1f}x "
-              f"with start-up included, {a['net_rate'] / c['net_rate']:.1f}x with start-up excluded "
-              f"(wall {c['wall_s'] / a['wall_s']:.1f}x)")
-        print(f"end to end (ingest + split + shard: Workload windows in WebDataset shards, the reference's end "
-              f"product) / reference: {e['rate'] / c['rate']:.1f}x with start-up included, "
-              f"{e['net_rate'] / c['net_rate']:.1f}x with start-up excluded")
-        print(f"engine exact (no MNE resampler drift, one inverse FFT; not MNE-equivalent, so not the default) / "
-              f"reference: {x['rate'] / c['rate']:.1f}x with start-up included, {x['net_rate'] / c['net_rate']:.1f}x "
-              "with start-up excluded")
-        print(f"whole data pipeline (ingest + split + shard), 2 workers vs 1 worker: wall-clock speed-up "
-              f"{e['wall_s'] / e2['wall_s']:.2f}x; total CPU 2 workers / 1 worker {e2['cpu_s'] / e['cpu_s']:.2f}")
+            print(
+                f"{r['label']:22s} {r['corpus']:6s} {r['wall_s']:7.2f} {r['cpu_s']:7.2f} {r['rate']:12.0f} "
+                f"{r['net_cpu_s']:10.2f} {r['net_rate']:16.0f} {r['rss_mb']:13.0f} {r['worker_rss_mb']:11.0f}"
+            )
+        print(
+            f"pipeline (1 worker) / reference, EEG-s per CPU-s on the full corpus: {a['rate'] / c['rate']:.1f}x "
+            f"with start-up included, {a['net_rate'] / c['net_rate']:.1f}x with start-up excluded "
+            f"(wall {c['wall_s'] / a['wall_s']:.1f}x)"
+        )
+        print(
+            f"end to end (ingest + split + shard: Workload windows in WebDataset shards, the reference's end "
+            f"product) / reference: {e['rate'] / c['rate']:.1f}x with start-up included, "
+            f"{e['net_rate'] / c['net_rate']:.1f}x with start-up excluded"
+        )
+        print(
+            f"engine exact (no MNE resampler drift, one inverse FFT; not MNE-equivalent, so not the default) / "
+            f"reference: {x['rate'] / c['rate']:.1f}x with start-up included, {x['net_rate'] / c['net_rate']:.1f}x "
+            "with start-up excluded"
+        )
+        print(
+            f"whole data pipeline (ingest + split + shard), 2 workers vs 1 worker: wall-clock speed-up "
+            f"{e['wall_s'] / e2['wall_s']:.2f}x; total CPU 2 workers / 1 worker {e2['cpu_s'] / e['cpu_s']:.2f}"
+        )
         paired = sorted(
             (corpora["full"][1] / r["cpu_s"]) / (corpora["full"][1] / q["cpu_s"])
-            for r, q in zip(runs[2], runs[4], strict=True))
+            for r, q in zip(runs[2], runs[4], strict=True)
+        )
         paired_net = sorted(
             (q["cpu_s"] - start["reference"]) / (r["cpu_s"] - start["pipeline"])
-            for r, q in zip(runs[2], runs[4], strict=True))
-        print(f"per round (pipeline 1 worker vs the same round's reference, full corpus, {args.repeat} rounds): "
-              f"median {statistics.median(paired):.1f}x (range {paired[0]:.1f}-{paired[-1]:.1f}) with start-up, "
-              f"median {statistics.median(paired_net):.1f}x (range {paired_net[0]:.1f}-{paired_net[-1]:.1f}) "
-              "with start-up excluded")
-        print(f"2 workers vs 1 worker: wall-clock speed-up {a['wall_s'] / b['wall_s']:.2f}x full, "
-              f"{a_half['wall_s'] / b_half['wall_s']:.2f}x half (whole command); run_ingest only "
-              f"{a['run_wall_s'] / b['run_wall_s']:.2f}x full; total CPU 2 workers / 1 worker "
-              f"{b['cpu_s'] / a['cpu_s']:.2f} (full)")
-        print(f"peak RSS per worker, half -> full corpus: 1 worker {a_half['worker_rss_mb']:.0f} -> "
-              f"{a['worker_rss_mb']:.0f} MiB, 2 workers {b_half['worker_rss_mb']:.0f} -> {b['worker_rss_mb']:.0f} MiB")
+            for r, q in zip(runs[2], runs[4], strict=True)
+        )
+        print(
+            f"per round (pipeline 1 worker vs the same round's reference, full corpus, {args.repeat} rounds): "
+            f"median {statistics.median(paired):.1f}x (range {paired[0]:.1f}-{paired[-1]:.1f}) with start-up, "
+            f"median {statistics.median(paired_net):.1f}x (range {paired_net[0]:.1f}-{paired_net[-1]:.1f}) "
+            "with start-up excluded"
+        )
+        print(
+            f"2 workers vs 1 worker: wall-clock speed-up {a['wall_s'] / b['wall_s']:.2f}x full, "
+            f"{a_half['wall_s'] / b_half['wall_s']:.2f}x half (whole command); run_ingest only "
+            f"{a['run_wall_s'] / b['run_wall_s']:.2f}x full; total CPU 2 workers / 1 worker "
+            f"{b['cpu_s'] / a['cpu_s']:.2f} (full)"
+        )
+        print(
+            f"peak RSS per worker, half -> full corpus: 1 worker {a_half['worker_rss_mb']:.0f} -> "
+            f"{a['worker_rss_mb']:.0f} MiB, 2 workers {b_half['worker_rss_mb']:.0f} -> {b['worker_rss_mb']:.0f} MiB"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

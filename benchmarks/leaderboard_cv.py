@@ -26,12 +26,21 @@ TASKS = {
     "mi": ("eegmmidb", "eegmmidb-mi", "mi_cv"),
     "adhd": ("adhd", "adhd", "adhd_cv"),
 }
-BASELINES = ("chance-majority", "chance-stratified", "bandpower-lr", "riemann-ts-lr", "csp-lda", "smallnet",
-             "eegnet", "shallow-fbcsp")
+BASELINES = (
+    "chance-majority",
+    "chance-stratified",
+    "bandpower-lr",
+    "riemann-ts-lr",
+    "csp-lda",
+    "smallnet",
+    "eegnet",
+    "shallow-fbcsp",
+)
 
 
-def commands(task: str, samples: Path, out: Path, models: list[str], seeds: str, sets: list[str],
-             n_boot: int) -> list[list[str]]:
+def commands(
+    task: str, samples: Path, out: Path, models: list[str], seeds: str, sets: list[str], n_boot: int
+) -> list[list[str]]:
     source, folder, protocol = TASKS[task]
     o = str(out / task)
     run = ["neurolm-train", "leaderboard", "run", o, "--task", task, "--seeds", seeds]
@@ -64,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             print("$", shlex.join(cmd), flush=True)
             t0 = time.perf_counter()
             done = subprocess.run(cmd, check=False)
-            print(f"[{task}] {cmd[1]} {cmd[2]}: {time.perf_counter() - t0:.0f} s wall (exit {done.returncode})",
-                  flush=True)
+            print(
+                f"[{task}] {cmd[1]} {cmd[2]}: {time.perf_counter() - t0:.0f} s wall (exit {done.returncode})",
+                flush=True,
+            )
             if done.returncode != 0:
                 return done.returncode
     return 0

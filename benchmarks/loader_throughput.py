@@ -60,8 +60,13 @@ def bench_reference(ref: Path, pkl_dir: Path, workers: int, epochs: int, tokens_
     spec = importlib.util.spec_from_file_location("ref_pickle_loader", ref)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    dl = DataLoader(mod.PickleSet(pkl_dir), batch_size=BATCH, shuffle=True, num_workers=workers,
-                    persistent_workers=workers > 0)
+    dl = DataLoader(
+        mod.PickleSet(pkl_dir),
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
     for _ in dl:  # warm-up pass
         pass
     t, n = time.perf_counter(), 0
@@ -69,7 +74,12 @@ def bench_reference(ref: Path, pkl_dir: Path, workers: int, epochs: int, tokens_
         for b in dl:
             n += b[0].shape[0]
     dt = time.perf_counter() - t
-    return {"samples": n, "seconds": dt, "samples_per_s": n / dt, "tokens_per_s": tokens_per_epoch * epochs / dt}
+    return {
+        "samples": n,
+        "seconds": dt,
+        "samples_per_s": n / dt,
+        "tokens_per_s": tokens_per_epoch * epochs / dt,
+    }
 
 
 def bench_ours(tasks: list, workers: int, epochs: int) -> dict:
@@ -77,8 +87,15 @@ def bench_ours(tasks: list, workers: int, epochs: int) -> dict:
 
     n_win = sum(t.n_windows for t in tasks)
     bpe = max(1, n_win // BATCH)
-    loader = TokenLoader(tasks, mixing_weights([t.n_windows for t in tasks]), BATCH, 0, bpe,
-                         num_workers=workers, max_tokens=1024)
+    loader = TokenLoader(
+        tasks,
+        mixing_weights([t.n_windows for t in tasks]),
+        BATCH,
+        0,
+        bpe,
+        num_workers=workers,
+        max_tokens=1024,
+    )
     for _ in range(bpe):  # warm-up pass (starts the workers)
         loader.next()
     t, n, tok = time.perf_counter(), 0, 0
@@ -119,13 +136,27 @@ def main() -> None:
         r = max(runs, key=lambda r: r["samples_per_s"])
         med = float(np.median([x["samples_per_s"] for x in runs]))
         best[name] = r
-        print(f"{name:20s} {r['samples_per_s']:10.0f} samples/s {r['tokens_per_s']:12.0f} tokens/s "
-              f"(best of {len(runs)}; median {med:.0f} samples/s; {a.workers} workers, {r['samples']} samples)")
+        print(
+            f"{name:20s} {r['samples_per_s']:10.0f} samples/s {r['tokens_per_s']:12.0f} tokens/s "
+            f"(best of {len(runs)}; median {med:.0f} samples/s; {a.workers} workers, {r['samples']} samples)"
+        )
     speedup = best["neurolm_train.data"]["samples_per_s"] / best["reference (pickles)"]["samples_per_s"]
     print(f"speed-up: {speedup:.1f}x (target >= 10x)")
     if a.json:
-        Path(a.json).write_text(json.dumps({"reference": refs, "ours": ours, "speedup_best": speedup, "windows": n,
-                                            "workers": a.workers, "epochs": a.epochs, "task": a.task}, indent=2))
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "reference": refs,
+                    "ours": ours,
+                    "speedup_best": speedup,
+                    "windows": n,
+                    "workers": a.workers,
+                    "epochs": a.epochs,
+                    "task": a.task,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -61,14 +61,31 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="EEGMAT folder (default: %(default)s)")
     ap.add_argument("--files", type=int, default=24, help="EEGMAT files measured (default: %(default)s)")
     ap.add_argument("--hours", type=float, default=25_000.0, help="corpus size, hours of EEG")
-    ap.add_argument("--mean-recording-min", type=float, default=20.0,
-                    help="assumed mean recording length, minutes (TUEG sessions are mostly 15-30 min)")
-    ap.add_argument("--input-sfreq", type=float, default=256.0, help="assumed input sampling rate, Hz (TUEG: mostly 250/256)")
-    ap.add_argument("--input-channels", type=int, default=32, help="assumed EDF signals per file (TUEG: ~24-36)")
+    ap.add_argument(
+        "--mean-recording-min",
+        type=float,
+        default=20.0,
+        help="assumed mean recording length, minutes (TUEG sessions are mostly 15-30 min)",
+    )
+    ap.add_argument(
+        "--input-sfreq",
+        type=float,
+        default=256.0,
+        help="assumed input sampling rate, Hz (TUEG: mostly 250/256)",
+    )
+    ap.add_argument(
+        "--input-channels", type=int, default=32, help="assumed EDF signals per file (TUEG: ~24-36)"
+    )
     ap.add_argument("--stored-channels", type=int, default=19, help="channels kept after mapping (10-20 EEG)")
-    ap.add_argument("--bandwidth-mbs", type=float, default=100.0,
-                    help="assumed object-store throughput per worker, MB/s (read input + write arrays and shards)")
-    ap.add_argument("--usd-per-cpu-hour", type=float, default=0.04, help="assumed price of one vCPU-hour, USD")
+    ap.add_argument(
+        "--bandwidth-mbs",
+        type=float,
+        default=100.0,
+        help="assumed object-store throughput per worker, MB/s (read input + write arrays and shards)",
+    )
+    ap.add_argument(
+        "--usd-per-cpu-hour", type=float, default=0.04, help="assumed price of one vCPU-hour, USD"
+    )
     ap.add_argument("--workers", default="1,16,64,256,1024", help="worker counts of the table")
     ap.add_argument("--ray-tasks", type=int, default=200, help="empty Ray tasks timed for the round trip")
     args = ap.parse_args()
@@ -137,30 +154,48 @@ def main() -> None:
     samples = args.hours * 3600 * args.input_sfreq * args.input_channels
     cpu_total = samples * cpu_per_sample  # CPU-s
     in_bytes = samples * 2  # EDF: 16-bit samples
-    out_bytes = args.hours * 3600 * 200 * args.stored_channels * 4 * 2  # float32 arrays + shards of the same data
+    out_bytes = (
+        args.hours * 3600 * 200 * args.stored_channels * 4 * 2
+    )  # float32 arrays + shards of the same data
     io_mb = (in_bytes + out_bytes) / 1e6
 
-    print(f"measured here: {len(files)} EEGMAT files, {hours_here:.2f} h of EEG at {sfreq:.0f} Hz x {nch} signals; "
-          f"{os.cpu_count()} CPUs; load average at start {load0[0]:.2f} (machine shared)")
-    print(f"  ingest, 1 worker: {ingest_cpu:.2f} CPU-s ({ingest_wall:.2f} s wall) = {ingest_cpu / hours_here:.1f} "
-          f"CPU-s per EEG-hour; split + shard: {shard_cpu:.2f} CPU-s = {shard_cpu / hours_here:.1f} CPU-s per EEG-hour")
-    print(f"  stored arrays {stored_bytes / 1e6:.0f} MB, shards {shard_bytes / 1e6:.0f} MB "
-          f"({stored_bytes / hours_here / 1e6:.0f} MB per EEG-hour)")
-    print(f"  Ray: local start {ray_start:.2f} s; ingest as Ray tasks {ray_cold:.2f} s with worker start-up, "
-          f"{ray_wall:.2f} s with warm workers, vs process pool (2 workers) {pool_wall:.2f} s wall = {overhead_per_rec * 1000:.0f} ms overhead per recording per worker; empty "
-          f"task round trip {task_rt * 1000:.2f} ms ({args.ray_tasks} tasks)")
-    print(f"assumptions: {args.hours:,.0f} h of EEG in {n_recs:,.0f} recordings of {args.mean_recording_min:g} min; "
-          f"input {args.input_sfreq:g} Hz x {args.input_channels} signals of 16 bits; "
-          f"{args.stored_channels} stored channels at 200 Hz float32 (arrays + shards); cost linear in input "
-          f"samples at the measured {cpu_per_sample * 1e9:.1f} CPU-ns per sample; one CPU per worker; "
-          f"{args.bandwidth_mbs:g} MB/s object-store throughput per worker overlapping compute; "
-          f"${args.usd_per_cpu_hour:g} per vCPU-hour; Ray overhead per recording as measured")
-    print(f"corpus: {in_bytes / 1e12:.2f} TB of EDF in, {out_bytes / 1e12:.2f} TB out; {cpu_total / 3600:,.0f} "
-          f"CPU-hours of ingest + split + shard")
+    print(
+        f"measured here: {len(files)} EEGMAT files, {hours_here:.2f} h of EEG at {sfreq:.0f} Hz x {nch} signals; "
+        f"{os.cpu_count()} CPUs; load average at start {load0[0]:.2f} (machine shared)"
+    )
+    print(
+        f"  ingest, 1 worker: {ingest_cpu:.2f} CPU-s ({ingest_wall:.2f} s wall) = {ingest_cpu / hours_here:.1f} "
+        f"CPU-s per EEG-hour; split + shard: {shard_cpu:.2f} CPU-s = {shard_cpu / hours_here:.1f} CPU-s per EEG-hour"
+    )
+    print(
+        f"  stored arrays {stored_bytes / 1e6:.0f} MB, shards {shard_bytes / 1e6:.0f} MB "
+        f"({stored_bytes / hours_here / 1e6:.0f} MB per EEG-hour)"
+    )
+    print(
+        f"  Ray: local start {ray_start:.2f} s; ingest as Ray tasks {ray_cold:.2f} s with worker start-up, "
+        f"{ray_wall:.2f} s with warm workers, vs process pool (2 workers) {pool_wall:.2f} s wall = {overhead_per_rec * 1000:.0f} ms overhead per recording per worker; empty "
+        f"task round trip {task_rt * 1000:.2f} ms ({args.ray_tasks} tasks)"
+    )
+    print(
+        f"assumptions: {args.hours:,.0f} h of EEG in {n_recs:,.0f} recordings of {args.mean_recording_min:g} min; "
+        f"input {args.input_sfreq:g} Hz x {args.input_channels} signals of 16 bits; "
+        f"{args.stored_channels} stored channels at 200 Hz float32 (arrays + shards); cost linear in input "
+        f"samples at the measured {cpu_per_sample * 1e9:.1f} CPU-ns per sample; one CPU per worker; "
+        f"{args.bandwidth_mbs:g} MB/s object-store throughput per worker overlapping compute; "
+        f"${args.usd_per_cpu_hour:g} per vCPU-hour; Ray overhead per recording as measured"
+    )
+    print(
+        f"corpus: {in_bytes / 1e12:.2f} TB of EDF in, {out_bytes / 1e12:.2f} TB out; {cpu_total / 3600:,.0f} "
+        f"CPU-hours of ingest + split + shard"
+    )
     startup_h = max(0.0, ray_cold - ray_wall) / 3600  # Ray workers start in parallel: once per run
-    print(f"wall = max(compute, I/O) + Ray per-task overhead + Ray worker start-up ({startup_h * 3600:.1f} s, "
-          f"measured: cold minus warm run); cost = wall x workers x price")
-    hdr = f"{'workers':>8s} {'compute h':>10s} {'I/O h':>8s} {'Ray ovh h':>10s} {'wall h':>8s} {'cost USD':>9s}"
+    print(
+        f"wall = max(compute, I/O) + Ray per-task overhead + Ray worker start-up ({startup_h * 3600:.1f} s, "
+        f"measured: cold minus warm run); cost = wall x workers x price"
+    )
+    hdr = (
+        f"{'workers':>8s} {'compute h':>10s} {'I/O h':>8s} {'Ray ovh h':>10s} {'wall h':>8s} {'cost USD':>9s}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for n in (int(x) for x in args.workers.split(",")):
@@ -168,7 +203,9 @@ def main() -> None:
         io = io_mb / (args.bandwidth_mbs * n) / 3600
         ovh = n_recs * overhead_per_rec / n / 3600
         wall = max(compute, io) + ovh + startup_h
-        print(f"{n:8d} {compute:10.2f} {io:8.2f} {ovh:10.3f} {wall:8.3f} {wall * n * args.usd_per_cpu_hour:9.2f}")
+        print(
+            f"{n:8d} {compute:10.2f} {io:8.2f} {ovh:10.3f} {wall:8.3f} {wall * n * args.usd_per_cpu_hour:9.2f}"
+        )
 
 
 if __name__ == "__main__":

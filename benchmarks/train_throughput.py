@@ -76,7 +76,9 @@ def main() -> None:
         corpus = a.text
         if corpus is None:
             corpus = root / "corpus.txt"
-            corpus.write_text("\n\n".join(p.read_text() for p in sorted(REPO.glob("*.md")) + sorted(REPO.glob("docs/*.md"))))
+            corpus.write_text(
+                "\n\n".join(p.read_text() for p in sorted(REPO.glob("*.md")) + sorted(REPO.glob("docs/*.md")))
+            )
         prev = None
         for stage in ("vq", "pretrain", "instruct"):
             shards = a.instruct_shards if stage == "instruct" else a.pretrain_shards
@@ -84,15 +86,27 @@ def main() -> None:
             data = {"shards": str(shards), "tasks": tasks, "val_limit": 8}
             if a.batch:
                 data["batch_size"] = a.batch
-            cfg = stage_config(stage, a.config, out=str(root / stage), steps=a.steps, data=data,
-                               text={"corpus": str(corpus)}, init=prev, log_every=1)
+            cfg = stage_config(
+                stage,
+                a.config,
+                out=str(root / stage),
+                steps=a.steps,
+                data=data,
+                text={"corpus": str(corpus)},
+                init=prev,
+                log_every=1,
+            )
             train(cfg)
             recs = [json.loads(line) for line in (root / stage / "metrics.jsonl").read_text().splitlines()]
-            recs = [r for r in recs if r.get("kind") != "val"][a.warmup:]
+            recs = [r for r in recs if r.get("kind") != "val"][a.warmup :]
             tps = statistics.median(r["tok_per_s"] for r in recs)
-            row = {"tok_per_s": tps, "s_per_step": statistics.median(r["dt"] for r in recs),
-                   "tokens_per_step": recs[0]["tokens"], "batch": cfg.data.batch_size,
-                   "text_batch": f"{cfg.text.batch_size}x{cfg.text.block}"}
+            row = {
+                "tok_per_s": tps,
+                "s_per_step": statistics.median(r["dt"] for r in recs),
+                "tokens_per_step": recs[0]["tokens"],
+                "batch": cfg.data.batch_size,
+                "text_batch": f"{cfg.text.batch_size}x{cfg.text.block}",
+            }
             if cuda:
                 mc = neurolm_config(cfg)
                 counts = _params(stage, VQTokenizer(mc.vq) if stage == "vq" else NeuroLM(mc))
@@ -104,8 +118,10 @@ def main() -> None:
     print(f"\n{a.config} on {dev}, {a.steps} steps ({a.warmup} warm-up):")
     for stage, r in results.items():
         extra = f"  {r['tflops']:.1f} TFLOP/s  MFU {100 * r['mfu']:.1f}%" if "mfu" in r else ""
-        print(f"  {stage:9s} {r['tok_per_s']:10.0f} tokens/s  {r['s_per_step']:.3f} s/step "
-              f"({r['tokens_per_step']} tokens/step: batch {r['batch']}, text {r['text_batch']}){extra}")
+        print(
+            f"  {stage:9s} {r['tok_per_s']:10.0f} tokens/s  {r['s_per_step']:.3f} s/step "
+            f"({r['tokens_per_step']} tokens/step: batch {r['batch']}, text {r['text_batch']}){extra}"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps({"config": a.config, "device": dev, "stages": results}, indent=2))
 

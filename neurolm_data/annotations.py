@@ -45,8 +45,28 @@ TUEV_LABELS: dict[int, str] = {1: "spsw", 2: "gped", 3: "pled", 4: "eyem", 5: "a
 #: TUEV channel indices 0..21: the 22-channel TCP montage in the order of ``tuh-nedc/test.lbl``
 #: (FIXTURES.md §2.1: "Channel indices 0..21 follow the TCP montage order").
 TCP_MONTAGE: tuple[str, ...] = (
-    "FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8", "F8-T4", "T4-T6", "T6-O2", "A1-T3", "T3-C3", "C3-CZ",
-    "CZ-C4", "C4-T4", "T4-A2", "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4", "P4-O2",
+    "FP1-F7",
+    "F7-T3",
+    "T3-T5",
+    "T5-O1",
+    "FP2-F8",
+    "F8-T4",
+    "T4-T6",
+    "T6-O2",
+    "A1-T3",
+    "T3-C3",
+    "C3-CZ",
+    "CZ-C4",
+    "C4-T4",
+    "T4-A2",
+    "FP1-F3",
+    "F3-C3",
+    "C3-P3",
+    "P3-O1",
+    "FP2-F4",
+    "F4-C4",
+    "C4-P4",
+    "P4-O2",
 )
 
 #: TUSL classes (official ``prepare_TUSL.py``: ``{'bckg': 0, 'seiz': 1, 'slow': 2}``; reference §2.4).
@@ -62,7 +82,11 @@ TUSZ_CLASSES: dict[str, int] = {"bckg": 0, **{t: 1 for t in sorted(TUSZ_SEIZURE_
 
 #: HMC AASM stages (official ``prepare_HMC.py``: W=0, N1=1, N2=2, N3=3, R=4; reference §2.5).
 HMC_STAGES: dict[str, int] = {
-    "Sleep stage W": 0, "Sleep stage N1": 1, "Sleep stage N2": 2, "Sleep stage N3": 3, "Sleep stage R": 4,
+    "Sleep stage W": 0,
+    "Sleep stage N1": 1,
+    "Sleep stage N2": 2,
+    "Sleep stage N3": 3,
+    "Sleep stage R": 4,
 }
 #: HMC scoring entries that are not stages and are skipped (zero-duration markers; the real SN001 file has
 #: ``Lights off@@EEG F4-A1`` and ``Lights on@@EEG Fpz-Cz``). Matched on the part before ``@@``.
@@ -73,7 +97,11 @@ SLEEP_EPOCH_S: float = 30.0
 #: Sleep-EDF R&K hypnogram labels -> AASM five classes (W, N1, N2, N3, R). R&K stages 3 and 4 merge into N3
 #: (AASM 2007 rule). ``?`` and ``Movement time`` are unscored and skipped (Sleep-EDF Expanded documentation).
 SLEEP_EDF_STAGES: dict[str, int] = {
-    "Sleep stage W": 0, "Sleep stage 1": 1, "Sleep stage 2": 2, "Sleep stage 3": 3, "Sleep stage 4": 3,
+    "Sleep stage W": 0,
+    "Sleep stage 1": 1,
+    "Sleep stage 2": 2,
+    "Sleep stage 3": 3,
+    "Sleep stage 4": 3,
     "Sleep stage R": 4,
 }
 SLEEP_EDF_UNSCORED: frozenset[str] = frozenset({"Sleep stage ?", "Movement time"})
@@ -82,10 +110,40 @@ SLEEP_EDF_UNSCORED: frozenset[str] = frozenset({"Sleep stage ?", "Movement time"
 #: The end second is INCLUSIVE: a trial covers ``[start, end + 1)`` s. Only then do 4-s windows give the
 #: official 855 windows per session and 22,815 / 7,965 / 7,695 for trials 0-8 / 9-11 / 12-14 over 45 sessions
 #: (with ``[start, end)`` it would be 853 per session). ``seed_trials`` applies the + 1.
-SEED_TRIAL_START_S: tuple[int, ...] = (24, 289, 550, 782, 1049, 1260, 1483, 1747, 1993, 2283, 2550, 2812, 3072,
-                                       3332, 3598)
-SEED_TRIAL_END_S: tuple[int, ...] = (264, 526, 757, 1023, 1235, 1458, 1722, 1967, 2259, 2525, 2788, 3046, 3308,
-                                     3573, 3806)
+SEED_TRIAL_START_S: tuple[int, ...] = (
+    24,
+    289,
+    550,
+    782,
+    1049,
+    1260,
+    1483,
+    1747,
+    1993,
+    2283,
+    2550,
+    2812,
+    3072,
+    3332,
+    3598,
+)
+SEED_TRIAL_END_S: tuple[int, ...] = (
+    264,
+    526,
+    757,
+    1023,
+    1235,
+    1458,
+    1722,
+    1967,
+    2259,
+    2525,
+    2788,
+    3046,
+    3308,
+    3573,
+    3806,
+)
 #: SEED emotion per trial (reference §2.7: ``H N S S N H S N H H N S N H S``).
 SEED_TRIAL_EMOTIONS: tuple[str, ...] = tuple("HNSSNHSNHHNSNHS")
 #: SEED classes: H (positive) 0, N (neutral) 1, S (negative) 2 (reference §2.7).
@@ -164,12 +222,15 @@ def _problem(problems: list[str] | None, err: RecordingError) -> None:
 def _kept(path: Path, segments: Sequence[Segment], problems: list[str] | None) -> None:
     """A lenient parse that kept no event fails the file whole: nothing in it can be trusted."""
     if problems is not None and not segments:
-        raise _fail(path, "no valid event" + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems
-                                              else ""))
+        raise _fail(
+            path,
+            "no valid event" + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems else ""),
+        )
 
 
-def check_within(path: Path, segments: Iterable[Segment], duration_s: float | None,
-                 problems: list[str] | None = None) -> list[Segment]:
+def check_within(
+    path: Path, segments: Iterable[Segment], duration_s: float | None, problems: list[str] | None = None
+) -> list[Segment]:
     """The segments that end within the signal (``duration_s``, with ``TIME_TOL_S``).
 
     Args:
@@ -185,19 +246,23 @@ def check_within(path: Path, segments: Iterable[Segment], duration_s: float | No
     out = []
     for s in segments:
         if s.stop_s > duration_s + TIME_TOL_S:
-            _problem(problems, _fail(
-                path,
-                f"event past the end of the signal: {s.label!r} {s.start_s:.4f}-{s.stop_s:.4f} s"
-                f"{' on ' + s.channel if s.channel and s.channel != 'TERM' else ''}, "
-                f"signal lasts {duration_s:.4f} s (event left out)",
-            ))
+            _problem(
+                problems,
+                _fail(
+                    path,
+                    f"event past the end of the signal: {s.label!r} {s.start_s:.4f}-{s.stop_s:.4f} s"
+                    f"{' on ' + s.channel if s.channel and s.channel != 'TERM' else ''}, "
+                    f"signal lasts {duration_s:.4f} s (event left out)",
+                ),
+            )
         else:
             out.append(s)
     return out
 
 
-def check_no_overlap(path: Path, segments: Sequence[Segment], *, per_channel: bool,
-                     problems: list[str] | None = None) -> list[Segment]:
+def check_no_overlap(
+    path: Path, segments: Sequence[Segment], *, per_channel: bool, problems: list[str] | None = None
+) -> list[Segment]:
     """The segments that overlap no other by more than ``TIME_TOL_S`` (within one channel if ``per_channel``).
 
     Args:
@@ -214,31 +279,39 @@ def check_no_overlap(path: Path, segments: Sequence[Segment], *, per_channel: bo
     for chan, rows in groups.items():
         rows = sorted(rows, key=lambda s: (s.start_s, s.stop_s))
         for i, a in enumerate(rows):
-            for b in rows[i + 1:]:
+            for b in rows[i + 1 :]:
                 if b.start_s >= a.stop_s - TIME_TOL_S:
                     break
                 on = f" on channel {chan}" if chan and chan != "TERM" else ""
-                _problem(problems, _fail(
-                    path,
-                    f"overlapping events{on}: {a.label!r} {a.start_s:.4f}-{a.stop_s:.4f} s and "
-                    f"{b.label!r} {b.start_s:.4f}-{b.stop_s:.4f} s (both left out)",
-                ))
+                _problem(
+                    problems,
+                    _fail(
+                        path,
+                        f"overlapping events{on}: {a.label!r} {a.start_s:.4f}-{a.stop_s:.4f} s and "
+                        f"{b.label!r} {b.start_s:.4f}-{b.stop_s:.4f} s (both left out)",
+                    ),
+                )
                 bad |= {id(a), id(b)}
     return [s for s in segments if id(s) not in bad]
 
 
-def check_labels(path: Path, segments: Iterable[Segment], known: Iterable[str],
-                 problems: list[str] | None = None) -> list[Segment]:
+def check_labels(
+    path: Path, segments: Iterable[Segment], known: Iterable[str], problems: list[str] | None = None
+) -> list[Segment]:
     """The segments whose label is in ``known``; an unknown label raises (``problems`` None) or is recorded
     as a problem and its segment left out."""
     known = set(known)
     out = []
     for s in segments:
         if s.label not in known:
-            _problem(problems, _fail(
-                path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(sorted(known))})"
-                + (" (event left out)" if problems is not None else "")
-            ))
+            _problem(
+                problems,
+                _fail(
+                    path,
+                    f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(sorted(known))})"
+                    + (" (event left out)" if problems is not None else ""),
+                ),
+            )
         else:
             out.append(s)
     return out
@@ -259,8 +332,10 @@ def segments_to_events(
             raise _fail(
                 path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(sorted(classes))})"
             )
-        desc = description if description is not None else (
-            s.label if not s.channel or s.channel == "TERM" else f"{s.label}@{s.channel}"
+        desc = (
+            description
+            if description is not None
+            else (s.label if not s.channel or s.channel == "TERM" else f"{s.label}@{s.channel}")
         )
         out.append(Event(float(s.start_s), float(s.duration_s), int(classes[s.label]), desc))
     return sorted(out, key=lambda e: (e.onset_s, e.duration_s, e.label))
@@ -279,7 +354,9 @@ class RecRow:
     label_id: int
 
 
-def read_tuev_rec(path: Path, *, duration_s: float | None = None, problems: list[str] | None = None) -> list[RecRow]:
+def read_tuev_rec(
+    path: Path, *, duration_s: float | None = None, problems: list[str] | None = None
+) -> list[RecRow]:
     """Parse a TUEV ``.rec`` file: CSV without header, one row per annotated channel per event.
 
     Args:
@@ -308,7 +385,9 @@ def read_tuev_rec(path: Path, *, duration_s: float | None = None, problems: list
             rows.append(_rec_row(path, lineno, line))
         except RecordingError as err:
             _problem(problems, err)
-    segs = {id(r): Segment(r.start_s, r.stop_s, TUEV_LABELS[r.label_id], TCP_MONTAGE[r.channel]) for r in rows}
+    segs = {
+        id(r): Segment(r.start_s, r.stop_s, TUEV_LABELS[r.label_id], TCP_MONTAGE[r.channel]) for r in rows
+    }
     keep = check_within(path, list(segs.values()), duration_s, problems)
     keep = check_no_overlap(path, keep, per_channel=True, problems=problems)
     kept = {id(k) for k in keep}  # an event time with a bad row on any channel is left out on every channel
@@ -323,7 +402,9 @@ def _rec_row(path: Path, lineno: int, line: str) -> RecRow:
     f = [x.strip() for x in line.split(",")]
     if len(f) != 4:
         raise _fail(path, f"line {lineno}: expected 4 comma-separated fields, got {len(f)}: {line!r}")
-    ch, start, stop, lab = (_num(path, lineno, v, w) for v, w in zip(f, ("channel", "start", "stop", "label"), strict=True))
+    ch, start, stop, lab = (
+        _num(path, lineno, v, w) for v, w in zip(f, ("channel", "start", "stop", "label"), strict=True)
+    )
     if ch != int(ch) or lab != int(lab):
         raise _fail(path, f"line {lineno}: channel and label must be integers: {line!r}")
     if not 0 <= ch < len(TCP_MONTAGE):
@@ -353,7 +434,9 @@ def tuev_events(path: Path, rows: Sequence[RecRow]) -> list[Event]:
     events = []
     for (start, stop), rs in sorted(groups.items()):
         lab = min(r.label_id for r in rs)
-        desc = ",".join(f"{TUEV_LABELS[r.label_id]}@{TCP_MONTAGE[r.channel]}" for r in sorted(rs, key=lambda r: r.channel))
+        desc = ",".join(
+            f"{TUEV_LABELS[r.label_id]}@{TCP_MONTAGE[r.channel]}" for r in sorted(rs, key=lambda r: r.channel)
+        )
         events.append(Event(start, stop - start, lab - 1, desc))
     return events
 
@@ -361,8 +444,13 @@ def tuev_events(path: Path, rows: Sequence[RecRow]) -> list[Event]:
 # ------------------------------------------------------------------------------------------------ TUH .tse
 
 
-def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None,
-             problems: list[str] | None = None) -> list[Segment]:
+def read_tse(
+    path: Path,
+    *,
+    duration_s: float | None = None,
+    labels: Iterable[str] | None = None,
+    problems: list[str] | None = None,
+) -> list[Segment]:
     """Parse a TUH ``.tse`` / ``.tse_bi`` / ``.tse_agg`` file (``version = tse_v1.0.0``, then
     ``start stop label confidence`` rows; FIXTURES.md §2.1, reference §2.4).
 
@@ -388,13 +476,15 @@ def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[st
     if first is None or not re.match(r"^\s*version\s*=\s*tse_v", lines[first]):
         raise _fail(path, "not a TSE file: the first line must be 'version = tse_v1.0.0'")
     segs: list[Segment] = []
-    for lineno, line in enumerate(lines[first + 1:], first + 2):
+    for lineno, line in enumerate(lines[first + 1 :], first + 2):
         if not line.strip():
             continue
         try:
             f = line.split()
             if len(f) != 4:
-                raise _fail(path, f"line {lineno}: expected 'start stop label confidence', got {line.strip()!r}")
+                raise _fail(
+                    path, f"line {lineno}: expected 'start stop label confidence', got {line.strip()!r}"
+                )
             start, stop = _num(path, lineno, f[0], "start"), _num(path, lineno, f[1], "stop")
             _num(path, lineno, f[3], "confidence")
             _check_interval(path, f"line {lineno}", start, stop)
@@ -417,7 +507,10 @@ def read_tse(path: Path, *, duration_s: float | None = None, labels: Iterable[st
 
 
 def read_tuh_csv(
-    path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None,
+    path: Path,
+    *,
+    duration_s: float | None = None,
+    labels: Iterable[str] | None = None,
     problems: list[str] | None = None,
 ) -> tuple[list[Segment], dict[str, str]]:
     """Parse a TUSZ/TUSL v2 ``.csv`` (one row per TCP channel) or ``.csv_bi`` (``TERM`` rows) file.
@@ -449,7 +542,12 @@ def read_tuh_csv(
                 header[m.group(1).strip()] = m.group(2).strip()
             continue
         body.append((lineno, s))
-    if not body or [c.strip() for c in body[0][1].split(",")][:4] != ["channel", "start_time", "stop_time", "label"]:
+    if not body or [c.strip() for c in body[0][1].split(",")][:4] != [
+        "channel",
+        "start_time",
+        "stop_time",
+        "label",
+    ]:
         raise _fail(path, "no 'channel,start_time,stop_time,label,confidence' column line")
     segs = []
     for lineno, s in body[1:]:
@@ -491,8 +589,13 @@ _LBL_SYMBOLS = re.compile(r"^symbols\[(\d+)\]\s*=\s*\{(.*)\}\s*$")
 _LBL_LABEL = re.compile(r"^label\s*=\s*\{(.*)\[(.*)\]\s*\}\s*$")
 
 
-def read_lbl(path: Path, *, duration_s: float | None = None, labels: Iterable[str] | None = None,
-             problems: list[str] | None = None) -> list[Segment]:
+def read_lbl(
+    path: Path,
+    *,
+    duration_s: float | None = None,
+    labels: Iterable[str] | None = None,
+    problems: list[str] | None = None,
+) -> list[Segment]:
     """Parse a TUH ``.lbl`` file (``version = lbl_v1.0.0``; ``tuh-nedc/test.lbl``).
 
     The file has a montage block (``montage = 0, FP1-F7: EEG FP1-REF -- EEG F7-REF``), per-level symbol tables
@@ -654,8 +757,13 @@ def read_hmc_scoring_txt(path: Path) -> list[Segment]:
     return out
 
 
-def hmc_epochs(path: Path, segments: Sequence[Segment], *, duration_s: float | None = None,
-               problems: list[str] | None = None) -> list[Event]:
+def hmc_epochs(
+    path: Path,
+    segments: Sequence[Segment],
+    *,
+    duration_s: float | None = None,
+    problems: list[str] | None = None,
+) -> list[Event]:
     """Turn HMC scoring rows into 30-s stage events (classes ``HMC_STAGES``), fixing the reference §2.5 bug.
 
     Only real stage rows become events: the array is never pre-allocated, so there are no zero-filled
@@ -678,13 +786,17 @@ def hmc_epochs(path: Path, segments: Sequence[Segment], *, duration_s: float | N
         try:
             if s.label not in HMC_STAGES:
                 raise _fail(
-                    path, f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(HMC_STAGES)}, "
-                    f"{', '.join(sorted(HMC_MARKERS))})"
+                    path,
+                    f"unknown label {s.label!r} at {s.start_s:.4f} s (known: {', '.join(HMC_STAGES)}, "
+                    f"{', '.join(sorted(HMC_MARKERS))})",
                 )
             _check_interval(path, f"epoch at {s.start_s:.4f} s", s.start_s, s.stop_s)
             if abs(s.duration_s - SLEEP_EPOCH_S) > TIME_TOL_S:
-                raise _fail(path, f"{s.label!r} at {s.start_s:.4f} s lasts {s.duration_s:.4f} s, expected "
-                                  f"{SLEEP_EPOCH_S:.0f} s")
+                raise _fail(
+                    path,
+                    f"{s.label!r} at {s.start_s:.4f} s lasts {s.duration_s:.4f} s, expected "
+                    f"{SLEEP_EPOCH_S:.0f} s",
+                )
             stages.append(s)
         except RecordingError as err:
             _problem(problems, err)
@@ -723,7 +835,10 @@ def read_sleep_edf_hypnogram(path: Path, *, duration_s: float | None = None) -> 
         ann = mne.read_annotations(str(path))
     except Exception as e:  # noqa: BLE001
         raise _fail(path, f"cannot read EDF+ annotations: {type(e).__name__}: {e}") from None
-    segs = [Segment(float(o), float(o) + float(d), str(t)) for o, d, t in zip(ann.onset, ann.duration, ann.description, strict=True)]
+    segs = [
+        Segment(float(o), float(o) + float(d), str(t))
+        for o, d, t in zip(ann.onset, ann.duration, ann.description, strict=True)
+    ]
     if not segs:
         raise _fail(path, "hypnogram holds no annotations")
     check_labels(path, segs, set(SLEEP_EDF_STAGES) | SLEEP_EDF_UNSCORED)
@@ -734,7 +849,9 @@ def read_sleep_edf_hypnogram(path: Path, *, duration_s: float | None = None) -> 
             continue
         n = s.duration_s / SLEEP_EPOCH_S
         if abs(n - round(n)) > 1e-3 or round(n) < 1:
-            raise _fail(path, f"{s.label!r} at {s.start_s:.1f} s lasts {s.duration_s} s, not a multiple of 30 s")
+            raise _fail(
+                path, f"{s.label!r} at {s.start_s:.1f} s lasts {s.duration_s} s, not a multiple of 30 s"
+            )
         for k in range(round(n)):
             on = s.start_s + k * SLEEP_EPOCH_S
             if duration_s is not None and on + SLEEP_EPOCH_S > duration_s + TIME_TOL_S:
@@ -763,8 +880,12 @@ class Trial:
 def seed_trials() -> list[Trial]:
     """The 15 SEED trials of reference §2.7 (same boundaries and labels for every session), ``end_s`` exclusive
     (the table's inclusive end second + 1, see ``SEED_TRIAL_END_S``)."""
-    return [Trial(k, float(a), float(b) + 1.0, e)
-            for k, (a, b, e) in enumerate(zip(SEED_TRIAL_START_S, SEED_TRIAL_END_S, SEED_TRIAL_EMOTIONS, strict=True))]
+    return [
+        Trial(k, float(a), float(b) + 1.0, e)
+        for k, (a, b, e) in enumerate(
+            zip(SEED_TRIAL_START_S, SEED_TRIAL_END_S, SEED_TRIAL_EMOTIONS, strict=True)
+        )
+    ]
 
 
 def read_trial_table(path: Path) -> list[Trial]:
@@ -779,7 +900,9 @@ def read_trial_table(path: Path) -> list[Trial]:
     """
     path = Path(path)
     text = _read_text(path)
-    rows = [r for r in csv.reader(text.splitlines(), skipinitialspace=True) if r and any(c.strip() for c in r)]
+    rows = [
+        r for r in csv.reader(text.splitlines(), skipinitialspace=True) if r and any(c.strip() for c in r)
+    ]
     if [c.strip() for c in rows[0]] != ["start_s", "end_s", "emotion"]:
         raise _fail(path, f"header must be 'start_s,end_s,emotion', got {','.join(rows[0])!r}")
     inv = {str(k): e for e, k in (("H", 1), ("N", 0), ("S", -1))}

@@ -77,7 +77,8 @@ def _task_dir(out: str | Path, task: str) -> Path:
     root = Path(out) / "shards" / task
     if not (root / "windows.parquet").is_file():
         raise FileNotFoundError(
-            f"{root / 'windows.parquet'} not found: build it with `neurolm-data shard {out} --task {task}`")
+            f"{root / 'windows.parquet'} not found: build it with `neurolm-data shard {out} --task {task}`"
+        )
     return root
 
 
@@ -154,15 +155,24 @@ def iter_shard(path: Path) -> dict[str, tuple[np.ndarray, bytes]]:
 def check_window(x: np.ndarray, row: dict, where: Path) -> None:
     """Raise :class:`WindowsError` unless ``x`` is float32 ``(C, T)`` with the row's channel count and hash."""
     if x.dtype != np.float32 or x.ndim != 2 or x.shape[0] != row["n_channels"]:
-        raise WindowsError(f"{where}: {row['key']} is {x.dtype} {x.shape}, expected float32 "
-                           f"({row['n_channels']}, T) as listed in windows.parquet")
+        raise WindowsError(
+            f"{where}: {row['key']} is {x.dtype} {x.shape}, expected float32 "
+            f"({row['n_channels']}, T) as listed in windows.parquet"
+        )
     if content_hash(np.ascontiguousarray(x)) != row["window_hash"]:
-        raise WindowsError(f"{where}: {row['key']} does not match its window_hash in windows.parquet; the shards "
-                           "changed after they were written: rebuild them with `neurolm-data shard`")
+        raise WindowsError(
+            f"{where}: {row['key']} does not match its window_hash in windows.parquet; the shards "
+            "changed after they were written: rebuild them with `neurolm-data shard`"
+        )
 
 
-def load_windows(out: str | Path, task: str, split: str | Sequence[str] | None = None, *,
-                 channels: str | Sequence[str] = "common") -> Windows:
+def load_windows(
+    out: str | Path,
+    task: str,
+    split: str | Sequence[str] | None = None,
+    *,
+    channels: str | Sequence[str] = "common",
+) -> Windows:
     """Read a task's windows from its tar shards into memory, checked against ``windows.parquet``.
 
     Args:
@@ -193,21 +203,35 @@ def load_windows(out: str | Path, task: str, split: str | Sequence[str] | None =
             arrays[key] = x[[pos[c] for c in picked]]
     missing = [k for k in wanted if k not in arrays]
     if missing:
-        raise WindowsError(f"{root}: {len(missing)} window(s) of windows.parquet are not in their shard "
-                           f"(first: {missing[0]}); rebuild with `neurolm-data shard {out} --task {task}`")
+        raise WindowsError(
+            f"{root}: {len(missing)} window(s) of windows.parquet are not in their shard "
+            f"(first: {missing[0]}); rebuild with `neurolm-data shard {out} --task {task}`"
+        )
     lengths = {a.shape[1] for a in arrays.values()}
     if len(lengths) != 1:
-        raise WindowsError(f"{root}: windows of different lengths {sorted(lengths)}; load one split or task at a time")
+        raise WindowsError(
+            f"{root}: windows of different lengths {sorted(lengths)}; load one split or task at a time"
+        )
     keys = rows["key"].to_list()
     x = np.stack([arrays[k] for k in keys])  # (N, C, T) float32 µV
     y = rows["label"].fill_null(-1).to_numpy().astype(np.int64)  # (N,)
-    meta = rows.select([c for c in ("key", "shard", "split", "subject", "recording", "start_s", "label",
-                                    "window_hash") if c in rows.columns])
+    meta = rows.select(
+        [
+            c
+            for c in ("key", "shard", "split", "subject", "recording", "start_s", "label", "window_hash")
+            if c in rows.columns
+        ]
+    )
     return Windows(x, y, meta, tuple(STANDARD_1020[c] for c in picked), _classes(task), task)
 
 
-def get_data(out: str | Path, task: str, split: str | Sequence[str] | None = None, *,
-             channels: str | Sequence[str] = "common") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def get_data(
+    out: str | Path,
+    task: str,
+    split: str | Sequence[str] | None = None,
+    *,
+    channels: str | Sequence[str] = "common",
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """MOABB-style ``X, y, metadata`` of a task's windows (see :func:`load_windows` for the arguments).
 
     Returns:
@@ -263,9 +287,18 @@ def to_epochs(windows: Windows, *, montage: str | None = "standard_1020") -> mne
         event_id = {"window": 1}
     else:
         raise WindowsError(f"task {windows.task}: some windows are labelled and some are not")
-    events = np.column_stack([np.arange(n) * t, np.zeros(n, dtype=np.int64), codes]).astype(np.int64)  # (N, 3)
-    epochs = mne.EpochsArray(windows.x.astype(np.float64) * 1e-6, info, events=events, event_id=event_id,
-                             tmin=0.0, metadata=windows.metadata.to_pandas(), verbose="error")
+    events = np.column_stack([np.arange(n) * t, np.zeros(n, dtype=np.int64), codes]).astype(
+        np.int64
+    )  # (N, 3)
+    epochs = mne.EpochsArray(
+        windows.x.astype(np.float64) * 1e-6,
+        info,
+        events=events,
+        event_id=event_id,
+        tmin=0.0,
+        metadata=windows.metadata.to_pandas(),
+        verbose="error",
+    )
     if montage:
         epochs.set_montage(standard_montage(montage), on_missing="ignore")
     return epochs

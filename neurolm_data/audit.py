@@ -64,7 +64,13 @@ CORR_MIN = 0.99
 #: says the check was truncated.
 CORR_MAX_PAIRS = 200_000
 #: Subject-id namespaces: sources whose subject ids name the same people.
-SUBJECT_NAMESPACES: dict[str, str] = {"tueg": "tuh", "tuab": "tuh", "tuev": "tuh", "tusl": "tuh", "tusz": "tuh"}
+SUBJECT_NAMESPACES: dict[str, str] = {
+    "tueg": "tuh",
+    "tuab": "tuh",
+    "tuev": "tuh",
+    "tusl": "tuh",
+    "tusz": "tuh",
+}
 #: Split names that make an overlap a leak (evaluation data).
 EVAL_SPLITS: frozenset[str] = frozenset({"test", "val", "official:eval", "official:dev", "official:test"})
 #: Group split of recordings whose subject an OUT's ``splits.parquet`` leaves out (dropped or excluded): they
@@ -72,11 +78,18 @@ EVAL_SPLITS: frozenset[str] = frozenset({"test", "val", "official:eval", "offici
 UNASSIGNED = "unassigned"
 #: Exclusion table written by ``split --exclude-eval-of``.
 EXCLUSIONS_FILE = "exclusions.parquet"
-EXCLUSIONS_SCHEMA = pa.schema([
-    ("source", pa.string()), ("subject", pa.string()), ("reason", pa.string()), ("eval_out", pa.string()),
-    ("eval_source", pa.string()), ("eval_subject", pa.string()), ("eval_recording", pa.string()),
-    ("recording", pa.string()),
-])
+EXCLUSIONS_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("subject", pa.string()),
+        ("reason", pa.string()),
+        ("eval_out", pa.string()),
+        ("eval_source", pa.string()),
+        ("eval_subject", pa.string()),
+        ("eval_recording", pa.string()),
+        ("recording", pa.string()),
+    ]
+)
 
 
 def namespace(source: str) -> str:
@@ -108,8 +121,10 @@ class OutIndex:
     def _row(self, rid: str) -> tuple[str, list[str]]:
         """(store_path, channels) of one recording."""
         if not self._rows:
-            self._rows = {r: (sp, list(ch)) for r, sp, ch in
-                          self.recordings.select("recording_id", "store_path", "channels").rows()}
+            self._rows = {
+                r: (sp, list(ch))
+                for r, sp, ch in self.recordings.select("recording_id", "store_path", "channels").rows()
+            }
         return self._rows[rid]
 
     def fingerprint(self, rid: str) -> dict[tuple[str, int], str]:
@@ -170,7 +185,9 @@ def load_out(out: str | Path) -> OutIndex:
         )
     ns = {s: namespace(s) for s in rec["source"].unique().to_list()}
     rec = rec.with_columns(pl.col("source").replace_strict(ns, return_dtype=pl.String).alias("namespace"))
-    return OutIndex(out=out, preprocess_hash=prep_hash, recordings=rec.sort("recording_id"), protocol=protocol)
+    return OutIndex(
+        out=out, preprocess_hash=prep_hash, recordings=rec.sort("recording_id"), protocol=protocol
+    )
 
 
 @dataclass(frozen=True)
@@ -186,8 +203,9 @@ class ContentMatch:
     score: float = 1.0
 
 
-def content_matches(a: OutIndex, b: OutIndex, a_ids: list[str], b_ids: list[str], *,
-                    stats: dict[str, Any] | None = None) -> list[ContentMatch]:
+def content_matches(
+    a: OutIndex, b: OutIndex, a_ids: list[str], b_ids: list[str], *, stats: dict[str, Any] | None = None
+) -> list[ContentMatch]:
     """Recordings of ``a_ids`` (in ``a``) and ``b_ids`` (in ``b``) that share signal (module docstring).
 
     Args:
@@ -206,8 +224,9 @@ def content_matches(a: OutIndex, b: OutIndex, a_ids: list[str], b_ids: list[str]
     for rid, h in zip(ra["recording_id"], ra["signal_hash"], strict=True):
         for other in by_hash.get(h, []):
             if (a.out, rid) != (b.out, other):
-                found[(rid, other)] = ContentMatch(rid, other, subj_a[rid], subj_b[other], "signal_hash",
-                                                   len(a._row(rid)[1]))
+                found[(rid, other)] = ContentMatch(
+                    rid, other, subj_a[rid], subj_b[other], "signal_hash", len(a._row(rid)[1])
+                )
     if a.preprocess_hash == b.preprocess_hash:
         index: dict[tuple[tuple[str, int], str], list[str]] = defaultdict(list)
         for rid in rb["recording_id"]:
@@ -220,13 +239,19 @@ def content_matches(a: OutIndex, b: OutIndex, a_ids: list[str], b_ids: list[str]
                     hits[other] += 1
             for other, k in hits.items():
                 if (a.out, rid) != (b.out, other) and (rid, other) not in found:
-                    found[(rid, other)] = ContentMatch(rid, other, subj_a[rid], subj_b[other], "channel_hash", k)
+                    found[(rid, other)] = ContentMatch(
+                        rid, other, subj_a[rid], subj_b[other], "channel_hash", k
+                    )
     else:
         len_b = defaultdict(list)
         for rid, n in zip(rb["recording_id"], rb["n_samples"], strict=True):
             len_b[n].append(rid)
-        pairs = [(rid, other) for rid, n in zip(ra["recording_id"], ra["n_samples"], strict=True)
-                 for other in len_b.get(n, []) if (rid, other) not in found]
+        pairs = [
+            (rid, other)
+            for rid, n in zip(ra["recording_id"], ra["n_samples"], strict=True)
+            for other in len_b.get(n, [])
+            if (rid, other) not in found
+        ]
         truncated = len(pairs) > CORR_MAX_PAIRS
         if stats is not None:
             stats["correlation_pairs"] = stats.get("correlation_pairs", 0) + min(len(pairs), CORR_MAX_PAIRS)
@@ -234,8 +259,9 @@ def content_matches(a: OutIndex, b: OutIndex, a_ids: list[str], b_ids: list[str]
         for rid, other in pairs[:CORR_MAX_PAIRS]:
             r = _head_correlation(a, rid, b, other)
             if r is not None and r[0] >= CORR_MIN:
-                found[(rid, other)] = ContentMatch(rid, other, subj_a[rid], subj_b[other], "correlation", r[1],
-                                                   round(r[0], 6))
+                found[(rid, other)] = ContentMatch(
+                    rid, other, subj_a[rid], subj_b[other], "correlation", r[1], round(r[0], 6)
+                )
     return sorted(found.values(), key=lambda m: (m.a_recording, m.b_recording))
 
 
@@ -258,7 +284,9 @@ def _head_correlation(a: OutIndex, rid_a: str, b: OutIndex, rid_b: str) -> tuple
 
 
 def _groups(idx: OutIndex) -> dict[tuple[str, str], pl.DataFrame]:
-    return {(src, sp): df for (src, sp), df in idx.recordings.group_by(["source", "split"], maintain_order=True)}
+    return {
+        (src, sp): df for (src, sp), df in idx.recordings.group_by(["source", "split"], maintain_order=True)
+    }
 
 
 def is_leak(split_a: str, split_b: str) -> bool:
@@ -293,30 +321,53 @@ def run_audit(outs: list[str | Path], report: str | Path | None = None) -> dict[
         subjects = []
         if namespace(sa) == namespace(sb):
             subjects = sorted(set(da["subject"].to_list()) & set(db["subject"].to_list()))
-        content = content_matches(idx[ia], idx[ib], da["recording_id"].to_list(), db["recording_id"].to_list(),
-                                  stats=stats)
+        content = content_matches(
+            idx[ia], idx[ib], da["recording_id"].to_list(), db["recording_id"].to_list(), stats=stats
+        )
         leak = is_leak(pa_, pb) and bool(subjects or content)
         leaks += leak
-        pairs.append({
-            "a": {"out": str(idx[ia].out), "source": sa, "split": pa_},
-            "b": {"out": str(idx[ib].out), "source": sb, "split": pb},
-            "leak": leak,
-            "subjects": subjects,
-            "content": [m.__dict__ for m in content],
-        })
+        pairs.append(
+            {
+                "a": {"out": str(idx[ia].out), "source": sa, "split": pa_},
+                "b": {"out": str(idx[ib].out), "source": sb, "split": pb},
+                "leak": leak,
+                "subjects": subjects,
+                "content": [m.__dict__ for m in content],
+            }
+        )
     result = {
         "version": REPORT_VERSION,
-        "outs": [{"out": str(ix.out), "protocol": ix.protocol, "preprocess_hash": ix.preprocess_hash,
-                  "recordings": ix.recordings.height, "subjects": ix.recordings["subject"].n_unique(),
-                  "sources": sorted(ix.recordings["source"].unique().to_list())} for ix in idx],
-        "groups": [{"out": str(idx[i].out), "source": s, "split": sp, "namespace": namespace(s),
-                    "recordings": df.height, "subjects": df["subject"].n_unique()} for i, s, sp, df in groups],
+        "outs": [
+            {
+                "out": str(ix.out),
+                "protocol": ix.protocol,
+                "preprocess_hash": ix.preprocess_hash,
+                "recordings": ix.recordings.height,
+                "subjects": ix.recordings["subject"].n_unique(),
+                "sources": sorted(ix.recordings["source"].unique().to_list()),
+            }
+            for ix in idx
+        ],
+        "groups": [
+            {
+                "out": str(idx[i].out),
+                "source": s,
+                "split": sp,
+                "namespace": namespace(s),
+                "recordings": df.height,
+                "subjects": df["subject"].n_unique(),
+            }
+            for i, s, sp, df in groups
+        ],
         "pairs": pairs,
         "leaks": leaks,
         "overlapping_pairs": sum(bool(p["subjects"] or p["content"]) for p in pairs),
-        "correlation": {"pairs_checked": stats.get("correlation_pairs", 0),
-                        "truncated": stats.get("correlation_truncated", False),
-                        "threshold": CORR_MIN, "seconds": CORR_S},
+        "correlation": {
+            "pairs_checked": stats.get("correlation_pairs", 0),
+            "truncated": stats.get("correlation_truncated", False),
+            "threshold": CORR_MIN,
+            "seconds": CORR_S,
+        },
         "ok": leaks == 0,
     }
     if report is not None:
@@ -332,8 +383,9 @@ def eval_recordings(idx: OutIndex, splits: tuple[str, ...] = ("test",)) -> pl.Da
     return idx.recordings.filter(pl.col("split").is_in(["official:eval", "official:test"]))
 
 
-def exclusion_table(target: str | Path, eval_outs: list[str | Path], splits: tuple[str, ...] = ("test",)
-                    ) -> pl.DataFrame:
+def exclusion_table(
+    target: str | Path, eval_outs: list[str | Path], splits: tuple[str, ...] = ("test",)
+) -> pl.DataFrame:
     """Subjects of ``target`` to exclude from its splits: every subject that is an evaluation subject of one of
     ``eval_outs`` (same id in the same namespace) or that has a recording sharing signal with an evaluation
     recording (any of the three content checks). Sorted, one row per (source, subject, eval match).
@@ -349,19 +401,42 @@ def exclusion_table(target: str | Path, eval_outs: list[str | Path], splits: tup
     for eo in eval_outs:
         ev = load_out(eo)
         evr = eval_recordings(ev, splits)
-        ev_subj = {(ns, s): (src, s) for ns, s, src in evr.select("namespace", "subject", "source").unique().rows()}
-        for src, subj, ns in tgt.recordings.select("source", "subject", "namespace").unique().sort(pl.all()).rows():
+        ev_subj = {
+            (ns, s): (src, s) for ns, s, src in evr.select("namespace", "subject", "source").unique().rows()
+        }
+        for src, subj, ns in (
+            tgt.recordings.select("source", "subject", "namespace").unique().sort(pl.all()).rows()
+        ):
             if (ns, subj) in ev_subj:
-                rows.append({"source": src, "subject": subj, "reason": "evaluation subject id",
-                             "eval_out": str(ev.out), "eval_source": ev_subj[(ns, subj)][0], "eval_subject": subj,
-                             "eval_recording": None, "recording": None})
+                rows.append(
+                    {
+                        "source": src,
+                        "subject": subj,
+                        "reason": "evaluation subject id",
+                        "eval_out": str(ev.out),
+                        "eval_source": ev_subj[(ns, subj)][0],
+                        "eval_subject": subj,
+                        "eval_recording": None,
+                        "recording": None,
+                    }
+                )
         src_of = dict(zip(tgt.recordings["recording_id"], tgt.recordings["source"], strict=True))
         ev_src = dict(zip(evr["recording_id"], evr["source"], strict=True))
-        for m in content_matches(tgt, ev, tgt.recordings["recording_id"].to_list(), evr["recording_id"].to_list()):
-            rows.append({"source": src_of[m.a_recording], "subject": m.a_subject,
-                         "reason": f"shares signal with an evaluation recording ({m.method}, {m.channels} channels)",
-                         "eval_out": str(ev.out), "eval_source": ev_src[m.b_recording], "eval_subject": m.b_subject,
-                         "eval_recording": m.b_recording, "recording": m.a_recording})
+        for m in content_matches(
+            tgt, ev, tgt.recordings["recording_id"].to_list(), evr["recording_id"].to_list()
+        ):
+            rows.append(
+                {
+                    "source": src_of[m.a_recording],
+                    "subject": m.a_subject,
+                    "reason": f"shares signal with an evaluation recording ({m.method}, {m.channels} channels)",
+                    "eval_out": str(ev.out),
+                    "eval_source": ev_src[m.b_recording],
+                    "eval_subject": m.b_subject,
+                    "eval_recording": m.b_recording,
+                    "recording": m.a_recording,
+                }
+            )
     df = pl.DataFrame(rows, schema={f.name: pl.String for f in EXCLUSIONS_SCHEMA}, orient="row")
     return df.unique().sort(pl.all(), nulls_last=True)
 

@@ -20,21 +20,145 @@ from functools import lru_cache
 
 #: NeuroLM ``standard_1020`` (docs/neurolm-reference.md §1.3). Index = position. 136 is the padding slot.
 STANDARD_1020: tuple[str, ...] = (
-    "FP1", "FPZ", "FP2", "AF9", "AF7", "AF5", "AF3", "AF1", "AFZ", "AF2", "AF4", "AF6", "AF8", "AF10",
-    "F9", "F7", "F5", "F3", "F1", "FZ", "F2", "F4", "F6", "F8", "F10",
-    "FT9", "FT7", "FC5", "FC3", "FC1", "FCZ", "FC2", "FC4", "FC6", "FT8", "FT10",
-    "T9", "T7", "C5", "C3", "C1", "CZ", "C2", "C4", "C6", "T8", "T10",
-    "TP9", "TP7", "CP5", "CP3", "CP1", "CPZ", "CP2", "CP4", "CP6", "TP8", "TP10",
-    "P9", "P7", "P5", "P3", "P1", "PZ", "P2", "P4", "P6", "P8", "P10",
-    "PO9", "PO7", "PO5", "PO3", "PO1", "POZ", "PO2", "PO4", "PO6", "PO8", "PO10",
-    "O1", "OZ", "O2", "O9", "CB1", "CB2", "IZ", "O10",
-    "T3", "T5", "T4", "T6", "M1", "M2", "A1", "A2",
-    "CFC1", "CFC2", "CFC3", "CFC4", "CFC5", "CFC6", "CFC7", "CFC8",
-    "CCP1", "CCP2", "CCP3", "CCP4", "CCP5", "CCP6", "CCP7", "CCP8",
-    "T1", "T2", "FTT9h", "TTP7h", "TPP9h", "FTT10h", "TPP8h", "TPP10h",
-    "FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
-    "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4", "P4-O2",
-    "pad", "I1", "I2",
+    "FP1",
+    "FPZ",
+    "FP2",
+    "AF9",
+    "AF7",
+    "AF5",
+    "AF3",
+    "AF1",
+    "AFZ",
+    "AF2",
+    "AF4",
+    "AF6",
+    "AF8",
+    "AF10",
+    "F9",
+    "F7",
+    "F5",
+    "F3",
+    "F1",
+    "FZ",
+    "F2",
+    "F4",
+    "F6",
+    "F8",
+    "F10",
+    "FT9",
+    "FT7",
+    "FC5",
+    "FC3",
+    "FC1",
+    "FCZ",
+    "FC2",
+    "FC4",
+    "FC6",
+    "FT8",
+    "FT10",
+    "T9",
+    "T7",
+    "C5",
+    "C3",
+    "C1",
+    "CZ",
+    "C2",
+    "C4",
+    "C6",
+    "T8",
+    "T10",
+    "TP9",
+    "TP7",
+    "CP5",
+    "CP3",
+    "CP1",
+    "CPZ",
+    "CP2",
+    "CP4",
+    "CP6",
+    "TP8",
+    "TP10",
+    "P9",
+    "P7",
+    "P5",
+    "P3",
+    "P1",
+    "PZ",
+    "P2",
+    "P4",
+    "P6",
+    "P8",
+    "P10",
+    "PO9",
+    "PO7",
+    "PO5",
+    "PO3",
+    "PO1",
+    "POZ",
+    "PO2",
+    "PO4",
+    "PO6",
+    "PO8",
+    "PO10",
+    "O1",
+    "OZ",
+    "O2",
+    "O9",
+    "CB1",
+    "CB2",
+    "IZ",
+    "O10",
+    "T3",
+    "T5",
+    "T4",
+    "T6",
+    "M1",
+    "M2",
+    "A1",
+    "A2",
+    "CFC1",
+    "CFC2",
+    "CFC3",
+    "CFC4",
+    "CFC5",
+    "CFC6",
+    "CFC7",
+    "CFC8",
+    "CCP1",
+    "CCP2",
+    "CCP3",
+    "CCP4",
+    "CCP5",
+    "CCP6",
+    "CCP7",
+    "CCP8",
+    "T1",
+    "T2",
+    "FTT9h",
+    "TTP7h",
+    "TPP9h",
+    "FTT10h",
+    "TPP8h",
+    "TPP10h",
+    "FP1-F7",
+    "F7-T7",
+    "T7-P7",
+    "P7-O1",
+    "FP2-F8",
+    "F8-T8",
+    "T8-P8",
+    "P8-O2",
+    "FP1-F3",
+    "F3-C3",
+    "C3-P3",
+    "P3-O1",
+    "FP2-F4",
+    "F4-C4",
+    "C4-P4",
+    "P4-O2",
+    "pad",
+    "I1",
+    "I2",
 )
 assert len(STANDARD_1020) == 139
 
@@ -53,8 +177,16 @@ SYNONYMS: dict[str, str] = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 #: ``-REF`` (common reference, the ``01_tcp_ar`` folders) and ``-LE`` (linked ears, ``02_tcp_le``);
 #: PSG data such as HMC writes mastoid references (``F4-M1``), as the official HMC maker assumes.
 REFERENCE_SUFFIXES: dict[str, str] = {
-    "REF": "REF", "LE": "LE", "AR": "AR", "AVG": "AR", "AV": "AR", "CAR": "AR",
-    "M1": "mastoid", "M2": "mastoid", "A1": "ear", "A2": "ear",
+    "REF": "REF",
+    "LE": "LE",
+    "AR": "AR",
+    "AVG": "AR",
+    "AV": "AR",
+    "CAR": "AR",
+    "M1": "mastoid",
+    "M2": "mastoid",
+    "A1": "ear",
+    "A2": "ear",
 }
 
 #: Reference electrodes: a derivation between two of them (EEGMAT's ``EEG A2-A1``) is a reference check,
@@ -105,7 +237,7 @@ def normalize_channel(raw: str, *, merge_synonyms: bool = False) -> ChannelName:
     typed_eeg = False
     for p in _EEG_PREFIXES:
         if upper.startswith(p):
-            s, typed_eeg = s[len(p):].strip(), True
+            s, typed_eeg = s[len(p) :].strip(), True
             break
     s = s.rstrip(".").strip()
     u = s.upper().replace(" ", "")
@@ -115,7 +247,9 @@ def normalize_channel(raw: str, *, merge_synonyms: bool = False) -> ChannelName:
     if "-" in u:
         head, tail = u.rsplit("-", 1)
         if head in _REFERENCE_ELECTRODES and tail in _REFERENCE_ELECTRODES:
-            return ChannelName(raw, None, None, "bipolar", f"reference-electrode pair {u!r} (not a scalp channel)")
+            return ChannelName(
+                raw, None, None, "bipolar", f"reference-electrode pair {u!r} (not a scalp channel)"
+            )
         if tail in REFERENCE_SUFFIXES:
             reference, u = REFERENCE_SUFFIXES[tail], head
         else:
@@ -186,7 +320,9 @@ def map_channels(
     if keep is not None:
         wanted = {n.upper(): k for k, n in enumerate(keep)}
         kept = [(p, c) for p, c in mapped if c.name.upper() in wanted]
-        dropped += [(c.raw, "not in the source's channel list") for p, c in mapped if c.name.upper() not in wanted]
+        dropped += [
+            (c.raw, "not in the source's channel list") for p, c in mapped if c.name.upper() not in wanted
+        ]
         mapped = sorted(kept, key=lambda pc: wanted[pc[1].name.upper()])
     refs = Counter(c.reference for _, c in mapped)
     if not refs:

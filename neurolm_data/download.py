@@ -86,12 +86,18 @@ def fetch_eegmat(dest: str | Path | None = None, *, progress: bool = False) -> P
 
     dest = Path(dest) if dest is not None else default_eegmat_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    sums_path = pooch.retrieve(EEGMAT_URL + "SHA256SUMS.txt", known_hash=f"sha256:{EEGMAT_SUMS_SHA256}",
-                               fname="SHA256SUMS.txt", path=dest, progressbar=progress)
+    sums_path = pooch.retrieve(
+        EEGMAT_URL + "SHA256SUMS.txt",
+        known_hash=f"sha256:{EEGMAT_SUMS_SHA256}",
+        fname="SHA256SUMS.txt",
+        path=dest,
+        progressbar=progress,
+    )
     sums = parse_sha256sums(Path(sums_path).read_text("utf-8"))
     names = eegmat_data_files(sums)
-    repo = pooch.create(path=dest, base_url=EEGMAT_URL,
-                        registry={name: f"sha256:{sums[name]}" for name in names})
+    repo = pooch.create(
+        path=dest, base_url=EEGMAT_URL, registry={name: f"sha256:{sums[name]}" for name in names}
+    )
     for name in names:
         repo.fetch(name, progressbar=progress)
     return dest

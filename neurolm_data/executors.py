@@ -55,8 +55,14 @@ def ray_init(address: str | None = None) -> Any:
     return ray
 
 
-def ray_map(fn: Callable[..., Any], args: Sequence[tuple], *, address: str | None = None,
-            max_retries: int = RAY_MAX_RETRIES, num_cpus: float = 1) -> Iterator[tuple[int, Any]]:
+def ray_map(
+    fn: Callable[..., Any],
+    args: Sequence[tuple],
+    *,
+    address: str | None = None,
+    max_retries: int = RAY_MAX_RETRIES,
+    num_cpus: float = 1,
+) -> Iterator[tuple[int, Any]]:
     """Run ``fn(*a)`` for every ``a`` in ``args`` as Ray tasks; yield ``(index, result)`` as they finish.
 
     A task whose worker died ``max_retries + 1`` times yields ``(index, WorkerDied(...))`` (the caller records
@@ -71,16 +77,22 @@ def ray_map(fn: Callable[..., Any], args: Sequence[tuple], *, address: str | Non
         for ref in done:
             try:
                 yield refs[ref], ray.get(ref)
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                    ray.exceptions.OutOfMemoryError) as err:
-                yield refs[ref], WorkerDied(f"its Ray worker died {max_retries + 1} time(s): "
-                                            f"{type(err).__name__}")
+            except (
+                ray.exceptions.WorkerCrashedError,
+                ray.exceptions.NodeDiedError,
+                ray.exceptions.OutOfMemoryError,
+            ) as err:
+                yield (
+                    refs[ref],
+                    WorkerDied(f"its Ray worker died {max_retries + 1} time(s): {type(err).__name__}"),
+                )
             except ray.exceptions.RayTaskError as err:  # fn raised: the original exception
                 raise err.as_instanceof_cause() from None
 
 
-def local_map(fn: Callable[..., Any], args: Sequence[tuple], workers: int = 1,
-              mp_context: str | None = None) -> Iterator[tuple[int, Any]]:
+def local_map(
+    fn: Callable[..., Any], args: Sequence[tuple], workers: int = 1, mp_context: str | None = None
+) -> Iterator[tuple[int, Any]]:
     """Run ``fn(*a)`` for every ``a`` in this process (``workers=1``) or a process pool; yield ``(index, result)``
     as they finish."""
     if workers <= 1 or len(args) <= 1:
@@ -99,8 +111,14 @@ def local_map(fn: Callable[..., Any], args: Sequence[tuple], workers: int = 1,
                 yield futs[f], f.result()
 
 
-def run_map(fn: Callable[..., Any], args: Sequence[tuple], *, executor: str = "local", workers: int = 1,
-            ray_address: str | None = None) -> Iterator[tuple[int, Any]]:
+def run_map(
+    fn: Callable[..., Any],
+    args: Sequence[tuple],
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+) -> Iterator[tuple[int, Any]]:
     """``local_map`` or ``ray_map`` by ``executor`` (see ``EXECUTORS``)."""
     if check_executor(executor) == "ray":
         return ray_map(fn, args, address=ray_address)

@@ -71,18 +71,38 @@ LEDGER_MANIFEST = "ledger.parquet"
 
 #: ``OUT/recordings.parquet`` columns and their Arrow types (docs/architecture.md), see ``manifest_schemas``.
 RECORDINGS_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("recording_id", "string"), ("source", "string"), ("subject", "string"), ("session", "string"),
-    ("run", "string"), ("label", "int64"), ("official_split", "string"), ("path", "string"),
-    ("store_path", "string"), ("sfreq", "float64"), ("n_samples", "int64"), ("duration_s", "float64"),
-    ("channels", "list<string>"), ("channel_indices", "list<int32>"), ("montage", "string"),
-    ("dropped_channels", "string"), ("events", "string"), ("extra", "string"), ("signal_hash", "string"),
-    ("data_hash", "string"), ("config_hash", "string"),
+    ("recording_id", "string"),
+    ("source", "string"),
+    ("subject", "string"),
+    ("session", "string"),
+    ("run", "string"),
+    ("label", "int64"),
+    ("official_split", "string"),
+    ("path", "string"),
+    ("store_path", "string"),
+    ("sfreq", "float64"),
+    ("n_samples", "int64"),
+    ("duration_s", "float64"),
+    ("channels", "list<string>"),
+    ("channel_indices", "list<int32>"),
+    ("montage", "string"),
+    ("dropped_channels", "string"),
+    ("events", "string"),
+    ("extra", "string"),
+    ("signal_hash", "string"),
+    ("data_hash", "string"),
+    ("config_hash", "string"),
 )
 
 #: ``OUT/ledger.parquet`` columns (docs/architecture.md): one row per input file.
 LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("path", "string"), ("recording_id", "string"), ("status", "string"), ("reason", "string"),
-    ("seconds", "float64"), ("config_hash", "string"), ("warnings", "list<string>"),
+    ("path", "string"),
+    ("recording_id", "string"),
+    ("status", "string"),
+    ("reason", "string"),
+    ("seconds", "float64"),
+    ("config_hash", "string"),
+    ("warnings", "list<string>"),
 )
 
 
@@ -91,10 +111,18 @@ def manifest_schemas() -> tuple[pa.Schema, pa.Schema]:
     this module, e.g. in a pool worker, does not import pyarrow)."""
     import pyarrow as pa
 
-    types = {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32(), "float64": pa.float64(),
-             "list<string>": pa.list_(pa.string()), "list<int32>": pa.list_(pa.int32())}
-    return (pa.schema([(k, types[t]) for k, t in RECORDINGS_COLUMNS]),
-            pa.schema([(k, types[t]) for k, t in LEDGER_COLUMNS]))
+    types = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "float64": pa.float64(),
+        "list<string>": pa.list_(pa.string()),
+        "list<int32>": pa.list_(pa.int32()),
+    }
+    return (
+        pa.schema([(k, types[t]) for k, t in RECORDINGS_COLUMNS]),
+        pa.schema([(k, types[t]) for k, t in LEDGER_COLUMNS]),
+    )
 
 
 class ConfigMismatchError(RuntimeError):
@@ -201,9 +229,11 @@ class IngestSummary:
 
     def line(self) -> str:
         """One-line human summary."""
-        return (f"{self.n_done} recordings ingested ({self.n_processed} processed now, {self.n_reused} already "
-                f"done), {self.n_failed} failed, {self.n_skipped} skipped; {self.eeg_seconds / 3600:.2f} h of "
-                f"EEG in {self.wall_seconds:.1f} s -> {self.out}")
+        return (
+            f"{self.n_done} recordings ingested ({self.n_processed} processed now, {self.n_reused} already "
+            f"done), {self.n_failed} failed, {self.n_skipped} skipped; {self.eeg_seconds / 3600:.2f} h of "
+            f"EEG in {self.wall_seconds:.1f} s -> {self.out}"
+        )
 
 
 # ------------------------------------------------------------------------------------- per-recording work
@@ -342,16 +372,29 @@ def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: s
             extra["reader"] = sig.meta
         sfreq = float(config.preprocess.sfreq)
         recording = {
-            "recording_id": rid, "source": ref.source, "subject": ref.subject, "session": ref.session,
-            "run": ref.run, "label": ref.label, "official_split": ref.official_split, "path": rel,
-            "store_path": f"{RECORDINGS_DIR}/{rid}.npy", "sfreq": sfreq, "n_samples": int(x.shape[1]),
-            "duration_s": x.shape[1] / sfreq, "channels": list(cmap.names),
-            "channel_indices": [int(i) for i in cmap.indices], "montage": cmap.montage,
+            "recording_id": rid,
+            "source": ref.source,
+            "subject": ref.subject,
+            "session": ref.session,
+            "run": ref.run,
+            "label": ref.label,
+            "official_split": ref.official_split,
+            "path": rel,
+            "store_path": f"{RECORDINGS_DIR}/{rid}.npy",
+            "sfreq": sfreq,
+            "n_samples": int(x.shape[1]),
+            "duration_s": x.shape[1] / sfreq,
+            "channels": list(cmap.names),
+            "channel_indices": [int(i) for i in cmap.indices],
+            "montage": cmap.montage,
             "dropped_channels": json.dumps([list(d) for d in sig.dropped + cmap.dropped], ensure_ascii=False),
-            "events": json.dumps([[e.onset_s, e.duration_s, e.label, e.description] for e in sig.events],
-                                 ensure_ascii=False),
+            "events": json.dumps(
+                [[e.onset_s, e.duration_s, e.label, e.description] for e in sig.events], ensure_ascii=False
+            ),
             "extra": json.dumps(extra, sort_keys=True, ensure_ascii=False),
-            "signal_hash": signal_hash, "data_hash": array_hash(x), "config_hash": config.hash,
+            "signal_hash": signal_hash,
+            "data_hash": array_hash(x),
+            "config_hash": config.hash,
         }
         warnings = [str(w) for w in getattr(sig, "warnings", [])]
         status, reason = "done", ""
@@ -360,9 +403,15 @@ def ingest_one(ref: RecordingRef, config: IngestConfig, root: str | Path, out: s
     except Exception as e:  # noqa: BLE001 - bad input must never end the run; the reason names the file
         status, reason = "failed", f"{rel}: {type(e).__name__}: {e}"
     record = {
-        "ledger": {"path": rel, "recording_id": rid, "status": status, "reason": reason,
-                   "seconds": round(time.perf_counter() - t0, 6), "config_hash": config.hash,
-                   "warnings": warnings},
+        "ledger": {
+            "path": rel,
+            "recording_id": rid,
+            "status": status,
+            "reason": reason,
+            "seconds": round(time.perf_counter() - t0, 6),
+            "config_hash": config.hash,
+            "warnings": warnings,
+        },
         "recording": recording,
         "input_seconds": input_seconds,
     }
@@ -417,11 +466,14 @@ def _prepare_out(out: Path, config: IngestConfig, force: bool) -> None:
             old, old_hash = {}, None
         if old_hash != config.hash:
             if not force:
-                diff = sorted(k for k in config.to_dict() if old.get("config", {}).get(k) != config.to_dict()[k])
+                diff = sorted(
+                    k for k in config.to_dict() if old.get("config", {}).get(k) != config.to_dict()[k]
+                )
                 raise ConfigMismatchError(
                     f"{out} holds an ingest made with config {old_hash} (differs in {diff or 'unknown'}); "
                     f"this run's config is {config.hash}. Pass --force to redo everything with the new config, "
-                    "or choose a new --out.")
+                    "or choose a new --out."
+                )
     if force:
         rec_dir = out / RECORDINGS_DIR
         if rec_dir.is_dir():
@@ -438,10 +490,13 @@ def write_manifests(out: str | Path, records: list[dict], skipped_rows: list[dic
     """Write ``recordings.parquet`` (done rows, sorted by ``recording_id``) and ``ledger.parquet`` (all input
     files, sorted by ``path``) from sidecar records, atomically, with the fixed Parquet options."""
     out = Path(out)
-    recs = sorted((r["recording"] for r in records if r["ledger"]["status"] == "done"),
-                  key=lambda r: r["recording_id"])
-    led = sorted(({"warnings": [], **r["ledger"]} for r in [*records, *({"ledger": x} for x in skipped_rows)]),
-                 key=lambda r: (r["path"], r["recording_id"] or ""))
+    recs = sorted(
+        (r["recording"] for r in records if r["ledger"]["status"] == "done"), key=lambda r: r["recording_id"]
+    )
+    led = sorted(
+        ({"warnings": [], **r["ledger"]} for r in [*records, *({"ledger": x} for x in skipped_rows)]),
+        key=lambda r: (r["path"], r["recording_id"] or ""),
+    )
     import pyarrow as pa
 
     rec_schema, led_schema = manifest_schemas()
@@ -468,9 +523,14 @@ def _progress(enabled: bool, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     prog = Progress(
-        TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-        TextColumn("{task.fields[hours]:.2f} h EEG"), TextColumn("{task.fields[rate]:.3f} h/s"),
-        TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[hours]:.2f} h EEG"),
+        TextColumn("{task.fields[rate]:.3f} h/s"),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
     )
     task = prog.add_task("ingest", total=total, hours=0.0, rate=0.0, failed=0)
     return prog, task
@@ -530,21 +590,53 @@ def run_ingest(
     mp_context = mp_context or DEFAULT_MP_CONTEXT
     check_executor(executor)
     root = fetch_input(root)
-    config = build_config(source_name, source_options, preprocess_config=preprocess_config, engine=engine,
-                          min_duration_s=min_duration_s)
+    config = build_config(
+        source_name,
+        source_options,
+        preprocess_config=preprocess_config,
+        engine=engine,
+        min_duration_s=min_duration_s,
+    )
     source = get_source(source_name, **config.source_options)
     refs = source.discover(root)
     skipped = source.skipped(root)
     with mirrored(out) as out:
         out.mkdir(parents=True, exist_ok=True)
         with output_lock(out, f"neurolm-data ingest {source_name}"):
-            return _run_locked(source_name, source, refs, skipped, root, out, workers, force, config, progress,
-                               mp_context, t_start, executor, ray_address)
+            return _run_locked(
+                source_name,
+                source,
+                refs,
+                skipped,
+                root,
+                out,
+                workers,
+                force,
+                config,
+                progress,
+                mp_context,
+                t_start,
+                executor,
+                ray_address,
+            )
 
 
-def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped: list, root: Path, out: Path,
-                workers: int, force: bool, config: IngestConfig, progress: bool, mp_context: str,
-                t_start: float, executor: str = "local", ray_address: str | None = None) -> IngestSummary:
+def _run_locked(
+    source_name: str,
+    source: Any,
+    refs: list[RecordingRef],
+    skipped: list,
+    root: Path,
+    out: Path,
+    workers: int,
+    force: bool,
+    config: IngestConfig,
+    progress: bool,
+    mp_context: str,
+    t_start: float,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> IngestSummary:
     """The body of ``run_ingest`` once ``out`` is locked."""
     chash = config.hash
     _prepare_out(out, config, force)
@@ -559,10 +651,19 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
         if len(group) > 1:  # two files would write the same array: fail them all, naming each other
             names = [_rel(r.path, root) for r in group]
             for r in group:
-                records.append({"ledger": {"path": _rel(r.path, root), "recording_id": rid, "status": "failed",
-                                           "reason": f"{_rel(r.path, root)}: recording id {rid!r} is shared "
-                                                     f"by {names}", "seconds": 0.0, "config_hash": chash},
-                                "recording": None})
+                records.append(
+                    {
+                        "ledger": {
+                            "path": _rel(r.path, root),
+                            "recording_id": rid,
+                            "status": "failed",
+                            "reason": f"{_rel(r.path, root)}: recording id {rid!r} is shared by {names}",
+                            "seconds": 0.0,
+                            "config_hash": chash,
+                        },
+                        "recording": None,
+                    }
+                )
             continue
         ref = group[0]
         done = _finished(out, ref, _rel(ref.path, root), chash)
@@ -571,8 +672,17 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
             summary.n_reused += 1
         else:
             todo.append(ref)
-    skipped_rows = [{"path": _rel(p, root), "recording_id": None, "status": "skipped", "reason": why,
-                     "seconds": 0.0, "config_hash": chash} for p, why in skipped]
+    skipped_rows = [
+        {
+            "path": _rel(p, root),
+            "recording_id": None,
+            "status": "skipped",
+            "reason": why,
+            "seconds": 0.0,
+            "config_hash": chash,
+        }
+        for p, why in skipped
+    ]
 
     usage: dict[int, tuple[float, float]] = {}
     prog, task = _progress(progress, len(todo))
@@ -586,8 +696,13 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
         usage[pid] = (max(cpu, usage.get(pid, (0.0, 0.0))[0]), max(rss, usage.get(pid, (0.0, 0.0))[1]))
         failed[0] += rec["ledger"]["status"] == "failed"
         hours = summary.eeg_seconds / 3600
-        prog.update(task, advance=1, hours=hours, failed=failed[0],
-                    rate=hours / max(time.perf_counter() - t_start, 1e-9))
+        prog.update(
+            task,
+            advance=1,
+            hours=hours,
+            failed=failed[0],
+            rate=hours / max(time.perf_counter() - t_start, 1e-9),
+        )
 
     pool = None
     futures: dict[Future, RecordingRef] = {}
@@ -600,7 +715,9 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
     for stale in [*(out / RECORDINGS_DIR).glob(".*.inflight"), *(out / RECORDINGS_DIR).glob(".*.tmp")]:
         stale.unlink(missing_ok=True)
 
-    def start_pool(n: int, refs: list[RecordingRef]) -> tuple[ProcessPoolExecutor, dict[Future, RecordingRef]]:
+    def start_pool(
+        n: int, refs: list[RecordingRef]
+    ) -> tuple[ProcessPoolExecutor, dict[Future, RecordingRef]]:
         # Submitting starts the workers; with "fork" the first pool's are all forked here, before the progress
         # display starts its refresh thread, so no thread of ours is forked then. (A pool rebuilt after a
         # worker died is forked while that thread runs: it only touches the terminal, never a lock we use.)
@@ -610,11 +727,19 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
 
     def died(ref: RecordingRef) -> dict:
         rel = _rel(ref.path, root)
-        return {"ledger": {"path": rel, "recording_id": ref.recording_id, "status": "failed", "config_hash": chash,
-                           "seconds": 0.0, "warnings": [],
-                           "reason": f"{rel}: its worker died while reading it, twice (the second time alone in "
-                                     "a fresh worker): a crash in a reader or out of memory on this file"},
-                "recording": None}
+        return {
+            "ledger": {
+                "path": rel,
+                "recording_id": ref.recording_id,
+                "status": "failed",
+                "config_hash": chash,
+                "seconds": 0.0,
+                "warnings": [],
+                "reason": f"{rel}: its worker died while reading it, twice (the second time alone in "
+                "a fresh worker): a crash in a reader or out of memory on this file",
+            },
+            "recording": None,
+        }
 
     if use_pool:
         pool, futures = start_pool(workers, todo)
@@ -626,9 +751,11 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
                 if isinstance(rec, WorkerDied):  # Ray already re-ran it once in a fresh worker
                     _inflight_path(out, todo[i].recording_id).unlink(missing_ok=True)
                     err, rec = rec, died(todo[i])
-                    rec["ledger"]["reason"] = (f"{rec['ledger']['path']}: its worker died while reading it, "
-                                               f"also when Ray retried it ({err}): a crash in a reader or out of "
-                                               "memory on this file")
+                    rec["ledger"]["reason"] = (
+                        f"{rec['ledger']['path']}: its worker died while reading it, "
+                        f"also when Ray retried it ({err}): a crash in a reader or out of "
+                        "memory on this file"
+                    )
                 collect(rec)
         elif pool is None:
             cpu0 = _process_usage()[1]
@@ -679,8 +806,9 @@ def _run_locked(source_name: str, source: Any, refs: list[RecordingRef], skipped
     summary.n_done = sum(r["ledger"]["status"] == "done" for r in records)
     summary.n_failed = sum(r["ledger"]["status"] == "failed" for r in records)
     summary.n_skipped = len(skipped_rows)
-    summary.failures = sorted((r["ledger"]["path"], r["ledger"]["reason"]) for r in records
-                              if r["ledger"]["status"] == "failed")
+    summary.failures = sorted(
+        (r["ledger"]["path"], r["ledger"]["reason"]) for r in records if r["ledger"]["status"] == "failed"
+    )
     summary.worker_cpu_seconds = sum(c for c, _ in usage.values())
     summary.worker_peak_rss_mb = max((m for _, m in usage.values()), default=0.0)
     summary.wall_seconds = time.perf_counter() - t_start

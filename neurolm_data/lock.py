@@ -48,8 +48,9 @@ def holder(folder: str | Path) -> dict | None:
 def _describe(info: dict | None) -> str:
     if not info:
         return "a process that has not yet recorded itself"
-    return (f"pid {info.get('pid')} on host {info.get('host')}, `{info.get('command')}` since "
-            f"{info.get('since')}")
+    return (
+        f"pid {info.get('pid')} on host {info.get('host')}, `{info.get('command')}` since {info.get('since')}"
+    )
 
 
 @contextmanager
@@ -84,8 +85,12 @@ def output_lock(folder: str | Path, command: str) -> Iterator[None]:
             f"finish, or write to another folder"
         ) from None
     _HELD[key] = 1
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     from neurolm_data.store import write_json_atomic
 
     try:

@@ -233,14 +233,16 @@ def _mne_firwin_design(n_taps: int, freq: list[float], gain: list[float], sfreq:
             this_n = int(round(_HAMMING_LENGTH_FACTOR / transition))
             this_n += 1 - this_n % 2  # odd
             if this_n > n_taps:
-                raise ValueError(f"filter length {n_taps} is too short for a {transition * sfreq:0.2f} Hz "
-                                 f"transition band ({this_n} samples needed)")
+                raise ValueError(
+                    f"filter length {n_taps} is too short for a {transition * sfreq:0.2f} Hz "
+                    f"transition band ({this_n} samples needed)"
+                )
             this_h = _firwin_lowpass(this_n, (prev_freq + this_freq) / 2.0)
             off = (n_taps - this_n) // 2
             if this_gain == 0:
-                h[off:n_taps - off] -= this_h
+                h[off : n_taps - off] -= this_h
             else:
-                h[off:n_taps - off] += this_h
+                h[off : n_taps - off] += this_h
         prev_gain, prev_freq = this_gain, this_freq
     return h
 
@@ -316,8 +318,8 @@ def _combined_response(sfreq: float, l_freq: float, h_freq: float, notch_hz: flo
     h = _combined_kernel(sfreq, l_freq, h_freq, notch_hz)
     half = (len(h) - 1) // 2
     buf = np.zeros(n_fft)
-    buf[: half + 1] = h[half:]           # causal half at t >= 0
-    buf[n_fft - half:] = h[:half]        # anti-causal half wraps to the end: zero phase
+    buf[: half + 1] = h[half:]  # causal half at t >= 0
+    buf[n_fft - half :] = h[:half]  # anti-causal half wraps to the end: zero phase
     out = sfft.rfft(buf).real.astype(np.float32)  # symmetric kernel: the imaginary part is round-off
     out.setflags(write=False)
     return out
@@ -361,18 +363,20 @@ def _reflect_into(buf: np.ndarray, left: int, n: int, at: int | None = None) -> 
     lr, rr = min(left, n - 1), min(right, n - 1)
     end = at + n
     if rr:
-        buf[:, end:end + rr] = 2 * buf[:, end - 1:end] - buf[:, end - 2:end - rr - 2 if end - rr - 2 >= 0 else None:-1]
-    buf[:, end + rr:end + right] = 0
+        buf[:, end : end + rr] = (
+            2 * buf[:, end - 1 : end] - buf[:, end - 2 : end - rr - 2 if end - rr - 2 >= 0 else None : -1]
+        )
+    buf[:, end + rr : end + right] = 0
     near = min(at, left)  # pad distances 1..near sit just before the data
     k = min(near, lr)
     if k:
-        buf[:, at - k:at] = 2 * buf[:, at:at + 1] - buf[:, at + k:at:-1]
-    buf[:, at - near:at - k] = 0
+        buf[:, at - k : at] = 2 * buf[:, at : at + 1] - buf[:, at + k : at : -1]
+    buf[:, at - near : at - k] = 0
     if left > near:  # distances near+1..left wrap around to the end of the row
         k2 = max(lr - near, 0)
         if k2:
-            buf[:, size - k2:] = 2 * buf[:, at:at + 1] - buf[:, at + near + k2:at + near:-1]
-        buf[:, size - (left - near):size - k2] = 0
+            buf[:, size - k2 :] = 2 * buf[:, at : at + 1] - buf[:, at + near + k2 : at + near : -1]
+        buf[:, size - (left - near) : size - k2] = 0
 
 
 @dataclass(frozen=True)
@@ -418,8 +422,15 @@ def _fft_cost(n: int) -> float:
 
 
 @lru_cache(maxsize=8)
-def _fast_plan(n: int, sfreq: float, l_freq: float, h_freq: float, notch: float, sfreq_out: float,
-               exact_grid: bool = False) -> _FastPlan:
+def _fast_plan(
+    n: int,
+    sfreq: float,
+    l_freq: float,
+    h_freq: float,
+    notch: float,
+    sfreq_out: float,
+    exact_grid: bool = False,
+) -> _FastPlan:
     """The FFT plan for ``n`` samples: MNE's grid reproduced exactly (``mne``) or by a Taylor expansion
     (``warp``), whichever the cost model says is cheaper; with ``exact_grid`` (engine ``exact``), a ``warp`` plan
     of order 0 onto the exact grid (output sample k at ``k sfreq / sfreq_out`` input samples).
@@ -458,7 +469,9 @@ def _fast_plan(n: int, sfreq: float, l_freq: float, h_freq: float, notch: float,
     warp = None
     if exact_grid:
         if float(ratio) != sfreq_out / sfreq:
-            raise ValueError(f"engine 'exact' needs a rational rate ratio; {sfreq_out:g} / {sfreq:g} Hz is not one")
+            raise ValueError(
+                f"engine 'exact' needs a rational rate ratio; {sfreq_out:g} / {sfreq:g} Hz is not one"
+            )
         length = q_ * sfft.next_fast_len(-(-(n + 2 * reach) // q_), real=True)
         warp = (length, p_ * length // q_, 0, q_ / p_, q_ / p_)  # MNE's spacing replaced by the exact one
     elif float(ratio) == sfreq_out / sfreq and _smooth_part(p_) == 1 and _smooth_part(q_) == 1:
@@ -467,12 +480,20 @@ def _fast_plan(n: int, sfreq: float, l_freq: float, h_freq: float, notch: float,
         r_mne, grid = padded / new_len, q_ / p_  # output spacing in input samples: MNE's, and ours
         drift = abs(r_mne - grid) * (n_out - 1) / 2  # max |delta| once centred
         nyq = sfreq / 2.0
-        f_stop = min(h_freq + min(max(0.25 * h_freq, 2.0), nyq - h_freq), nyq)  # fir_kernels' low-pass stop edge
+        f_stop = min(
+            h_freq + min(max(0.25 * h_freq, 2.0), nyq - h_freq), nyq
+        )  # fir_kernels' low-pass stop edge
         wd = 2 * np.pi * f_stop / sfreq * drift
         # order 0 (no derivative inverse) when MNE's grid is ours up to the tolerance, e.g. 256 -> 200 Hz where
         # round(ratio P) is exact for P a power of two
-        order = next((m for m in range(0, _WARP_MAX_ORDER + 1)
-                      if wd ** (m + 1) / np.prod(np.arange(1, m + 2, dtype=np.float64)) <= _WARP_TOL), None)
+        order = next(
+            (
+                m
+                for m in range(0, _WARP_MAX_ORDER + 1)
+                if wd ** (m + 1) / np.prod(np.arange(1, m + 2, dtype=np.float64)) <= _WARP_TOL
+            ),
+            None,
+        )
         if order is not None and _fft_cost(length) + (order + 1) * _fft_cost(n_w) < exact_cost:
             warp = (length, n_w, order, r_mne, grid)
     if warp is None:
@@ -483,8 +504,18 @@ def _fast_plan(n: int, sfreq: float, l_freq: float, h_freq: float, notch: float,
         weights = _combined_response(sfreq, l_freq, h_freq, notch, n_fft)[:keep] * np.float32(n_inv / n_fft)
         if nyq_gain != 1.0:
             weights[-1] *= nyq_gain  # MNE's Nyquist-bin rule (mne.cuda._fft_resample); ~0 after the low-pass
-        return _FastPlan(n_fft, left + shift * padded, (n_fft - n) // 2, n_inv, remove_left + shift * new_len,
-                         n_out, weights, None, None, "mne")
+        return _FastPlan(
+            n_fft,
+            left + shift * padded,
+            (n_fft - n) // 2,
+            n_inv,
+            remove_left + shift * new_len,
+            n_out,
+            weights,
+            None,
+            None,
+            "mne",
+        )
 
     length, n_w, order, r_mne, grid = warp
     lpad = (length - n) // 2  # the data at lpad (no wrap)
@@ -528,8 +559,15 @@ def _preprocess_fast(data: np.ndarray | DigitalSamples, sfreq: float, config: Pr
     digital = data if isinstance(data, DigitalSamples) else None
     src = digital.samples if digital is not None else data
     n_ch, n = src.shape
-    plan = _fast_plan(n, float(sfreq), float(config.l_freq), float(config.h_freq), float(config.notch_hz or 0.0),
-                      float(config.sfreq), config.engine == "exact")
+    plan = _fast_plan(
+        n,
+        float(sfreq),
+        float(config.l_freq),
+        float(config.h_freq),
+        float(config.notch_hz or 0.0),
+        float(config.sfreq),
+        config.engine == "exact",
+    )
     n_fft, at, lpad = plan.n_fft, plan.at, plan.lpad
     keep = plan.weights.shape[0]
     # Removing a constant is exact only while the padding is pure odd reflection (affine-equivariant); a
@@ -540,11 +578,11 @@ def _preprocess_fast(data: np.ndarray | DigitalSamples, sfreq: float, config: Pr
     # channels per batch: bounded memory, few Python round trips, a multiple of _FFT_ROWS
     step = max(_FFT_ROWS, _CHUNK_SAMPLES // n_fft // _FFT_ROWS * _FFT_ROWS)
     for c0 in range(0, n_ch, step):
-        x = src[c0:c0 + step]
+        x = src[c0 : c0 + step]
         rows = x.shape[0]
         xp = np.empty((-(-rows // _FFT_ROWS) * _FFT_ROWS, n_fft), dtype=np.float32)
         xp[rows:] = 0  # rows that only fill pocketfft's last SIMD group
-        body = xp[:rows, at:at + n]
+        body = xp[:rows, at : at + n]
         body[...] = x  # one pass: cast to float32 into the padded buffer
         if digital is not None:
             if center:
@@ -553,7 +591,7 @@ def _preprocess_fast(data: np.ndarray | DigitalSamples, sfreq: float, config: Pr
                 # FFT's round-off relative to the EEG instead of to the DC offset.
                 body -= np.rint(x[:, ::_CENTER_STRIDE].mean(axis=1, keepdims=True)).astype(np.float32)
             else:  # keep the DC: (samples + offset) * gain, as decoded
-                body += digital.offset[c0:c0 + step, None].astype(np.float32)
+                body += digital.offset[c0 : c0 + step, None].astype(np.float32)
             # the gain is applied to the output (filtering and resampling are linear): a pass over n_out
             # samples per channel instead of the longer input
         elif center:  # the mean in float64, subtracted in float32 (error << 1e-3 µV even at 5 mV offsets)
@@ -563,7 +601,7 @@ def _preprocess_fast(data: np.ndarray | DigitalSamples, sfreq: float, config: Pr
         del xp
         spec = spec[:, :keep]
         spec *= plan.weights
-        y = out[c0:c0 + step]
+        y = out[c0 : c0 + step]
         y[...] = sfft.irfft(spec, n=plan.n_inv, axis=1)[:rows, sl]
         for coef in plan.coeffs if plan.coeffs is not None else ():  # + delta^m / m! * m-th derivative
             spec *= plan.deriv
@@ -571,5 +609,5 @@ def _preprocess_fast(data: np.ndarray | DigitalSamples, sfreq: float, config: Pr
             term *= coef
             y += term
         if digital is not None:
-            y *= digital.gain[c0:c0 + step, None].astype(np.float32)
+            y *= digital.gain[c0 : c0 + step, None].astype(np.float32)
     return out

@@ -241,7 +241,9 @@ def _validate(doc: dict[str, Any], path: Path) -> Protocol:
         raise fail(f"split.rule must be one of {list(RULES)}, got {rule!r}")
     unknown = set(split) - _SPLIT_KEYS[rule]
     if unknown:
-        raise fail(f"unknown keys for rule {rule!r}: {sorted(unknown)} (allowed: {sorted(_SPLIT_KEYS[rule])})")
+        raise fail(
+            f"unknown keys for rule {rule!r}: {sorted(unknown)} (allowed: {sorted(_SPLIT_KEYS[rule])})"
+        )
     salt = split.get("salt", "")
     if not isinstance(salt, str):
         raise fail("split.salt must be a string")
@@ -316,7 +318,9 @@ def _validate(doc: dict[str, Any], path: Path) -> Protocol:
     elif rule == "kfold":
         n_folds = get(split, "n_folds", int, "split.")
         if n_folds < 3:
-            raise fail(f"split.n_folds must be >= 3 (a test, a validation and a training fold), got {n_folds}")
+            raise fail(
+                f"split.n_folds must be >= 3 (a test, a validation and a training fold), got {n_folds}"
+            )
         kw.update(n_folds=n_folds)
     else:  # official
         mapping = get(split, "official", dict, "split.")
@@ -330,6 +334,14 @@ def _validate(doc: dict[str, Any], path: Path) -> Protocol:
     if not isinstance(description, str) or not isinstance(reference, str):
         raise fail("'description' and 'reference' must be strings")
     return Protocol(
-        name=name, version=version, source=source, task=task, rule=rule, salt=salt,
-        description=description, reference=reference, path=str(path), **kw,
+        name=name,
+        version=version,
+        source=source,
+        task=task,
+        rule=rule,
+        salt=salt,
+        description=description,
+        reference=reference,
+        path=str(path),
+        **kw,
     )

@@ -31,8 +31,16 @@ if TYPE_CHECKING:
 
 #: EDF physical dimension (lower-case) -> factor to µV (EDF spec: the dimension field, e.g. ``uV``; EEGMAT's
 #: ECG writes ``mV``). An empty field is read as µV, the unit every EEG EDF in ``eeg-samples`` uses.
-UNIT_TO_UV: dict[str, float] = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microv": 1.0, "mv": 1e3, "v": 1e6,
-                                "nv": 1e-3, "": 1.0}
+UNIT_TO_UV: dict[str, float] = {
+    "uv": 1.0,
+    "µv": 1.0,
+    "μv": 1.0,
+    "microv": 1.0,
+    "mv": 1e3,
+    "v": 1e6,
+    "nv": 1e-3,
+    "": 1.0,
+}
 
 #: pyedflib ``filetype`` codes (EDFlib: EDFLIB_FILETYPE_EDF, _EDFPLUS, _BDF, _BDFPLUS).
 _FILETYPES = {0: "EDF", 1: "EDF+", 2: "BDF", 3: "BDF+"}
@@ -45,35 +53,50 @@ def _majority_rate(rates: Sequence[float]) -> float:
     return max(f for f, c in pool.items() if c == top)
 
 
-def _select(path: Path, labels: list[str], rates: list[float], units: list[str], channels, merge_synonyms
-            ) -> tuple[ChannelMap, list[int], list[float], float, list[tuple[str, str]]]:
+def _select(
+    path: Path, labels: list[str], rates: list[float], units: list[str], channels, merge_synonyms
+) -> tuple[ChannelMap, list[int], list[float], float, list[tuple[str, str]]]:
     """Map labels, then keep mapped channels at the EEG majority rate with a voltage unit."""
     from neurolm_data.sources.base import RecordingError
 
-    cmap = map_channels(labels, keep=list(channels) if channels is not None else None,
-                        merge_synonyms=merge_synonyms)
+    cmap = map_channels(
+        labels, keep=list(channels) if channels is not None else None, merge_synonyms=merge_synonyms
+    )
     if not cmap.picks:
-        raise RecordingError(path, f"no usable EEG channel: none of {labels} maps to the standard_1020 "
-                                   f"vocabulary{' list of this source' if channels is not None else ''}")
+        raise RecordingError(
+            path,
+            f"no usable EEG channel: none of {labels} maps to the standard_1020 "
+            f"vocabulary{' list of this source' if channels is not None else ''}",
+        )
     sfreq = _majority_rate([rates[p] for p in cmap.picks])
     rate_of = dict(zip(labels, rates, strict=True))
     # non-EEG channels at another rate (TUH's 1-Hz IBI/BURSTS/SUPPR): give both reasons
-    dropped = [(lab, why if rate_of.get(lab, sfreq) == sfreq
-                else f"{why}; sampling rate {rate_of[lab]:g} Hz differs from the EEG rate {sfreq:g} Hz")
-               for lab, why in cmap.dropped]
+    dropped = [
+        (
+            lab,
+            why
+            if rate_of.get(lab, sfreq) == sfreq
+            else f"{why}; sampling rate {rate_of[lab]:g} Hz differs from the EEG rate {sfreq:g} Hz",
+        )
+        for lab, why in cmap.dropped
+    ]
     picks, scales = [], []
     for p in cmap.picks:
         unit = units[p].strip().lower()
         if rates[p] != sfreq:
-            dropped.append((labels[p], f"sampling rate {rates[p]:g} Hz differs from the EEG rate {sfreq:g} Hz"))
+            dropped.append(
+                (labels[p], f"sampling rate {rates[p]:g} Hz differs from the EEG rate {sfreq:g} Hz")
+            )
         elif unit not in UNIT_TO_UV:
             dropped.append((labels[p], f"physical unit {units[p]!r} is not a voltage"))
         else:
             picks.append(p)
             scales.append(UNIT_TO_UV[unit])
     if not picks:
-        raise RecordingError(path, f"no usable EEG channel at the EEG rate {sfreq:g} Hz with a voltage unit "
-                                   f"(dropped: {dropped})")
+        raise RecordingError(
+            path,
+            f"no usable EEG channel at the EEG rate {sfreq:g} Hz with a voltage unit (dropped: {dropped})",
+        )
     return cmap, picks, scales, sfreq, dropped
 
 
@@ -93,13 +116,15 @@ def header_problem(path: Path) -> str | None:
         return None
 
     def field(offset: int, width: int) -> list[bytes]:
-        return [sig[offset * ns + i * width: offset * ns + (i + 1) * width] for i in range(ns)]
+        return [sig[offset * ns + i * width : offset * ns + (i + 1) * width] for i in range(ns)]
 
     labels = field(0, 16)
     for i, raw in enumerate(labels):
         if any(b < 32 or b > 126 for b in raw):
-            return (f"signal {i + 1} label {raw.decode('latin-1').strip()!r} has non-ASCII bytes (EDF labels are "
-                    f"printable US-ASCII; this one reads as latin-1); rename the label in the header")
+            return (
+                f"signal {i + 1} label {raw.decode('latin-1').strip()!r} has non-ASCII bytes (EDF labels are "
+                f"printable US-ASCII; this one reads as latin-1); rename the label in the header"
+            )
     names = [lab.decode("latin-1").strip() for lab in labels]
     for what, off in (("physical", 104), ("digital", 120)):
         lo, hi = field(off, 8), field(off + 8, 8)
@@ -107,10 +132,14 @@ def header_problem(path: Path) -> str | None:
             try:
                 a, b = float(lo[i].decode("ascii")), float(hi[i].decode("ascii"))
             except (ValueError, UnicodeDecodeError):
-                return f"signal {i + 1} {names[i]!r}: {what} minimum/maximum {lo[i]!r}/{hi[i]!r} is not a number"
+                return (
+                    f"signal {i + 1} {names[i]!r}: {what} minimum/maximum {lo[i]!r}/{hi[i]!r} is not a number"
+                )
             if a == b and names[i] not in ("EDF Annotations", "BDF Annotations"):
-                return (f"signal {i + 1} {names[i]!r}: {what} minimum == maximum ({a:g}), so its samples cannot "
-                        "be scaled to µV; fix the header or leave the file out")
+                return (
+                    f"signal {i + 1} {names[i]!r}: {what} minimum == maximum ({a:g}), so its samples cannot "
+                    "be scaled to µV; fix the header or leave the file out"
+                )
     return None
 
 
@@ -137,7 +166,9 @@ def _decode_records(path: Path, r, picks: list[int], scales: list[float], n: int
 
         def field(offset: int, width: int) -> list[str]:
             base = offset * ns
-            return [sig[base + i * width: base + (i + 1) * width].decode("latin-1").strip() for i in range(ns)]
+            return [
+                sig[base + i * width : base + (i + 1) * width].decode("latin-1").strip() for i in range(ns)
+            ]
 
         labels = field(0, 16)
         # label 16, transducer 80, dimension 8, physical min/max 8+8, digital min/max 8+8, prefilter 80 -> 216
@@ -154,9 +185,12 @@ def _decode_records(path: Path, r, picks: list[int], scales: list[float], n: int
                 from neurolm_data.sources.base import RecordingError
 
                 what = "digital" if dmax == dmin else "physical"
-                raise RecordingError(path, f"signal {p + 1} {r.getLabel(p).strip()!r}: {what} minimum == maximum "
-                                           f"({dmin if what == 'digital' else pmin:g}), so its samples cannot be "
-                                           "scaled to µV; fix the header or leave the file out")
+                raise RecordingError(
+                    path,
+                    f"signal {p + 1} {r.getLabel(p).strip()!r}: {what} minimum == maximum "
+                    f"({dmin if what == 'digital' else pmin:g}), so its samples cannot be "
+                    "scaled to µV; fix the header or leave the file out",
+                )
             bitvalue = (pmax - pmin) / (dmax - dmin)
             offset[row] = pmax / bitvalue - dmax
             gain[row] = bitvalue * scale
@@ -171,7 +205,7 @@ def _decode_records(path: Path, r, picks: list[int], scales: list[float], n: int
     samples = np.empty((len(picks), n), dtype=np.int32 if bdf else np.int16)
     for row, p in enumerate(picks):
         h = signal_idx[p]
-        block = raw[:, starts[h]:starts[h] + nsamp[h] * bps]
+        block = raw[:, starts[h] : starts[h] + nsamp[h] * bps]
         if bdf:
             b = block.reshape(-1, 3)[:n].astype(np.int32)
             dig = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
@@ -219,25 +253,33 @@ def read_edf(
     if not path.is_file():
         raise RecordingError(path, "signal file is missing")
     if path.stat().st_size < 256:
-        raise RecordingError(path, f"not an EDF/BDF file: {path.stat().st_size} bytes, shorter than the "
-                                   "256-byte EDF header")
+        raise RecordingError(
+            path, f"not an EDF/BDF file: {path.stat().st_size} bytes, shorter than the 256-byte EDF header"
+        )
     mode = pyedflib.READ_ALL_ANNOTATIONS if annotations else pyedflib.DO_NOT_READ_ANNOTATIONS
     try:
         r = pyedflib.EdfReader(str(path), mode)
     except OSError as e:
         msg = str(e).removeprefix(f"{path}: ")
         if "discontinuous" in msg:
-            return _read_edf_mne(path, channels=channels, annotations=annotations, merge_synonyms=merge_synonyms)
+            return _read_edf_mne(
+                path, channels=channels, annotations=annotations, merge_synonyms=merge_synonyms
+            )
         if annotations:
             try:
                 pyedflib.EdfReader(str(path), pyedflib.DO_NOT_READ_ANNOTATIONS).close()
             except OSError:
                 pass
             else:
-                raise RecordingError(path, f"unreadable EDF+ annotations ({msg}); the signals are readable, "
-                                           "the annotation channel is not") from None
+                raise RecordingError(
+                    path,
+                    f"unreadable EDF+ annotations ({msg}); the signals are readable, "
+                    "the annotation channel is not",
+                ) from None
         if "Filesize" in msg:
-            raise RecordingError(path, f"truncated EDF/BDF: the file size does not match its header ({msg})") from None
+            raise RecordingError(
+                path, f"truncated EDF/BDF: the file size does not match its header ({msg})"
+            ) from None
         problem = header_problem(path) if "compliant" in msg else None
         if problem:
             raise RecordingError(path, f"invalid EDF/BDF header: {problem}") from None
@@ -260,8 +302,10 @@ def read_edf(
         events = []
         if annotations:
             on, du, tx = r.readAnnotations()
-            events = [Event(float(o), float(d) if d > 0 else 0.0, -1, str(t))
-                      for o, d, t in zip(on, du, tx, strict=True)]
+            events = [
+                Event(float(o), float(d) if d > 0 else 0.0, -1, str(t))
+                for o, d, t in zip(on, du, tx, strict=True)
+            ]
         meta = {"reader": "pyedflib", "file_type": _FILETYPES.get(r.filetype, str(r.filetype))}
     except RecordingError:
         raise
@@ -271,8 +315,15 @@ def read_edf(
         r.close()
     if data is not None and not np.isfinite(data).all():  # integer samples with a finite calibration are
         raise RecordingError(path, "EDF decodes to non-finite samples")  # finite by construction
-    return RawSignal(data=data, digital=digital, ch_names=[labels[p] for p in picks], sfreq=sfreq, events=events,
-                     dropped=dropped, meta=meta)
+    return RawSignal(
+        data=data,
+        digital=digital,
+        ch_names=[labels[p] for p in picks],
+        sfreq=sfreq,
+        events=events,
+        dropped=dropped,
+        meta=meta,
+    )
 
 
 def _read_edf_mne(path: Path, *, channels, annotations: bool, merge_synonyms: bool) -> RawSignal:
@@ -297,11 +348,22 @@ def _read_edf_mne(path: Path, *, channels, annotations: bool, merge_synonyms: bo
         raise RecordingError(path, f"cannot decode EDF+D signals: {type(e).__name__}: {e}") from None
     events = []
     if annotations:
-        events = [Event(float(a["onset"]), float(a["duration"]), -1, str(a["description"]))
-                  for a in raw.annotations]
+        events = [
+            Event(float(a["onset"]), float(a["duration"]), -1, str(a["description"])) for a in raw.annotations
+        ]
     if not np.isfinite(data).all():
         raise RecordingError(path, "EDF decodes to non-finite samples")
-    meta = {"reader": "mne", "file_type": "EDF+D", "discontinuous": True,
-            "note": "data records concatenated (MNE read_raw_edf)"}
-    return RawSignal(data=np.ascontiguousarray(data, dtype=np.float64), ch_names=[labels[p] for p in picks],
-                     sfreq=sfreq, events=events, dropped=dropped, meta=meta)
+    meta = {
+        "reader": "mne",
+        "file_type": "EDF+D",
+        "discontinuous": True,
+        "note": "data records concatenated (MNE read_raw_edf)",
+    }
+    return RawSignal(
+        data=np.ascontiguousarray(data, dtype=np.float64),
+        ch_names=[labels[p] for p in picks],
+        sfreq=sfreq,
+        events=events,
+        dropped=dropped,
+        meta=meta,
+    )

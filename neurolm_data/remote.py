@@ -66,8 +66,11 @@ def _remote_files(fs: Any, base: str) -> dict[str, int]:
         return {}
     found = fs.find(base, detail=True)
     base = base.rstrip("/")
-    return {p[len(base) + 1:]: int(info.get("size") or 0) for p, info in found.items()
-            if info.get("type", "file") == "file" and p.startswith(base + "/")}
+    return {
+        p[len(base) + 1 :]: int(info.get("size") or 0)
+        for p, info in found.items()
+        if info.get("type", "file") == "file" and p.startswith(base + "/")
+    }
 
 
 def _local_files(root: Path) -> dict[str, os.stat_result]:
@@ -134,8 +137,10 @@ def _sync_up(fs: Any, base: str, local: Path, synced: dict[str, list[int]]) -> N
     objects whose file the run removed."""
     files = _local_files(local)
     changed = [rel for rel, st in files.items() if synced.get(rel) != [st.st_size, st.st_mtime_ns]]
-    order = sorted(changed, key=lambda r: (Path(r).name in LAST, LAST.index(Path(r).name)
-                                           if Path(r).name in LAST else 0, r))
+    order = sorted(
+        changed,
+        key=lambda r: (Path(r).name in LAST, LAST.index(Path(r).name) if Path(r).name in LAST else 0, r),
+    )
     base = base.rstrip("/")
     for rel in order:
         fs.put_file(str(local / rel), f"{base}/{rel}")

@@ -159,8 +159,14 @@ def _plain_ustar(name: str, size: int, tar: TarOptions) -> bool:
     """True when tarfile (PAX format) writes the member as one 512-byte ustar header and no extended header:
     ASCII name of at most 100 bytes, ASCII user/group names of at most 32, integer size and mtime that fit
     their octal fields (``tarfile.TarInfo.create_pax_header``)."""
-    return (name.isascii() and len(name) <= 100 and all(u.isascii() and len(u) <= 32 for u in (tar.user, tar.group))
-            and isinstance(tar.mtime, int) and 0 <= tar.mtime < 8**11 and 0 <= size < 8**11)
+    return (
+        name.isascii()
+        and len(name) <= 100
+        and all(u.isascii() and len(u) <= 32 for u in (tar.user, tar.group))
+        and isinstance(tar.mtime, int)
+        and 0 <= tar.mtime < 8**11
+        and 0 <= size < 8**11
+    )
 
 
 def _member_bytes(sample: dict[str, Any], tar: TarOptions) -> int:
@@ -238,8 +244,10 @@ def plan_shards(plan: WindowPlan, task: str, cfg: ShardConfig) -> list[tuple[str
     for w in plan.windows:
         size = _planned_bytes(w, task, cfg.tar, headers)
         if _archive_bytes(size) > cfg.max_shard_bytes:
-            raise ValueError(f"sample {w.key} needs {_archive_bytes(size)} bytes as a shard, "
-                             f"more than max_shard_bytes={cfg.max_shard_bytes}")
+            raise ValueError(
+                f"sample {w.key} needs {_archive_bytes(size)} bytes as a shard, "
+                f"more than max_shard_bytes={cfg.max_shard_bytes}"
+            )
         if w.split != split:
             split, index, members = w.split, -1, 0
         if index < 0 or _archive_bytes(members + size) > cfg.max_shard_bytes:
@@ -265,8 +273,9 @@ def _write_member(f: Any, name: str, data: bytes, tar: TarOptions) -> int:
     return len(header) + len(data) + pad
 
 
-def _write_shard(out: str, staging: str, rel: str, windows: list[PlannedWindow], task: str,
-                 tar: TarOptions) -> tuple[dict[str, Any], dict[str, str]]:
+def _write_shard(
+    out: str, staging: str, rel: str, windows: list[PlannedWindow], task: str, tar: TarOptions
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Write one shard ``staging/rel`` (temp file, then renamed) from the stored arrays under ``out``.
 
     The bytes are those webdataset's ``TarWriter`` wrote (which the shard hashes of earlier versions come from:
@@ -298,8 +307,10 @@ def _write_shard(out: str, staging: str, rel: str, windows: list[PlannedWindow],
             raise RuntimeError(f"{rel}: tar size {size} differs from the computed {_archive_bytes(members)}")
     arrays.clear()
     split = rel.split("/", 1)[0]
-    return ({"path": rel, "split": split, "samples": len(windows), "bytes": size, "sha256": sha256_file(final)},
-            hashes)
+    return (
+        {"path": rel, "split": split, "samples": len(windows), "bytes": size, "sha256": sha256_file(final)},
+        hashes,
+    )
 
 
 def _identity(task: TaskSpec, cfg: ShardConfig, out: Path, smeta: dict[str, Any]) -> dict[str, Any]:
@@ -308,13 +319,20 @@ def _identity(task: TaskSpec, cfg: ShardConfig, out: Path, smeta: dict[str, Any]
     proto = smeta["protocol"]
     return {
         "config": config,
-        "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
+        "config_hash": hashlib.sha256(
+            json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest(),
         "task_config_hash": task.config_hash(),
         "inputs": {
             "recordings_sha256": sha256_file(out / "recordings.parquet"),
             "splits_sha256": sha256_file(out / "splits.parquet"),
-            "protocol": {"name": proto["name"], "version": proto["version"], "hash": smeta["protocol_hash"],
-                         "rule": proto["rule"], "salt": proto["salt"]},
+            "protocol": {
+                "name": proto["name"],
+                "version": proto["version"],
+                "hash": smeta["protocol_hash"],
+                "rule": proto["rule"],
+                "salt": proto["salt"],
+            },
         },
     }
 
@@ -426,8 +444,10 @@ def run_shard(
         )
     identity = _identity(task, cfg, out, smeta)
     if identity["inputs"]["recordings_sha256"] != smeta["recordings_sha256"]:
-        raise ValueError(f"{out / 'splits.parquet'} was computed from an older recordings.parquet: "
-                         f"re-run `neurolm-data split {out} --protocol {smeta['protocol']['name']}`")
+        raise ValueError(
+            f"{out / 'splits.parquet'} was computed from an older recordings.parquet: "
+            f"re-run `neurolm-data split {out} --protocol {smeta['protocol']['name']}`"
+        )
     task_dir = out / "shards" / task.name
     existing = _up_to_date(task_dir, identity)
     if existing is not None:
@@ -503,7 +523,9 @@ def _verify_shard(task_dir: Path, rec: dict[str, Any], rows: dict[str, dict[str,
             for m in tf:
                 key, _, suffix = m.name.partition(".")
                 if key not in expected or suffix not in ("eeg.npy", "meta.json"):
-                    problems.append(f"{path}: member {m.name} is not a window member listed in windows.parquet")
+                    problems.append(
+                        f"{path}: member {m.name} is not a window member listed in windows.parquet"
+                    )
                     continue
                 seen.add(m.name)
                 data = tf.extractfile(m).read()
@@ -511,11 +533,15 @@ def _verify_shard(task_dir: Path, rec: dict[str, Any], rows: dict[str, dict[str,
                     if suffix == "eeg.npy":
                         x = np.load(io.BytesIO(data), allow_pickle=False)
                         if content_hash(np.ascontiguousarray(x, "<f4")) != rows[key]["window_hash"]:
-                            problems.append(f"{path}: member {m.name}: window_hash differs from windows.parquet")
+                            problems.append(
+                                f"{path}: member {m.name}: window_hash differs from windows.parquet"
+                            )
                     else:
                         meta = json.loads(data)
                         if meta.get("key") != key or meta.get("label") != rows[key]["label"]:
-                            problems.append(f"{path}: member {m.name}: key or label differs from windows.parquet")
+                            problems.append(
+                                f"{path}: member {m.name}: key or label differs from windows.parquet"
+                            )
                 except (ValueError, UnicodeDecodeError, EOFError) as err:
                     problems.append(f"{path}: member {m.name}: cannot decode ({type(err).__name__}: {err})")
     except (tarfile.TarError, EOFError, OSError) as err:
@@ -549,8 +575,13 @@ def verify_shards(out: str | Path, tasks: list[str] | None = None) -> dict[str, 
     root = Path(out) / "shards"
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no shards (run `neurolm-data shard {out} --task NAME` first)")
-    names = tasks or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                            and ((p / "shards.json").exists() or (p / "windows.parquet").exists()))
+    names = tasks or sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and ((p / "shards.json").exists() or (p / "windows.parquet").exists())
+    )
     report: dict[str, list[str]] = {}
     for name in names:
         task_dir = root / name
@@ -581,7 +612,9 @@ def verify_shards(out: str | Path, tasks: list[str] | None = None) -> dict[str, 
         for rec in shards:
             n = sum(1 for r in table if r["shard"] == rec["path"])
             if n != rec["samples"]:
-                problems.append(f"{task_dir / rec['path']}: shards.json records {rec['samples']} windows, "
-                                f"windows.parquet {n}")
+                problems.append(
+                    f"{task_dir / rec['path']}: shards.json records {rec['samples']} windows, "
+                    f"windows.parquet {n}"
+                )
             problems += _verify_shard(task_dir, rec, rows)
     return report

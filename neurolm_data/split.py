@@ -91,7 +91,9 @@ def _select(recordings: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
     rec = recordings if protocol.source == "*" else recordings.filter(pl.col("source") == protocol.source)
     if rec.height == 0:
         have = sorted(recordings["source"].unique().to_list())
-        raise SplitError(f"{protocol.path}: no recordings of source {protocol.source!r} (manifest has {have})")
+        raise SplitError(
+            f"{protocol.path}: no recordings of source {protocol.source!r} (manifest has {have})"
+        )
     return rec
 
 
@@ -137,7 +139,7 @@ class ExplicitSplitter(Splitter):
 
     def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
         """Raises:
-            LeakageError: the protocol lists a subject in two splits. SplitError: unlisted subjects (``error``).
+        LeakageError: the protocol lists a subject in two splits. SplitError: unlisted subjects (``error``).
         """
         protocol = self.protocol
         where: dict[str, list[str]] = defaultdict(list)
@@ -151,7 +153,7 @@ class ExplicitSplitter(Splitter):
         if unlisted and protocol.unlisted == "error":
             raise SplitError(
                 f"{protocol.path}: {len(unlisted)} subject(s) in no split list: {', '.join(unlisted[:20])}"
-                " (list them, or set split.unlisted = \"drop\")"
+                ' (list them, or set split.unlisted = "drop")'
             )
         present = {s for _, s in pairs}
         absent = sorted(s for s in where if s not in present)
@@ -193,7 +195,7 @@ class SortedSplitter(Splitter):
         for src, subs in sorted(by_source.items()):
             k = 0
             for split_name, n in protocol.counts.items():
-                rows += [(src, s, split_name) for s in subs[k:k + n]]
+                rows += [(src, s, split_name) for s in subs[k : k + n]]
                 k += n
             rows += [(src, s, protocol.rest) for s in subs[k:]]
         return Assignment(rows)
@@ -215,11 +217,13 @@ class OfficialSplitter(Splitter):
 
     def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
         """Raises:
-            SplitError: a recording whose ``official_split`` the protocol does not map.
+        SplitError: a recording whose ``official_split`` the protocol does not map.
         """
         protocol = self.protocol
         off = rec.select("source", "subject", "recording_id", "official_split").sort("recording_id")
-        bad = off.filter(~pl.col("official_split").is_in(list(protocol.official)) | pl.col("official_split").is_null())
+        bad = off.filter(
+            ~pl.col("official_split").is_in(list(protocol.official)) | pl.col("official_split").is_null()
+        )
         if bad.height:
             ids = ", ".join(f"{r}={o!r}" for r, o in bad.select("recording_id", "official_split").rows()[:20])
             raise SplitError(
@@ -255,7 +259,14 @@ class KFoldSplitter(Splitter):
 #: Splitter class per protocol rule.
 SPLITTERS: dict[str, type[Splitter]] = {
     cls.rule: cls
-    for cls in (ExplicitSplitter, HashSplitter, SortedSplitter, GroupSplitter, OfficialSplitter, KFoldSplitter)
+    for cls in (
+        ExplicitSplitter,
+        HashSplitter,
+        SortedSplitter,
+        GroupSplitter,
+        OfficialSplitter,
+        KFoldSplitter,
+    )
 }
 
 
@@ -291,13 +302,19 @@ def with_fold_splits(table: pl.DataFrame, fold: int, n_folds: int) -> pl.DataFra
         raise ValueError("table has no 'fold' column: it does not come from a kfold protocol")
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold {fold} outside 0..{n_folds - 1}")
-    split = (pl.when(pl.col("fold") == fold).then(pl.lit("test"))
-             .when(pl.col("fold") == (fold + 1) % n_folds).then(pl.lit("val"))
-             .otherwise(pl.lit("train")))
+    split = (
+        pl.when(pl.col("fold") == fold)
+        .then(pl.lit("test"))
+        .when(pl.col("fold") == (fold + 1) % n_folds)
+        .then(pl.lit("val"))
+        .otherwise(pl.lit("train"))
+    )
     return table.with_columns(split.alias("split"))
 
 
-def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.DataFrame, list[str], list[str]]:
+def assign_subjects(
+    recordings: pl.DataFrame, protocol: Protocol
+) -> tuple[pl.DataFrame, list[str], list[str]]:
     """Apply the protocol's rule (its :class:`Splitter`) to the recordings' subjects, without auditing.
 
     Args:
@@ -317,7 +334,9 @@ def assign_subjects(recordings: pl.DataFrame, protocol: Protocol) -> tuple[pl.Da
     rec = _select(recordings, protocol)
     pairs = rec.select("source", "subject").unique().sort("source", "subject").rows()
     a = get_splitter(protocol).split(rec, pairs)
-    df = pl.DataFrame(a.rows, schema={"source": pl.String, "subject": pl.String, "split": pl.String}, orient="row")
+    df = pl.DataFrame(
+        a.rows, schema={"source": pl.String, "subject": pl.String, "split": pl.String}, orient="row"
+    )
     if protocol.rule == "kfold":
         df = df.with_columns(pl.Series("fold", [a.folds[(src, s)] for src, s, _ in a.rows], dtype=pl.Int64))
     return df, a.dropped, a.absent
@@ -365,8 +384,12 @@ def _finalize(assignments: pl.DataFrame, protocol: Protocol) -> pl.DataFrame:
 
 @url_outputs
 @locked("neurolm-data split")
-def run_split(out: str | Path, protocol: str | Path | Protocol, *,
-              exclude_eval_of: list[str | Path] | tuple[str | Path, ...] = ()) -> SplitResult:
+def run_split(
+    out: str | Path,
+    protocol: str | Path | Protocol,
+    *,
+    exclude_eval_of: list[str | Path] | tuple[str | Path, ...] = (),
+) -> SplitResult:
     """Split the subjects of ``OUT/recordings.parquet`` and write ``OUT/splits.parquet`` atomically.
 
     Args:
@@ -416,14 +439,22 @@ def run_split(out: str | Path, protocol: str | Path | Protocol, *,
     return SplitResult(
         path=path,
         protocol=proto,
-        subjects={s: int((table["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT, CV_SPLIT)
-                  if (table["split"] == s).any()},
-        recordings={s: int((per_rec["split"] == s).sum()) for s in (*SPLITS, GROUP_SPLIT, CV_SPLIT)
-                    if (per_rec["split"] == s).any()},
-        folds=({f: int((table["fold"] == f).sum()) for f in range(proto.n_folds)} if proto.rule == "kfold" else {}),
+        subjects={
+            s: int((table["split"] == s).sum())
+            for s in (*SPLITS, GROUP_SPLIT, CV_SPLIT)
+            if (table["split"] == s).any()
+        },
+        recordings={
+            s: int((per_rec["split"] == s).sum())
+            for s in (*SPLITS, GROUP_SPLIT, CV_SPLIT)
+            if (per_rec["split"] == s).any()
+        },
+        folds=(
+            {f: int((table["fold"] == f).sum()) for f in range(proto.n_folds)}
+            if proto.rule == "kfold"
+            else {}
+        ),
         dropped=dropped,
         absent=absent,
         excluded=excluded,
     )
-
-

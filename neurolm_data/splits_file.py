@@ -59,7 +59,9 @@ def read_splits(out: str | Path) -> tuple[pl.DataFrame, dict[str, object]]:
     md = arrow.schema.metadata or {}
     missing = [c for c in SPLITS_SCHEMA.names if c not in arrow.column_names]
     if missing or META_PROTOCOL_HASH not in md:
-        raise ValueError(f"{path}: not a splits file written by neurolm-data split (missing {missing or 'metadata'})")
+        raise ValueError(
+            f"{path}: not a splits file written by neurolm-data split (missing {missing or 'metadata'})"
+        )
     meta = {
         "protocol": json.loads(md[META_PROTOCOL]),
         "protocol_hash": md[META_PROTOCOL_HASH].decode(),

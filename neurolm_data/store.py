@@ -34,8 +34,13 @@ RECORDINGS_DIR = "recordings"
 
 #: Fixed Parquet writer options: same table -> same bytes (no timestamps or host data are written).
 PARQUET_OPTIONS: dict[str, Any] = dict(
-    compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True,
-    version="2.6", data_page_size=1 << 20, store_schema=True,
+    compression="zstd",
+    compression_level=3,
+    use_dictionary=True,
+    write_statistics=True,
+    version="2.6",
+    data_page_size=1 << 20,
+    store_schema=True,
 )
 
 

@@ -78,8 +78,13 @@ class WindowPlan:
     recordings: dict[str, int] = field(default_factory=dict)
 
 
-def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task: TaskSpec,
-                 groups: dict[str, str] | None = None) -> WindowPlan:
+def plan_windows(
+    out: Path,
+    recordings: pl.DataFrame,
+    splits: pl.DataFrame,
+    task: TaskSpec,
+    groups: dict[str, str] | None = None,
+) -> WindowPlan:
     """Plan the task's windows over every recording that has a split.
 
     Args:
@@ -98,8 +103,11 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
         FileNotFoundError: a stored array is missing.
     """
     split_of = {(a, b): c for a, b, c in splits.select("source", "subject", "split").rows()}
-    fold_of = ({(a, b): int(f) for a, b, f in splits.select("source", "subject", "fold").rows()}
-               if "fold" in splits.columns else {})
+    fold_of = (
+        {(a, b): int(f) for a, b, f in splits.select("source", "subject", "fold").rows()}
+        if "fold" in splits.columns
+        else {}
+    )
     plan = WindowPlan()
     per_split: dict[str, int] = defaultdict(int)
     for row in recordings.sort("recording_id").iter_rows(named=True):
@@ -114,19 +122,25 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
             rows = task.select_channels(rec)
             need = task.min_duration_s(rec, len(rows))
             if rec.n_samples < need * SFREQ:
-                raise TaskError(f"{rec.recording_id}: {rec.n_samples / SFREQ:g} s is shorter than the "
-                                f"{need:g} s task {task.name!r} needs")
+                raise TaskError(
+                    f"{rec.recording_id}: {rec.n_samples / SFREQ:g} s is shorter than the "
+                    f"{need:g} s task {task.name!r} needs"
+                )
             data = np.load(out / rec.store_path, mmap_mode="r", allow_pickle=False)
             if data.shape != (len(rec.channels), rec.n_samples) or data.dtype != np.float32:
-                raise ValueError(f"{out / rec.store_path}: array {data.shape} {data.dtype} does not match "
-                                 f"recordings.parquet ({len(rec.channels)}, {rec.n_samples}) float32")
+                raise ValueError(
+                    f"{out / rec.store_path}: array {data.shape} {data.dtype} does not match "
+                    f"recordings.parquet ({len(rec.channels)}, {rec.n_samples}) float32"
+                )
             wins = task.windows(rec, data)
             wgroups: list[str | None] = [None] * len(wins)
             if split == GROUP_SPLIT:
                 wgroups = [task.window_group(rec, w) for w in wins]
                 if not any(g in (groups or {}) for g in wgroups):
-                    raise TaskError(f"{rec.recording_id}: no window in a group of the protocol "
-                                    f"(groups {sorted(set(wgroups))})")
+                    raise TaskError(
+                        f"{rec.recording_id}: no window in a group of the protocol "
+                        f"(groups {sorted(set(wgroups))})"
+                    )
         except TaskError as e:
             plan.skipped.append((rec.recording_id, str(e)))
             continue
@@ -134,7 +148,9 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
             plan.skipped.append((rec.recording_id, f"task {task.name!r} found no window"))
             continue
         if len(wins) >= 10**KEY_DIGITS:
-            raise ValueError(f"{rec.recording_id}: {len(wins)} windows exceed the {KEY_DIGITS}-digit key index")
+            raise ValueError(
+                f"{rec.recording_id}: {len(wins)} windows exceed the {KEY_DIGITS}-digit key index"
+            )
         chans = tuple(rec.channels[r] for r in rows)
         idx = tuple(rec.channel_indices[r] for r in rows)
         used: set[str] = set()
@@ -144,17 +160,30 @@ def plan_windows(out: Path, recordings: pl.DataFrame, splits: pl.DataFrame, task
                 continue
             used.add(wsplit)
             if w.length <= 0 or w.length % PATCH or w.start < 0 or w.start + w.length > rec.n_samples:
-                raise ValueError(f"task {task.name!r} bug: window {w} of {rec.recording_id} "
-                                 f"(n_samples={rec.n_samples}) is outside the recording or not whole seconds")
+                raise ValueError(
+                    f"task {task.name!r} bug: window {w} of {rec.recording_id} "
+                    f"(n_samples={rec.n_samples}) is outside the recording or not whole seconds"
+                )
             if task.labelled and w.label is None:
                 raise ValueError(f"task {task.name!r} bug: unlabeled window {w} of {rec.recording_id}")
-            plan.windows.append(PlannedWindow(
-                key=f"{rec.recording_id}_w{k:0{KEY_DIGITS}d}", split=wsplit, source=rec.source,
-                subject=rec.subject, recording=rec.recording_id, store_path=rec.store_path, rows=tuple(rows),
-                channels=chans, channel_indices=idx, start=int(w.start), length=int(w.length),
-                label=None if w.label is None else int(w.label), group=g,
-                fold=fold_of.get((rec.source, rec.subject)),
-            ))
+            plan.windows.append(
+                PlannedWindow(
+                    key=f"{rec.recording_id}_w{k:0{KEY_DIGITS}d}",
+                    split=wsplit,
+                    source=rec.source,
+                    subject=rec.subject,
+                    recording=rec.recording_id,
+                    store_path=rec.store_path,
+                    rows=tuple(rows),
+                    channels=chans,
+                    channel_indices=idx,
+                    start=int(w.start),
+                    length=int(w.length),
+                    label=None if w.label is None else int(w.label),
+                    group=g,
+                    fold=fold_of.get((rec.source, rec.subject)),
+                )
+            )
         for u in used:
             per_split[u] += 1
     plan.windows.sort(key=lambda w: (w.split, w.key))
@@ -194,7 +223,9 @@ def audit_windows(windows: list[PlannedWindow]) -> None:
         reach = ws[0]
         for w in ws[1:]:
             if w.start < reach.start + reach.length and w.split != reach.split:
-                straddle.append((w.source, f"{w.subject} (recording {rid}, {w.start_s:g} s)", [reach.split, w.split]))
+                straddle.append(
+                    (w.source, f"{w.subject} (recording {rid}, {w.start_s:g} s)", [reach.split, w.split])
+                )
             if w.start + w.length > reach.start + reach.length:
                 reach = w
     if straddle:

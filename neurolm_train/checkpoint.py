@@ -86,18 +86,24 @@ def safe_load(path: str | os.PathLike, what: str = "a checkpoint written by torc
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file (expected {what})")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (expected {what}, a zip archive; this file is "
-                              f"{path.stat().st_size} bytes of something else)")
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (expected {what}, a zip archive; this file is "
+            f"{path.stat().st_size} bytes of something else)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: refused to load: {_refusal(err)}; only tensors and plain containers are "
-                              f"read (weights_only), so a file from an untrusted source cannot run code "
-                              f"(expected {what})") from None
+        raise CheckpointError(
+            f"{path}: refused to load: {_refusal(err)}; only tensors and plain containers are "
+            f"read (weights_only), so a file from an untrusted source cannot run code "
+            f"(expected {what})"
+        ) from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, KeyError) as err:
         first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({first[:200]}); expected {what} "
-                              "(a truncated or corrupt file?)") from None
+        raise CheckpointError(
+            f"{path}: cannot read the checkpoint ({first[:200]}); expected {what} "
+            "(a truncated or corrupt file?)"
+        ) from None
 
 
 def load(path: str | os.PathLike) -> dict:
@@ -116,10 +122,17 @@ def load(path: str | os.PathLike) -> dict:
 def rng_state() -> dict:
     """The python, numpy and torch (CPU and every CUDA device) RNG states, as plain values and tensors."""
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    out = {"python": random.getstate(),
-           "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                     "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-           "torch": torch.get_rng_state()}
+    out = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         out["cuda"] = torch.cuda.get_rng_state_all()
     return out

@@ -134,8 +134,10 @@ class RunConfig:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r}: expected one of {STAGES}")
         if self.precision == "fp16":
-            raise ValueError("fp16 is refused: fp16 loss scaling gives NaN losses from step 2 "
-                             "(docs/neurolm-reference.md §9.8, NeuroLM issue #6); use bf16 (GPU) or fp32")
+            raise ValueError(
+                "fp16 is refused: fp16 loss scaling gives NaN losses from step 2 "
+                "(docs/neurolm-reference.md §9.8, NeuroLM issue #6); use bf16 (GPU) or fp32"
+            )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision {self.precision!r}: expected auto, bf16 or fp32")
         if self.answer_loss not in ANSWER_LOSSES:
@@ -168,9 +170,15 @@ def config_hash(cfg: RunConfig) -> str:
 
 # Official optimisation per stage. lr/min_lr/warmup/clip: reference §3.4 (vq), §4.3 (pretrain), §5.4 (instruct).
 _OPTIM = {
-    "vq": OptimConfig(lr=5e-5, min_lr=1e-5, betas=(0.9, 0.999), weight_decay=1e-4, warmup=5 / 50, grad_clip=0.0),
-    "pretrain": OptimConfig(lr=6e-4, min_lr=6e-5, betas=(0.9, 0.95), weight_decay=0.1, warmup=2 / 20, grad_clip=1.0),
-    "instruct": OptimConfig(lr=5e-4, min_lr=5e-5, betas=(0.9, 0.95), weight_decay=0.1, warmup=0.1, grad_clip=1.0),
+    "vq": OptimConfig(
+        lr=5e-5, min_lr=1e-5, betas=(0.9, 0.999), weight_decay=1e-4, warmup=5 / 50, grad_clip=0.0
+    ),
+    "pretrain": OptimConfig(
+        lr=6e-4, min_lr=6e-5, betas=(0.9, 0.95), weight_decay=0.1, warmup=2 / 20, grad_clip=1.0
+    ),
+    "instruct": OptimConfig(
+        lr=5e-4, min_lr=5e-5, betas=(0.9, 0.95), weight_decay=0.1, warmup=0.1, grad_clip=1.0
+    ),
 }
 #: Instruction-tuning peak lr per size (reference §5.4, paper values [2nd]); min_lr = lr / 10 (reference §5.4).
 _INSTRUCT_LR = {"B": 5e-4, "L": 5e-5, "XL": 2e-5}
@@ -209,8 +217,14 @@ def stage_config(stage: str, model: str = "tiny", **overrides: Any) -> RunConfig
         batch, text_batch, block, epochs = 16, 4, 128, 1
     tasks = list(INSTRUCT_TASKS) if stage == "instruct" else ["pretrain"]
     data = DataConfig(tasks=tasks, batch_size=batch, max_tokens=276 if stage == "instruct" else 1024)
-    cfg = RunConfig(stage=stage, model=model, data=data, text=TextConfig(batch_size=text_batch, block=block),
-                    optim=o, epochs=epochs)
+    cfg = RunConfig(
+        stage=stage,
+        model=model,
+        data=data,
+        text=TextConfig(batch_size=text_batch, block=block),
+        optim=o,
+        epochs=epochs,
+    )
     _merge(cfg, overrides)
     cfg.__post_init__()
     return cfg

@@ -106,8 +106,9 @@ def _fs(d: Path | str):
     return fsspec.core.url_to_fs(str(d))
 
 
-def check_shards(d: Path | str, split: str, n_windows: int, manifest_hash: str,
-                 verify: bool = False) -> tuple[str, ...]:
+def check_shards(
+    d: Path | str, split: str, n_windows: int, manifest_hash: str, verify: bool = False
+) -> tuple[str, ...]:
     """The shard paths of ``d/split`` after checking them against ``d/shards.json``.
 
     ``d`` is a local folder or an fsspec URL (``s3://bucket/OUT/shards/TASK``, read with fsspec; the returned
@@ -124,34 +125,47 @@ def check_shards(d: Path | str, split: str, n_windows: int, manifest_hash: str,
     base = base.rstrip("/")
     index = _join(d, "shards.json")
     if not fs.isfile(f"{base}/shards.json"):
-        raise ShardError(f"{index}: missing: shards of {d} are not verifiable without the index that "
-                         f"`neurolm-data shard` writes; {_fix(d)}")
+        raise ShardError(
+            f"{index}: missing: shards of {d} are not verifiable without the index that "
+            f"`neurolm-data shard` writes; {_fix(d)}"
+        )
     try:
         manifest = json.loads(fs.cat_file(f"{base}/shards.json").decode("utf-8"))
         listed = {s["path"]: s for s in manifest["shards"] if s["split"] == split}
         parquet_sha = manifest["windows_parquet_sha256"]
     except (ValueError, KeyError, TypeError) as err:
-        raise ShardError(f"{index}: not a readable shard index ({type(err).__name__}: {err}); {_fix(d)}") from None
+        raise ShardError(
+            f"{index}: not a readable shard index ({type(err).__name__}: {err}); {_fix(d)}"
+        ) from None
     if parquet_sha != manifest_hash:
-        raise ShardError(f"{_join(d, 'windows.parquet')}: sha256 {manifest_hash[:16]}... differs from the "
-                         f"{parquet_sha[:16]}... recorded in shards.json; {_fix(d)}")
+        raise ShardError(
+            f"{_join(d, 'windows.parquet')}: sha256 {manifest_hash[:16]}... differs from the "
+            f"{parquet_sha[:16]}... recorded in shards.json; {_fix(d)}"
+        )
     found = fs.glob(f"{base}/{split}/*.tar", detail=True) if fs.isdir(f"{base}/{split}") else {}
-    on_disk = {p.rstrip("/")[len(base) + 1:]: int(info["size"]) for p, info in found.items()}
+    on_disk = {p.rstrip("/")[len(base) + 1 :]: int(info["size"]) for p, info in found.items()}
     missing, extra = sorted(set(listed) - set(on_disk)), sorted(set(on_disk) - set(listed))
     if missing:
-        raise ShardError(f"{_join(d, missing[0])}: listed in shards.json but missing ({len(missing)} of "
-                         f"{len(listed)} {split} shards missing); {_fix(d)}")
+        raise ShardError(
+            f"{_join(d, missing[0])}: listed in shards.json but missing ({len(missing)} of "
+            f"{len(listed)} {split} shards missing); {_fix(d)}"
+        )
     if extra:
-        raise ShardError(f"{_join(d, extra[0])}: not listed in shards.json ({len(extra)} unlisted {split} "
-                         f"shard(s)); {_fix(d)}")
+        raise ShardError(
+            f"{_join(d, extra[0])}: not listed in shards.json ({len(extra)} unlisted {split} "
+            f"shard(s)); {_fix(d)}"
+        )
     for rel, rec in sorted(listed.items()):
         if on_disk[rel] != rec["bytes"]:
-            raise ShardError(f"{_join(d, rel)}: {on_disk[rel]} bytes, shards.json records {rec['bytes']} "
-                             f"(truncated or modified); {_fix(d)}")
+            raise ShardError(
+                f"{_join(d, rel)}: {on_disk[rel]} bytes, shards.json records {rec['bytes']} "
+                f"(truncated or modified); {_fix(d)}"
+            )
     count = sum(int(rec["samples"]) for rec in listed.values())
     if count != n_windows:
-        raise ShardError(f"{index}: {split} shards hold {count} windows, windows.parquet lists {n_windows}; "
-                         f"{_fix(d)}")
+        raise ShardError(
+            f"{index}: {split} shards hold {count} windows, windows.parquet lists {n_windows}; {_fix(d)}"
+        )
     if verify:
         for rel, rec in sorted(listed.items()):
             h = hashlib.sha256()
@@ -159,15 +173,20 @@ def check_shards(d: Path | str, split: str, n_windows: int, manifest_hash: str,
                 while chunk := f.read(1 << 22):
                     h.update(chunk)
             if h.hexdigest() != rec["sha256"]:
-                raise ShardError(f"{_join(d, rel)}: sha256 differs from shards.json (modified bytes); {_fix(d)}")
+                raise ShardError(
+                    f"{_join(d, rel)}: sha256 differs from shards.json (modified bytes); {_fix(d)}"
+                )
     return tuple(_join(d, rel) for rel in sorted(listed))
 
 
 def _split_roots(root: str | Path) -> list[Path | str]:
     """``root`` split at ``os.pathsep`` (not at the ``:`` of a URL scheme); URLs stay strings."""
     parts = re.split(r":(?!//)", str(root)) if os.pathsep == ":" else str(root).split(os.pathsep)
-    return [p if "://" in p and not p.startswith("file://") else Path(p.removeprefix("file://"))
-            for p in parts if p]
+    return [
+        p if "://" in p and not p.startswith("file://") else Path(p.removeprefix("file://"))
+        for p in parts
+        if p
+    ]
 
 
 def discover(root: str | Path, tasks: list[str], split: str, verify: bool = False) -> list[TaskShards]:
@@ -235,7 +254,9 @@ def window_tokens(eeg: np.ndarray, channel_indices: list[int]) -> tuple[np.ndarr
 
 def _check_shape(shape: tuple[int, ...], channel_indices: list[int], key: str) -> None:
     if len(shape) != 2 or shape[1] % PATCH or len(channel_indices) != shape[0]:
-        raise ValueError(f"{key}: window {shape} with {len(channel_indices)} channel indices: need (C, S*{PATCH})")
+        raise ValueError(
+            f"{key}: window {shape} with {len(channel_indices)} channel indices: need (C, S*{PATCH})"
+        )
 
 
 def decode_sample(sample: dict, max_tokens: int) -> dict:
@@ -248,8 +269,10 @@ def decode_sample(sample: dict, max_tokens: int) -> dict:
     missing = [m for m in ("eeg.npy", "meta.json") if m not in sample]
     if missing:
         have = sorted(k for k in sample if not k.startswith("__"))
-        raise ShardError(f"{url}: sample {key} has no {' or '.join(missing)} member (members: "
-                         f"{', '.join(f'{key}.{k}' for k in have) or 'none'}); run `neurolm-data verify` on its OUT")
+        raise ShardError(
+            f"{url}: sample {key} has no {' or '.join(missing)} member (members: "
+            f"{', '.join(f'{key}.{k}' for k in have) or 'none'}); run `neurolm-data verify` on its OUT"
+        )
     member = f"{key}.meta.json"
     try:
         meta = json.loads(bytes(sample["meta.json"]))
@@ -259,17 +282,26 @@ def decode_sample(sample: dict, max_tokens: int) -> dict:
         if "window_hash" in meta and content_hash(np.ascontiguousarray(arr, "<f4")) != meta["window_hash"]:
             raise ValueError(f"window_hash differs from meta.json's {meta['window_hash']} (modified bytes)")
     except (ValueError, KeyError, TypeError, SyntaxError, UnicodeDecodeError) as err:
-        raise ShardError(f"{url}: member {member}: cannot decode ({type(err).__name__}: {err}); run "
-                         "`neurolm-data verify` on its OUT") from None
+        raise ShardError(
+            f"{url}: member {member}: cannot decode ({type(err).__name__}: {err}); run "
+            "`neurolm-data verify` on its OUT"
+        ) from None
     shape = tuple(eeg.shape) if isinstance(eeg, np.ndarray) else eeg[3]
     _check_shape(shape, meta["channel_indices"], key)
     c, s = shape[0], shape[1] // PATCH
     if c * s > max_tokens or s > MAX_SECONDS:
-        raise ValueError(f"{key}: {c} ch x {s} s = {c * s} tokens exceeds max_tokens={max_tokens} "
-                         f"or {MAX_SECONDS} s")
+        raise ValueError(
+            f"{key}: {c} ch x {s} s = {c * s} tokens exceeds max_tokens={max_tokens} or {MAX_SECONDS} s"
+        )
     label = meta.get("label")
-    return dict(eeg=eeg, shape=shape, idx=meta["channel_indices"], key=key,
-                label=-1 if label is None else int(label), task=task_id(meta["task"]))
+    return dict(
+        eeg=eeg,
+        shape=shape,
+        idx=meta["channel_indices"],
+        key=key,
+        label=-1 if label is None else int(label),
+        task=task_id(meta["task"]),
+    )
 
 
 def collate(windows: list[dict]) -> dict:
@@ -295,8 +327,11 @@ def collate(windows: list[dict]) -> dict:
         times[i, :n].reshape(s, c)[:] = np.arange(s, dtype=np.int64)[:, None]
         mask[i, :n] = True
     return dict(
-        x=torch.from_numpy(x), chans=torch.from_numpy(chans), times=torch.from_numpy(times),
-        mask=torch.from_numpy(mask), n_chans=torch.tensor([c for c, _ in sizes], dtype=torch.int64),
+        x=torch.from_numpy(x),
+        chans=torch.from_numpy(chans),
+        times=torch.from_numpy(times),
+        mask=torch.from_numpy(mask),
+        n_chans=torch.tensor([c for c, _ in sizes], dtype=torch.int64),
         label=torch.tensor([w["label"] for w in windows], dtype=torch.int64),
         task=torch.tensor([w["task"] for w in windows], dtype=torch.int64),
         key=[w["key"] for w in windows],
@@ -323,9 +358,19 @@ class TrainStream(IterableDataset):
     j-th batch from there, so the loader's round robin reproduces the order exactly.
     """
 
-    def __init__(self, tasks: list[TaskShards], weights: np.ndarray, batch_size: int, seed: int,
-                 batches_per_epoch: int, world: int = 1, rank: int = 0, n_streams: int = 1,
-                 shuffle_buffer: int = 1000, max_tokens: int = 1024):
+    def __init__(
+        self,
+        tasks: list[TaskShards],
+        weights: np.ndarray,
+        batch_size: int,
+        seed: int,
+        batches_per_epoch: int,
+        world: int = 1,
+        rank: int = 0,
+        n_streams: int = 1,
+        shuffle_buffer: int = 1000,
+        max_tokens: int = 1024,
+    ):
         self.tasks, self.weights = tasks, [float(w) for w in weights]
         self.batch_size, self.seed, self.batches_per_epoch = batch_size, seed, batches_per_epoch
         self.world, self.rank, self.n_streams = world, rank, max(1, n_streams)
@@ -361,8 +406,14 @@ class TrainStream(IterableDataset):
         its = []
         for t, task in enumerate(self.tasks):  # a buffer never holds more than the slot's share of a pass
             buf = max(1, min(self.shuffle_buffer, math.ceil(task.n_windows / n_slots)))
-            its.append(_shuffle(self._task_samples(t, epoch, slot, n_slots), bufsize=buf, initial=buf,
-                                rng=random.Random(_seed(self.seed, epoch, t, slot))))
+            its.append(
+                _shuffle(
+                    self._task_samples(t, epoch, slot, n_slots),
+                    bufsize=buf,
+                    initial=buf,
+                    rng=random.Random(_seed(self.seed, epoch, t, slot)),
+                )
+            )
         mix = random.Random(_seed(self.seed, epoch, "mix", slot))
         idx = range(len(self.tasks))
         while True:
@@ -402,14 +453,35 @@ class TokenLoader:
     workers, batches per epoch, seed) differs from the saved one.
     """
 
-    def __init__(self, tasks: list[TaskShards], weights: np.ndarray, batch_size: int, seed: int,
-                 batches_per_epoch: int | None = None, world: int = 1, rank: int = 0, num_workers: int = 0,
-                 shuffle_buffer: int = 1000, max_tokens: int = 1024, pin_memory: bool = False,
-                 n_streams: int | None = None):
+    def __init__(
+        self,
+        tasks: list[TaskShards],
+        weights: np.ndarray,
+        batch_size: int,
+        seed: int,
+        batches_per_epoch: int | None = None,
+        world: int = 1,
+        rank: int = 0,
+        num_workers: int = 0,
+        shuffle_buffer: int = 1000,
+        max_tokens: int = 1024,
+        pin_memory: bool = False,
+        n_streams: int | None = None,
+    ):
         bpe = batches_per_epoch or default_batches_per_epoch(tasks, batch_size, world)
         self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.stream = TrainStream(tasks, weights, batch_size, seed, bpe, world, rank,
-                                  n_streams or max(1, num_workers), shuffle_buffer, max_tokens)
+        self.stream = TrainStream(
+            tasks,
+            weights,
+            batch_size,
+            seed,
+            bpe,
+            world,
+            rank,
+            n_streams or max(1, num_workers),
+            shuffle_buffer,
+            max_tokens,
+        )
         self.epoch, self.batch, self._it = 0, 0, None
 
     @property
@@ -420,8 +492,15 @@ class TokenLoader:
         if self._it is None:
             self.stream.set_position(self.epoch, self.batch)
             # an own generator: creating the iterator must not consume the global torch RNG (exact resume)
-            self._it = iter(DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
-                                       collate_fn=_records, generator=torch.Generator().manual_seed(0)))
+            self._it = iter(
+                DataLoader(
+                    self.stream,
+                    batch_size=None,
+                    num_workers=self.num_workers,
+                    collate_fn=_records,
+                    generator=torch.Generator().manual_seed(0),
+                )
+            )
         out = collate(next(self._it))
         if self.pin_memory:
             out = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
@@ -432,14 +511,22 @@ class TokenLoader:
 
     def state_dict(self) -> dict:
         s = self.stream
-        return dict(epoch=self.epoch, batch=self.batch, seed=s.seed, world=s.world, n_streams=s.n_streams,
-                    batches_per_epoch=s.batches_per_epoch)
+        return dict(
+            epoch=self.epoch,
+            batch=self.batch,
+            seed=s.seed,
+            world=s.world,
+            n_streams=s.n_streams,
+            batches_per_epoch=s.batches_per_epoch,
+        )
 
     def load_state_dict(self, state: dict) -> None:
         now = self.state_dict()
         for k in ("seed", "world", "n_streams", "batches_per_epoch"):
             if state[k] != now[k]:
-                raise ValueError(f"loader {k} was {state[k]} in the checkpoint, is {now[k]} now: cannot resume exactly")
+                raise ValueError(
+                    f"loader {k} was {state[k]} in the checkpoint, is {now[k]} now: cannot resume exactly"
+                )
         self.epoch, self.batch, self._it = int(state["epoch"]), int(state["batch"]), None
 
 
@@ -448,8 +535,15 @@ class EvalStream(IterableDataset):
     ``world`` x workers slots; batches of up to ``batch_size`` windows of one task. With ``limit``, an
     evenly spaced subset: every ``n_windows // limit``-th window, at most ``limit`` per task."""
 
-    def __init__(self, tasks: list[TaskShards], batch_size: int, world: int = 1, rank: int = 0,
-                 max_tokens: int = 1024, limit: int | None = None):
+    def __init__(
+        self,
+        tasks: list[TaskShards],
+        batch_size: int,
+        world: int = 1,
+        rank: int = 0,
+        max_tokens: int = 1024,
+        limit: int | None = None,
+    ):
         self.tasks, self.batch_size, self.world, self.rank = tasks, batch_size, world, rank
         self.max_tokens, self.limit = max_tokens, limit
 
@@ -476,14 +570,26 @@ class EvalStream(IterableDataset):
                 yield buf
 
 
-def eval_batches(tasks: list[TaskShards], batch_size: int, world: int = 1, rank: int = 0,
-                 num_workers: int = 0, max_tokens: int = 1024, limit: int | None = None) -> Iterator[dict]:
+def eval_batches(
+    tasks: list[TaskShards],
+    batch_size: int,
+    world: int = 1,
+    rank: int = 0,
+    num_workers: int = 0,
+    max_tokens: int = 1024,
+    limit: int | None = None,
+) -> Iterator[dict]:
     """Batches of one exact pass over the tasks' windows (an evenly spaced subset of at most ``limit``
     windows per task if given); across ranks every window appears once."""
     ds = EvalStream(tasks, batch_size, world, rank, max_tokens, limit)
     # an own generator: creating the iterator must not consume the global torch RNG (exact resume)
-    dl = DataLoader(ds, batch_size=None, num_workers=num_workers, collate_fn=_records,
-                    generator=torch.Generator().manual_seed(0))
+    dl = DataLoader(
+        ds,
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_records,
+        generator=torch.Generator().manual_seed(0),
+    )
     return (collate(records) for records in dl)
 
 

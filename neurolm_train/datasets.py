@@ -60,15 +60,25 @@ class ShardWindows(Dataset):
         window whose bytes do not match ``window_hash``.
     """
 
-    def __init__(self, out: str | Path, task: str, split: str | Sequence[str] | None = None, *,
-                 channels: str | Sequence[str] = "common", verify: bool = True, transform=None) -> None:
+    def __init__(
+        self,
+        out: str | Path,
+        task: str,
+        split: str | Sequence[str] | None = None,
+        *,
+        channels: str | Sequence[str] = "common",
+        verify: bool = True,
+        transform=None,
+    ) -> None:
         self.root = _task_dir(out, task)
         self.task = task
         rows = read_rows(out, task, split)
         self.rows: list[dict[str, Any]] = list(rows.iter_rows(named=True))
         self.channel_indices = select_channels(rows, channels)
         self.channels = tuple(STANDARD_1020[c] for c in self.channel_indices)
-        self.labels = np.asarray([-1 if r["label"] is None else r["label"] for r in self.rows], dtype=np.int64)
+        self.labels = np.asarray(
+            [-1 if r["label"] is None else r["label"] for r in self.rows], dtype=np.int64
+        )
         self.verify, self.transform = verify, transform
         self._where: dict[str, tuple[str, tuple]] = {}
         self._fallback: dict[str, np.ndarray] = {}
@@ -81,10 +91,14 @@ class ShardWindows(Dataset):
             else:
                 for key, members in entries:
                     self._where[key] = (path, members)
-        missing = [r["key"] for r in self.rows if r["key"] not in self._where and r["key"] not in self._fallback]
+        missing = [
+            r["key"] for r in self.rows if r["key"] not in self._where and r["key"] not in self._fallback
+        ]
         if missing:
-            raise WindowsError(f"{self.root}: {len(missing)} window(s) of windows.parquet are not in their shard "
-                               f"(first: {missing[0]}); rebuild with `neurolm-data shard {out} --task {task}`")
+            raise WindowsError(
+                f"{self.root}: {len(missing)} window(s) of windows.parquet are not in their shard "
+                f"(first: {missing[0]}); rebuild with `neurolm-data shard {out} --task {task}`"
+            )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -100,7 +114,9 @@ class ShardWindows(Dataset):
         if self.verify:
             check_window(x, row, self.root / row["shard"])
         pos = {c: j for j, c in enumerate(row["channel_indices"])}
-        x = torch.from_numpy(np.array(x[[pos[c] for c in self.channel_indices]]))  # (C', T) float32 µV, a copy
+        x = torch.from_numpy(
+            np.array(x[[pos[c] for c in self.channel_indices]])
+        )  # (C', T) float32 µV, a copy
         if self.transform is not None:
             x = self.transform(x)
         meta = {k: v for k, v in row.items() if k != "channel_indices"}
@@ -112,8 +128,13 @@ class ShardWindows(Dataset):
         return mne_channel_names(self.channels)
 
 
-def to_braindecode(out: str | Path, task: str, split: str | Sequence[str] | None = None, *,
-                   channels: str | Sequence[str] = "common"):
+def to_braindecode(
+    out: str | Path,
+    task: str,
+    split: str | Sequence[str] | None = None,
+    *,
+    channels: str | Sequence[str] = "common",
+):
     """A ``braindecode.datasets.BaseConcatDataset`` of the task's windows (braindecode 0.8, see pyproject).
 
     One ``WindowsDataset`` per (subject, split), each wrapping an ``mne.EpochsArray``
@@ -133,13 +154,23 @@ def to_braindecode(out: str | Path, task: str, split: str | Sequence[str] | None
     t = windows.x.shape[2]
     parts = []
     for (split_name, subject), idx in meta.groupby(["split", "subject"], sort=False).indices.items():
-        sub = type(windows)(windows.x[idx], windows.y[idx], windows.metadata[idx.tolist()], windows.channels,
-                            windows.classes, windows.task, windows.sfreq)
+        sub = type(windows)(
+            windows.x[idx],
+            windows.y[idx],
+            windows.metadata[idx.tolist()],
+            windows.channels,
+            windows.classes,
+            windows.task,
+            windows.sfreq,
+        )
         epochs = to_epochs(sub)
         md = epochs.metadata.copy()
         md["i_window_in_trial"], md["i_start_in_trial"], md["i_stop_in_trial"] = 0, 0, t
         md["target"] = sub.y
         epochs.metadata = md
-        parts.append(WindowsDataset(epochs, description=pd.Series(
-            {"subject": subject, "split": split_name, "task": task})))
+        parts.append(
+            WindowsDataset(
+                epochs, description=pd.Series({"subject": subject, "split": split_name, "task": task})
+            )
+        )
     return BaseConcatDataset(parts)

@@ -57,10 +57,15 @@ def logit_stats(rows: list[dict]) -> dict[str, dict[str, float]]:
         y = np.array([r["label"] for r in rs])
         t, b = calibrated_threshold(d, y)
         m, s = float(d.mean()), float(d.std())
-        out[task] = {"logodds_mean": m, "logodds_std": s, "spread_to_bias": s / max(abs(m), 1e-12),
-                     "logodds_mean_y0": float(d[y == 0].mean()) if (y == 0).any() else float("nan"),
-                     "logodds_mean_y1": float(d[y == 1].mean()) if (y == 1).any() else float("nan"),
-                     "threshold": t, "threshold_bacc": b}
+        out[task] = {
+            "logodds_mean": m,
+            "logodds_std": s,
+            "spread_to_bias": s / max(abs(m), 1e-12),
+            "logodds_mean_y0": float(d[y == 0].mean()) if (y == 0).any() else float("nan"),
+            "logodds_mean_y1": float(d[y == 1].mean()) if (y == 1).any() else float("nan"),
+            "threshold": t,
+            "threshold_bacc": b,
+        }
     return out
 
 

@@ -62,15 +62,28 @@ def _finite(obj):
 def code_version() -> str:
     """``git rev-parse HEAD`` of the package's repository, or ``unknown``."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 @torch.no_grad()
-def predict(model: NeuroLM, tasks: list[TaskShards], cfg: RunConfig, device: torch.device, rank: int = 0,
-            world: int = 1, generate: bool = False, limit: int | None = None) -> list[dict]:
+def predict(
+    model: NeuroLM,
+    tasks: list[TaskShards],
+    cfg: RunConfig,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+    generate: bool = False,
+    limit: int | None = None,
+) -> list[dict]:
     """Per-window predictions on this rank's share of ``tasks`` (all ranks' rows when distributed).
 
     Rows: ``key``, ``task``, ``label``, ``probs`` (K floats), ``pred`` (argmax), and with ``generate``
@@ -95,10 +108,17 @@ def predict(model: NeuroLM, tasks: list[TaskShards], cfg: RunConfig, device: tor
                 gen = model.generate(*eeg_args(b), prompt, max_new_tokens=MAX_NEW_TOKENS).cpu().tolist()
         enc = gpt2_encoding(cfg.tokenizer) if generate else None
         for i in range(n):
-            row = {"key": b["key"][i], "task": TASKS[tid].name, "label": int(b["label"][i]),
-                   "probs": probs[i].tolist(), "pred": int(probs[i].argmax())}
+            row = {
+                "key": b["key"][i],
+                "task": TASKS[tid].name,
+                "label": int(b["label"][i]),
+                "probs": probs[i].tolist(),
+                "pred": int(probs[i].argmax()),
+            }
             if gen is not None:
-                row["gen_pred"] = parse_generation(tid, list(prompt_ids(tid, cfg.tokenizer)), gen[i], cfg.tokenizer)
+                row["gen_pred"] = parse_generation(
+                    tid, list(prompt_ids(tid, cfg.tokenizer)), gen[i], cfg.tokenizer
+                )
                 row["gen_text"] = enc.decode([t for t in gen[i] if t <= 50256])
             rows.append(row)
     if dist.is_initialized():
@@ -120,15 +140,25 @@ def task_scores(rows: list[dict], hard_label: bool = False) -> dict[str, dict]:
         probs = np.array([r["probs"] for r in rs])
         m = {"n": len(rs), **metrics(task.kind, y, probs)}
         if "gen_pred" in rs[0]:
-            m["generation"] = hard_label_metrics(task.kind, y, np.array([r["gen_pred"] for r in rs]), task.n_classes)
+            m["generation"] = hard_label_metrics(
+                task.kind, y, np.array([r["gen_pred"] for r in rs]), task.n_classes
+            )
         if hard_label:
             m["hard_label"] = hard_label_metrics(task.kind, y, probs.argmax(1), task.n_classes)
         out[name] = m
     return out
 
 
-def score_split(model: NeuroLM, tasks: list[TaskShards], cfg: RunConfig, device: torch.device, rank: int = 0,
-                world: int = 1, generate: bool = False, hard_label: bool = False) -> dict:
+def score_split(
+    model: NeuroLM,
+    tasks: list[TaskShards],
+    cfg: RunConfig,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+    generate: bool = False,
+    hard_label: bool = False,
+) -> dict:
     """``{"scores": task_scores, "rows": rows}`` on at most ``cfg.data.val_limit`` evenly spaced windows per task."""
     rows = predict(model, tasks, cfg, device, rank, world, generate, cfg.data.val_limit)
     return {"scores": task_scores(rows, hard_label), "rows": rows}
@@ -179,16 +209,33 @@ def load_official_model(paths: str, config: str | None = None) -> tuple[NeuroLM,
         raise ValueError(f"{paths}: evaluation needs an official NeuroLM-*.pt (a VQ.pt alone has no GPT)")
     name = config or meta["variant"]
     if name == "custom":
-        raise ValueError(f"{meta['paths']['neurolm']}: GPT shapes are not those of B, L or XL; name its model "
-                         "config with --config")
+        raise ValueError(
+            f"{meta['paths']['neurolm']}: GPT shapes are not those of B, L or XL; name its model "
+            "config with --config"
+        )
     cfg = stage_config("instruct", name, init=meta["paths"]["neurolm"], vq=meta["paths"].get("vq"))
     mc = neurolm_config(cfg)
     model = official.load_neurolm(cfg.init, cfg.vq, mc)
-    files = [{"kind": k, "path": p, "resolved": meta["resolved"][k], "sha256": sha256_file(meta["resolved"][k]),
-              "iter_num": meta["iter_num"][k], "epoch": meta["epoch"][k]} for k, p in meta["paths"].items()]
-    ck = {"stage": "official", "step": meta["iter_num"]["neurolm"], "config": cfg.to_dict(),
-          "config_hash": config_hash(cfg), "model_config": mc.to_dict(), "best": None,
-          "official": {"variant": meta["variant"], "files": files}}
+    files = [
+        {
+            "kind": k,
+            "path": p,
+            "resolved": meta["resolved"][k],
+            "sha256": sha256_file(meta["resolved"][k]),
+            "iter_num": meta["iter_num"][k],
+            "epoch": meta["epoch"][k],
+        }
+        for k, p in meta["paths"].items()
+    ]
+    ck = {
+        "stage": "official",
+        "step": meta["iter_num"]["neurolm"],
+        "config": cfg.to_dict(),
+        "config_hash": config_hash(cfg),
+        "model_config": mc.to_dict(),
+        "best": None,
+        "official": {"variant": meta["variant"], "files": files},
+    }
     return model, ck
 
 
@@ -202,7 +249,9 @@ def load_model(path: str | Path, device: torch.device, config: str | None = None
         model, ck = load_official_model(str(path), config)
         return model.to(device).eval(), ck
     if config is not None:
-        raise ValueError(f"{path}: --config applies to official files only; this checkpoint stores its config")
+        raise ValueError(
+            f"{path}: --config applies to official files only; this checkpoint stores its config"
+        )
     if ck.get("stage") not in ("pretrain", "instruct"):
         raise ValueError(f"{path}: stage {ck.get('stage')!r} cannot be evaluated (need pretrain or instruct)")
     model = NeuroLM(NeuroLMConfig.from_dict(ck["model_config"]))
@@ -212,9 +261,18 @@ def load_model(path: str | Path, device: torch.device, config: str | None = None
     return model.to(device).eval(), ck
 
 
-def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Path,
-             splits: tuple[str, ...] = ("val", "test"), generate: bool = False, hard_label: bool = False,
-             batch_size: int | None = None, limit: int | None = None, config: str | None = None) -> dict:
+def evaluate(
+    ckpt_path: str | Path,
+    shards: str,
+    tasks: list[str],
+    out: str | Path,
+    splits: tuple[str, ...] = ("val", "test"),
+    generate: bool = False,
+    hard_label: bool = False,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    config: str | None = None,
+) -> dict:
     """Score a checkpoint on ``splits`` of ``tasks`` and write ``results.json`` + ``predictions.parquet`` into
     ``out``. ``ckpt_path``: one of our checkpoints, or official files with ``config`` naming their model
     config (default: the inferred B/L/XL; see ``load_model``); results then hold ``official`` (the files and
@@ -238,24 +296,38 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
         for t in found:  # refuse to claim a manifest that was not fully read
             want, got = expected_windows(t.n_windows, limit), sum(r["task"] == t.name for r in rows)
             if got != want:
-                raise ShardError(f"task {t.name} split {split}: scored {got} of the {want} windows that "
-                                 f"windows.parquet lists ({', '.join(t.shards)}); results not written")
+                raise ShardError(
+                    f"task {t.name} split {split}: scored {got} of the {want} windows that "
+                    f"windows.parquet lists ({', '.join(t.shards)}); results not written"
+                )
             counts.setdefault(t.name, {})[split] = {"scored": got, "listed": t.n_windows}
         for name, m in task_scores(rows, hard_label).items():
             scores.setdefault(name, {})[split] = m
         frames.append(pl.DataFrame(rows).with_columns(pl.lit(split).alias("split")))
     result = {
-        "scores": scores, "checkpoint": str(ckpt_path), "stage": ck["stage"], "step": ck["step"],
-        "selection": {"rule": "best mean val balanced accuracy during training, ties broken by mean val AUROC "
-                               "(binary) / kappa (multiclass) (train.validate)" if ck["stage"] != "official"
-                      else "none: official file(s) evaluated as given",
-                      "record": ck.get("best")},
+        "scores": scores,
+        "checkpoint": str(ckpt_path),
+        "stage": ck["stage"],
+        "step": ck["step"],
+        "selection": {
+            "rule": "best mean val balanced accuracy during training, ties broken by mean val AUROC "
+            "(binary) / kappa (multiclass) (train.validate)"
+            if ck["stage"] != "official"
+            else "none: official file(s) evaluated as given",
+            "record": ck.get("best"),
+        },
         "official": ck.get("official"),
-        "scoring": "answer-option log-likelihood -> softmax probabilities" + (" + greedy generation" if generate else ""),
-        "config": ck["config"], "config_hash": ck.get("config_hash", config_hash(cfg)),
-        "model_config": ck["model_config"], "manifest_hashes": manifests, "windows": counts,
+        "scoring": "answer-option log-likelihood -> softmax probabilities"
+        + (" + greedy generation" if generate else ""),
+        "config": ck["config"],
+        "config_hash": ck.get("config_hash", config_hash(cfg)),
+        "model_config": ck["model_config"],
+        "manifest_hashes": manifests,
+        "windows": counts,
         "code_version": code_version(),
-        "seed": cfg.seed, "limit": limit, "wall_s": time.perf_counter() - t0,
+        "seed": cfg.seed,
+        "limit": limit,
+        "wall_s": time.perf_counter() - t0,
     }
     if rank == 0:
         out = Path(out)

@@ -52,9 +52,20 @@ def _neurolm() -> Family:
     def _evaluate(ckpt, shards, tasks, out, splits=("val", "test"), batch_size=None, limit=None, config=None):
         return evaluate(ckpt, shards, tasks, out, splits, batch_size=batch_size, limit=limit, config=config)
 
-    return Family("neurolm", STAGES, ("tiny", "B", "L", "XL"), stage_config, train, _evaluate,
-                  {"vq": "text-aligned VQ tokenizer", "pretrain": "autoregressive pre-training",
-                   "instruct": "instruction tuning", "evaluate": "score answer options"})
+    return Family(
+        "neurolm",
+        STAGES,
+        ("tiny", "B", "L", "XL"),
+        stage_config,
+        train,
+        _evaluate,
+        {
+            "vq": "text-aligned VQ tokenizer",
+            "pretrain": "autoregressive pre-training",
+            "instruct": "instruction tuning",
+            "evaluate": "score answer options",
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,12 @@ class FamilyRef:
 #: The registered families. One line per family.
 _FAMILIES: dict[str, FamilyRef] = {
     "neurolm": FamilyRef("neurolm_train.families:_neurolm", ("vq", "pretrain", "instruct"), "", "NeuroLM"),
-    "labram": FamilyRef("neurolm_train.models.labram.family:FAMILY", ("vq", "pretrain", "finetune"), "labram-", "LaBraM (ICLR 2024): VQ-NSP tokenizer, masked EEG modelling, fine-tuning"),
+    "labram": FamilyRef(
+        "neurolm_train.models.labram.family:FAMILY",
+        ("vq", "pretrain", "finetune"),
+        "labram-",
+        "LaBraM (ICLR 2024): VQ-NSP tokenizer, masked EEG modelling, fine-tuning",
+    ),
 }
 _CACHE: dict[str, Family] = {}
 
@@ -97,7 +113,9 @@ def get(name: str) -> Family:
         obj = getattr(importlib.import_module(module), attr)
         fam = obj() if callable(obj) and not isinstance(obj, Family) else obj
         if (fam.name, tuple(fam.stages), fam.cli_prefix) != (name, r.stages, r.cli_prefix):
-            raise RuntimeError(f"family {name!r}: registration {r} does not match the family's own "
-                               f"{(fam.name, fam.stages, fam.cli_prefix)}")
+            raise RuntimeError(
+                f"family {name!r}: registration {r} does not match the family's own "
+                f"{(fam.name, fam.stages, fam.cli_prefix)}"
+            )
         _CACHE[name] = fam
     return _CACHE[name]

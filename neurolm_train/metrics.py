@@ -35,16 +35,23 @@ def binary_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """``y`` (N,) in {0, 1}; ``probs`` (N, 2) rows summing to 1. Returns bacc, auroc, auc_pr, accuracy."""
     y, probs = np.asarray(y), np.asarray(probs, dtype=np.float64)
     pred = probs.argmax(1)
-    return {"bacc": float(balanced_accuracy_score(y, pred)), **_ranking(y, probs[:, 1]),
-            "accuracy": float(accuracy_score(y, pred))}
+    return {
+        "bacc": float(balanced_accuracy_score(y, pred)),
+        **_ranking(y, probs[:, 1]),
+        "accuracy": float(accuracy_score(y, pred)),
+    }
 
 
 def multiclass_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """``y`` (N,) in 0..K-1; ``probs`` (N, K). Returns bacc, kappa, f1_weighted, accuracy."""
     y, probs = np.asarray(y), np.asarray(probs, dtype=np.float64)
     pred = probs.argmax(1)
-    return {"bacc": float(balanced_accuracy_score(y, pred)), "kappa": float(cohen_kappa_score(y, pred)),
-            "f1_weighted": float(f1_score(y, pred, average="weighted")), "accuracy": float(accuracy_score(y, pred))}
+    return {
+        "bacc": float(balanced_accuracy_score(y, pred)),
+        "kappa": float(cohen_kappa_score(y, pred)),
+        "f1_weighted": float(f1_score(y, pred, average="weighted")),
+        "accuracy": float(accuracy_score(y, pred)),
+    }
 
 
 def metrics(kind: str, y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -63,8 +70,11 @@ def hard_label_metrics(kind: str, y: np.ndarray, pred: np.ndarray, n_classes: in
     out = {"parse_failure_rate": float((pred < 0).mean()) if len(pred) else float("nan")}
     if kind == "binary":
         hard = np.where(pred < 0, 0, pred)
-        out |= {"bacc": float(balanced_accuracy_score(y, hard)), **_ranking(y, pred.astype(np.float64)),
-                "accuracy": float(accuracy_score(y, hard))}
+        out |= {
+            "bacc": float(balanced_accuracy_score(y, hard)),
+            **_ranking(y, pred.astype(np.float64)),
+            "accuracy": float(accuracy_score(y, hard)),
+        }
         return out
     if kind == "multiclass":
         hard = np.where(pred < 0, n_classes - 1, pred)

@@ -79,8 +79,10 @@ def resolve(path: str | Path) -> Path:
     if p.is_file():
         return p
     if not _OFFICIAL_NAME.match(p.name):  # a run's checkpoint or another file: not on the hub
-        raise FileNotFoundError(f"{path}: no such file (for a run's checkpoint: did the stage finish and write "
-                                "it? ckpt.pt is the latest, best.pt the best on validation)")
+        raise FileNotFoundError(
+            f"{path}: no such file (for a run's checkpoint: did the stage finish and write "
+            "it? ckpt.pt is the latest, best.pt the best on validation)"
+        )
     try:
         from huggingface_hub import hf_hub_download
 
@@ -465,7 +467,9 @@ def seed_optimizer(opt: torch.optim.Optimizer, model: nn.Module, path: str | Pat
     names = {id(p): n for n, p in model.named_parameters()}
     ours = [[id(p) for p in g["params"]] for g in opt.param_groups]
     if ours != [[id(p) for p in g["params"]] for g in official_param_groups(model, 0.0)]:
-        raise ValueError("the optimizer's parameter groups are not official_param_groups(model): cannot seed it")
+        raise ValueError(
+            "the optimizer's parameter groups are not official_param_groups(model): cannot seed it"
+        )
     groups = sd["param_groups"]
     if len(groups) != len(ours):
         raise OfficialCheckpointError(
@@ -492,7 +496,11 @@ def seed_optimizer(opt: torch.optim.Optimizer, model: nn.Module, path: str | Pat
                             f"{where}: {k} shape {tuple(st[k].shape)}, parameter {tuple(p.shape)}"
                         )
                 step = torch.as_tensor(st["step"], dtype=torch.float32).clone()
-                state[idx] = {"step": step, "exp_avg": st["exp_avg"].clone(), "exp_avg_sq": st["exp_avg_sq"].clone()}
+                state[idx] = {
+                    "step": step,
+                    "exp_avg": st["exp_avg"].clone(),
+                    "exp_avg_sq": st["exp_avg_sq"].clone(),
+                }
                 top = max(top, float(step))
             idx += 1
     new = opt.state_dict()  # our hyper-parameters and indices 0..n-1 in group order
@@ -603,7 +611,9 @@ def load_official(
     if "neurolm" in files:
         ck = files["neurolm"][1]
         heads = dict(gpt_heads=mc.gpt.n_head, vq_heads=mc.vq.n_head) if mc is not None else {}
-        model = neurolm_from_official(ck["model"], ck.get("model_args"), tok, patch_norm, **heads, **overrides)
+        model = neurolm_from_official(
+            ck["model"], ck.get("model_args"), tok, patch_norm, **heads, **overrides
+        )
         if tok is not None:
             enc = tok.encoder.state_dict()
             info["tokenizer_matches_vq"] = all(

@@ -22,7 +22,10 @@ from pathlib import Path
 #: balanced accuracy. Stage 1 runs without text, hence without the domain classifier (``VQTokenizer.forward``).
 #: On 2 quiet cores the tokenizer's 1,410 steps cost about 2 minutes (282 steps took 26 s).
 NEUROLM_TINY_BUDGET: tuple[str, ...] = (
-    "vq_epochs=15", "pretrain_epochs=3", "instruct_epochs=5", "instruct_eval_every=94",
+    "vq_epochs=15",
+    "pretrain_epochs=3",
+    "instruct_epochs=5",
+    "instruct_eval_every=94",
 )
 
 #: Environment variable naming a local EEGMAT folder (``SubjectNN_{1,2}.edf``).
@@ -67,8 +70,15 @@ def resolve_eegmat_root(root: str | Path | None, download: bool = False) -> Path
 #: The main job's rows: chance, the classical baselines (band power, Riemannian tangent space, CSP), the small CNN
 #: and NeuroLM tiny. The braindecode networks, LaBraM and UniMind rows are left out to keep the job within ~10
 #: minutes on 2 CPU cores; name them with ``--model`` (or run ``neurolm-train leaderboard run``) to add them.
-PIPELINE_MODELS = ("chance-majority", "chance-stratified", "bandpower-lr", "riemann-ts-lr", "csp-lda", "smallnet",
-                   "neurolm-tiny")
+PIPELINE_MODELS = (
+    "chance-majority",
+    "chance-stratified",
+    "bandpower-lr",
+    "riemann-ts-lr",
+    "csp-lda",
+    "smallnet",
+    "neurolm-tiny",
+)
 
 
 def run_pipeline(
@@ -118,7 +128,9 @@ def run_pipeline(
     console.rule("3/5 shard")
     shards = run_shard(out, "workload")
     n_windows = sum(s["samples"] for s in shards.manifest["shards"])
-    console.print(f"{n_windows} windows in {len(shards.manifest['shards'])} shards under {out / 'shards' / 'workload'}")
+    console.print(
+        f"{n_windows} windows in {len(shards.manifest['shards'])} shards under {out / 'shards' / 'workload'}"
+    )
 
     console.rule("4/5 leaderboard run")
     models = tuple(models) if models else PIPELINE_MODELS
@@ -127,7 +139,13 @@ def run_pipeline(
     sets = parse_sets([f"neurolm-tiny.{item}" for item in items] if budget else [])
     specs = resolve_models(list(models), sets, None)
     run_leaderboard(
-        out, specs, seeds, ["workload"], None, DataConfig(None), False,
+        out,
+        specs,
+        seeds,
+        ["workload"],
+        None,
+        DataConfig(None),
+        False,
         log=lambda o: console.print(
             f"{o.model:18s} seed {o.seed}: {o.status:8s} {o.wall_s:7.1f} s  "
             + "  ".join(f"{k} {v:.3f}" for k, v in o.scores.items())
@@ -163,8 +181,14 @@ def report_probes(results: Path, seeds: tuple[int, ...], console) -> dict[int, P
             found[seed] = path
             console.print(f"neurolm-tiny seed {seed} tokenizer {probe_line(json.loads(path.read_text()))}")
     for rec in iter_records(results):
-        thr = (rec.meta.get("details") or {}).get("val_threshold") if rec.meta.get("model") == "neurolm-tiny" else None
+        thr = (
+            (rec.meta.get("details") or {}).get("val_threshold")
+            if rec.meta.get("model") == "neurolm-tiny"
+            else None
+        )
         if thr:
-            console.print(f"neurolm-tiny seed {rec.meta.get('seed')}: test BAcc argmax {thr['test_bacc_argmax']:.3f}, "
-                          f"val-calibrated threshold {thr['test_bacc']:.3f} (threshold {thr['threshold']:+.3f})")
+            console.print(
+                f"neurolm-tiny seed {rec.meta.get('seed')}: test BAcc argmax {thr['test_bacc_argmax']:.3f}, "
+                f"val-calibrated threshold {thr['test_bacc']:.3f} (threshold {thr['threshold']:+.3f})"
+            )
     return found

@@ -52,8 +52,14 @@ KINDS: tuple[str, ...] = ("pooled", "per_channel", "bandpower")
 
 
 @torch.no_grad()
-def tokenizer_features(tok: VQTokenizer | None, shards: str | Path, task: str, split: str,
-                       batch_size: int = 96, max_tokens: int = 1024) -> dict[str, Any]:
+def tokenizer_features(
+    tok: VQTokenizer | None,
+    shards: str | Path,
+    task: str,
+    split: str,
+    batch_size: int = 96,
+    max_tokens: int = 1024,
+) -> dict[str, Any]:
     """Window features of one task split.
 
     Args:
@@ -74,10 +80,14 @@ def tokenizer_features(tok: VQTokenizer | None, shards: str | Path, task: str, s
     dev = next(tok.parameters()).device if tok is not None else torch.device("cpu")
     for b in eval_batches(tasks, batch_size, max_tokens=max_tokens):
         if (b["label"] < 0).any():
-            raise ValueError(f"task {task!r} split {split!r}: unlabelled window {b['key'][int((b['label'] < 0).nonzero()[0])]}")
+            raise ValueError(
+                f"task {task!r} split {split!r}: unlabelled window {b['key'][int((b['label'] < 0).nonzero()[0])]}"
+            )
         mask, chans = b["mask"], b["chans"]
         if tok is not None:
-            h = tok.encode(b["x"].to(dev), chans.to(dev), b["times"].to(dev), mask.to(dev)).float().cpu()  # (B,N,d)
+            h = (
+                tok.encode(b["x"].to(dev), chans.to(dev), b["times"].to(dev), mask.to(dev)).float().cpu()
+            )  # (B,N,d)
             m = mask.unsqueeze(-1).float()
             rows["pooled"].append(((h * m).sum(1) / m.sum(1).clamp(min=1)).numpy())
         for i in range(len(b["key"])):
@@ -103,8 +113,12 @@ def tokenizer_features(tok: VQTokenizer | None, shards: str | Path, task: str, s
             out[i, [pos[int(c)] for c in idx]] = blk
         return out
 
-    res: dict[str, Any] = {"label": np.concatenate(rows["label"]), "key": rows["key"], "channels": union,
-                           "bandpower": lay(rows["bp"])}
+    res: dict[str, Any] = {
+        "label": np.concatenate(rows["label"]),
+        "key": rows["key"],
+        "channels": union,
+        "bandpower": lay(rows["bp"]),
+    }
     if tok is not None:
         res["pooled"] = np.concatenate(rows["pooled"]).astype(np.float32)
         res["per_channel"] = lay(rows["per_chan"])
@@ -119,36 +133,49 @@ def _auroc(y: np.ndarray, prob: np.ndarray) -> float:
     return float(roc_auc_score(y, prob, multi_class="ovr", average="macro", labels=np.arange(prob.shape[1])))
 
 
-def fit_probe(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-              test: tuple[np.ndarray, np.ndarray] | None, c_grid: tuple[float, ...] = C_GRID,
-              seed: int = 0) -> dict[str, Any]:
+def fit_probe(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray] | None,
+    c_grid: tuple[float, ...] = C_GRID,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Standardised logistic regression on ``(features (n, F), labels (n,))`` per split, the C with the best
     val AUROC kept. Returns ``{"C", "val_auroc", "val_bacc", "test_auroc", "test_bacc", "n_features"}``
     (test entries None without ``test``)."""
     (xt, yt), (xv, yv) = train, val
     best: dict[str, Any] | None = None
     for c in c_grid:
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=2000,
-                                                                 random_state=seed))
+        clf = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed),
+        )
         clf.fit(xt, yt)
         pv = clf.predict_proba(xv)
         auc = _auroc(yv, pv)
         if best is None or auc > best["val_auroc"]:
-            best = {"C": c, "val_auroc": auc, "val_bacc": float(balanced_accuracy_score(yv, pv.argmax(1))),
-                    "clf": clf}
+            best = {
+                "C": c,
+                "val_auroc": auc,
+                "val_bacc": float(balanced_accuracy_score(yv, pv.argmax(1))),
+                "clf": clf,
+            }
     clf = best.pop("clf")
     best["n_features"] = int(xt.shape[1])
     if test is not None:
         pt = clf.predict_proba(test[0])
-        best["test_auroc"], best["test_bacc"] = _auroc(test[1], pt), float(balanced_accuracy_score(test[1],
-                                                                                                     pt.argmax(1)))
+        best["test_auroc"], best["test_bacc"] = (
+            _auroc(test[1], pt),
+            float(balanced_accuracy_score(test[1], pt.argmax(1))),
+        )
     else:
         best["test_auroc"] = best["test_bacc"] = None
     return best
 
 
-def probe_tokenizer(tok: VQTokenizer | None, shards: str | Path, task: str, kinds: tuple[str, ...] = KINDS,
-                    seed: int = 0) -> dict[str, Any]:
+def probe_tokenizer(
+    tok: VQTokenizer | None, shards: str | Path, task: str, kinds: tuple[str, ...] = KINDS, seed: int = 0
+) -> dict[str, Any]:
     """Probe scores of ``tok`` on ``task`` (module docstring): ``{kind: fit_probe(...)}`` for each of
     ``kinds`` plus ``n`` (windows per split). The test split is scored when the task has one."""
     feats = {s: tokenizer_features(tok, shards, task, s) for s in ("train", "val")}
@@ -185,8 +212,9 @@ def _atomic_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_probe(ckpt: str | Path, shards: str | Path, tasks: list[str], dst: str | Path | None = None,
-                seed: int = 0) -> Path:
+def write_probe(
+    ckpt: str | Path, shards: str | Path, tasks: list[str], dst: str | Path | None = None, seed: int = 0
+) -> Path:
     """Probe the tokenizer of a ``vq`` checkpoint on each labelled task and write ``probe.json`` beside it.
 
     The file holds, per task, the pooled / per-channel / band-power probe scores (``probe_tokenizer``),
@@ -205,9 +233,15 @@ def write_probe(ckpt: str | Path, shards: str | Path, tasks: list[str], dst: str
     tok = VQTokenizer(mc.vq)
     tok.load_state_dict(ck["model"])
     t0 = time.perf_counter()
-    res = {"checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "step": ck["step"],
-           "config_hash": ck["config_hash"], "seed": seed, "c_grid": list(C_GRID),
-           "tasks": {t: probe_tokenizer(tok, shards, t, seed=seed) for t in tasks}}
+    res = {
+        "checkpoint": ckpt.name,
+        "sha256": sha256_file(ckpt),
+        "step": ck["step"],
+        "config_hash": ck["config_hash"],
+        "seed": seed,
+        "c_grid": list(C_GRID),
+        "tasks": {t: probe_tokenizer(tok, shards, t, seed=seed) for t in tasks},
+    }
     res["wall_s"] = round(time.perf_counter() - t0, 2)
     dst = Path(dst) if dst else ckpt.with_name("probe.json")
     _atomic_json(res, dst)
@@ -218,7 +252,10 @@ def probe_line(probe: dict[str, Any]) -> str:
     """One line per task, e.g. ``workload: per_channel val 0.78 / test 0.80, pooled ..., bandpower ...``."""
     parts = []
     for task, r in probe["tasks"].items():
-        cells = [f"{k} {r[k]['val_auroc']:.3f} / {r[k]['test_auroc'] if r[k]['test_auroc'] is None else format(r[k]['test_auroc'], '.3f')}"
-                 for k in KINDS if k in r]
+        cells = [
+            f"{k} {r[k]['val_auroc']:.3f} / {r[k]['test_auroc'] if r[k]['test_auroc'] is None else format(r[k]['test_auroc'], '.3f')}"
+            for k in KINDS
+            if k in r
+        ]
         parts.append(f"{task}: probe AUROC val / test: " + ", ".join(cells))
     return "; ".join(parts)

@@ -66,30 +66,51 @@ TASKS: tuple[Task, ...] = (
         "Question: Which event type does this EEG segment belong to? Options: (A) spike and slow wave. "
         "(B) generalized periodic epileptiform discharge. (C) periodic lateralized epileptiform discharge. "
         "(D) eye movement. (E) artifact. (F) background. Answer: (",
-        tuple(f"{c})" for c in _LETTERS[:6]), 34, "multiclass",
+        tuple(f"{c})" for c in _LETTERS[:6]),
+        34,
+        "multiclass",
     ),
-    Task("seed", "Question: Which emotion type does this EEG segment belong to? Answer:",
-         (" Positive", " Neutral", " Negative"), 11, "multiclass"),
+    Task(
+        "seed",
+        "Question: Which emotion type does this EEG segment belong to? Answer:",
+        (" Positive", " Neutral", " Negative"),
+        11,
+        "multiclass",
+    ),
     Task(
         "hmc",
         "Question: Which sleep type does this EEG segment belong to? Options: (A) Wake. (B) NREM-1. "
         "(C) NREM-2. (D) NREM-3. (E) REM. Answer: (",
-        tuple(f"{c})" for c in _LETTERS[:5]), 22, "multiclass",
+        tuple(f"{c})" for c in _LETTERS[:5]),
+        22,
+        "multiclass",
     ),
     Task("workload", "Question: Is this EEG segment of high workload? Answer:", (" No", " Yes"), 9, "binary"),
     Task(
         "tusl",
         "Question: Which type does this EEG segment belong to? Options: (A) background. (B) seizure. "
         "(C) slowing. Answer: (",
-        tuple(f"{c})" for c in _LETTERS[:3]), 17, "multiclass",
+        tuple(f"{c})" for c in _LETTERS[:3]),
+        17,
+        "multiclass",
     ),
     Task("pretrain", None, (), -1, "unlabeled"),
     # Not in the paper (appended, so the ids above do not move): prompts in the paper's binary style for the
     # ``mi`` (EEGMMIDB left/right fist imagery, T1 -> 0, T2 -> 1) and ``adhd`` (control 0, ADHD 1) tasks.
-    Task("mi", "Question: Which hand does this EEG segment imagine moving? Answer:", (" Left", " Right"), 10,
-         "binary"),
-    Task("adhd", "Question: Does this EEG segment come from a child with ADHD? Answer:", (" No", " Yes"), 12,
-         "binary"),
+    Task(
+        "mi",
+        "Question: Which hand does this EEG segment imagine moving? Answer:",
+        (" Left", " Right"),
+        10,
+        "binary",
+    ),
+    Task(
+        "adhd",
+        "Question: Does this EEG segment come from a child with ADHD? Answer:",
+        (" No", " Yes"),
+        12,
+        "binary",
+    ),
 )
 TASK_IDS: dict[str, int] = {t.name: i for i, t in enumerate(TASKS)}
 
@@ -118,8 +139,13 @@ def gpt2_encoding(path: str | None = None) -> tiktoken.Encoding:
     if not (bpe.is_file() and enc_json.is_file()):
         raise FileNotFoundError(f"GPT-2 tokenizer files not found in {d} (set ${TOKENIZER_ENV})")
     ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(bpe), encoder_json_file=str(enc_json))
-    return tiktoken.Encoding(name="gpt2", pat_str=_GPT2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens={"<|endoftext|>": EOT}, explicit_n_vocab=50257)
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=_GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": EOT},
+        explicit_n_vocab=50257,
+    )
 
 
 def _encode(text: str, enc: tiktoken.Encoding) -> list[int]:
@@ -143,8 +169,9 @@ def answer_ids(tid: int, tokenizer: str | None = None) -> tuple[tuple[int, ...],
     return tuple(tuple(_encode(a + " <|endoftext|>", enc)) for a in TASKS[tid].answers)
 
 
-def instruction_arrays(tids: np.ndarray, labels: np.ndarray, tokenizer: str | None = None,
-                       text_max_len: int = TEXT_MAX_LEN) -> tuple[np.ndarray, np.ndarray]:
+def instruction_arrays(
+    tids: np.ndarray, labels: np.ndarray, tokenizer: str | None = None, text_max_len: int = TEXT_MAX_LEN
+) -> tuple[np.ndarray, np.ndarray]:
     """Training text for a batch: ids and next-token targets, supervised on the answer only (reference §5.1).
 
     Args:
@@ -165,14 +192,17 @@ def instruction_arrays(tids: np.ndarray, labels: np.ndarray, tokenizer: str | No
         p = prompt_ids(t, tokenizer)
         seq = p + ans[y]
         if len(seq) > text_max_len:
-            raise ValueError(f"{TASKS[t].name}: text of {len(seq)} tokens exceeds text_max_len={text_max_len}")
+            raise ValueError(
+                f"{TASKS[t].name}: text of {len(seq)} tokens exceeds text_max_len={text_max_len}"
+            )
         ids[i, : len(seq)] = seq
-        tgt[i, len(p) - 1: len(seq) - 1] = seq[len(p):]
+        tgt[i, len(p) - 1 : len(seq) - 1] = seq[len(p) :]
     return ids, tgt
 
 
-def parse_generation(tid: int, prompt_text_ids: list[int], generated: list[int],
-                     tokenizer: str | None = None) -> int:
+def parse_generation(
+    tid: int, prompt_text_ids: list[int], generated: list[int], tokenizer: str | None = None
+) -> int:
     """The paper's parser (reference §5.3): decode prompt + generated tokens (after [SEP]), take
     ``split(' ')[result_idx]``; a word starting with ``(`` is cut to 3 characters; look it up among the
     answers. Returns the class label, or -1 when the text cannot be parsed."""

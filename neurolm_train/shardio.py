@@ -55,7 +55,7 @@ def _index(mm: mmap.mmap) -> list[tuple[str, int, int]] | None:
         return None
     out, pos, n = [], 0, len(mm)
     while pos + _BLOCK <= n:
-        h = mm[pos:pos + _BLOCK]
+        h = mm[pos : pos + _BLOCK]
         if h == b"\0" * _BLOCK:
             break
         kind, size_field = h[156:157], h[124:136]
@@ -86,7 +86,9 @@ def _map(path: str) -> mmap.mmap:
 
 
 @lru_cache(maxsize=1024)
-def _entries(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] | None:
+def _entries(
+    path: str, size: int, mtime_ns: int
+) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] | None:
     if size < _BLOCK:
         return None
     with open(path, "rb") as f:
@@ -119,7 +121,11 @@ def shard_entries(path: str) -> tuple[tuple[str, tuple[tuple[str, int, int], ...
 def open_sample(path: str, key: str, members: tuple[tuple[str, int, int], ...]) -> dict:
     """One sample of ``shard_entries`` as webdataset shapes it: ``__key__`` and ``Member`` values."""
     view = memoryview(_map(path))
-    return {"__key__": key, "__url__": path, **{sfx: Member(path, o, view[o:o + n]) for sfx, o, n in members}}
+    return {
+        "__key__": key,
+        "__url__": path,
+        **{sfx: Member(path, o, view[o : o + n]) for sfx, o, n in members},
+    }
 
 
 def tar_samples(urls: list[str]) -> Iterator[dict]:
@@ -164,8 +170,8 @@ def _npy_layout(data) -> tuple[str, tuple[int, ...], int] | None:
     if bytes(data[:6]) != b"\x93NUMPY" or data[6] not in (1, 2):
         return None
     n, off = (2, 10) if data[6] == 1 else (4, 12)
-    hl = int.from_bytes(bytes(data[8:8 + n]), "little")
-    descr, shape, fortran = _npy_header(bytes(data[off:off + hl]))
+    hl = int.from_bytes(bytes(data[8 : 8 + n]), "little")
+    descr, shape, fortran = _npy_header(bytes(data[off : off + hl]))
     if fortran or np.dtype(descr).hasobject:
         return None
     return descr, shape, off + hl

@@ -61,8 +61,14 @@ class VQStage(nn.Module):
 
     def forward(self, batch: dict, text: tuple[Tensor, Tensor] | None, progress: float) -> dict:
         emb = None if text is None else self.text_table[text[0]]
-        out = self.model(batch["x"], batch["chans"], batch["times"], batch["mask"],
-                         text_embeds=emb, alpha=grl_alpha(progress))
+        out = self.model(
+            batch["x"],
+            batch["chans"],
+            batch["times"],
+            batch["mask"],
+            text_embeds=emb,
+            alpha=grl_alpha(progress),
+        )
         out.pop("codes", None)
         return out
 
@@ -70,7 +76,9 @@ class VQStage(nn.Module):
     def val_step(self, batch: dict) -> dict:
         """Validation losses on an EEG batch (eval mode: no codebook update, no text side, so no domain
         terms: ``loss`` is commitment + the two reconstructions)."""
-        out = self.model(batch["x"], batch["chans"], batch["times"], batch["mask"], text_embeds=None, alpha=0.0)
+        out = self.model(
+            batch["x"], batch["chans"], batch["times"], batch["mask"], text_embeds=None, alpha=0.0
+        )
         return {k: out[k] for k in ("loss", "commit", "rec_freq", "rec_raw")}
 
 
@@ -123,10 +131,14 @@ class InstructStage(nn.Module):
         tids = batch["task"].cpu().numpy()
         ids, tgt = instruction_arrays(tids, batch["label"].cpu().numpy(), self.tokenizer)
         dev = batch["x"].device
-        opts = (torch.from_numpy(answer_options(tids, self.tokenizer)).to(dev)
-                if self.answer_loss == "options" else None)
-        ins = self.model.forward_instruct(*eeg_args(batch), torch.from_numpy(ids).to(dev),
-                                          torch.from_numpy(tgt).to(dev), options=opts)
+        opts = (
+            torch.from_numpy(answer_options(tids, self.tokenizer)).to(dev)
+            if self.answer_loss == "options"
+            else None
+        )
+        ins = self.model.forward_instruct(
+            *eeg_args(batch), torch.from_numpy(ids).to(dev), torch.from_numpy(tgt).to(dev), options=opts
+        )
         out = {"loss_instruct": ins["loss"], "acc_answer": ins["acc"]}
         if "answer_margin" in ins:
             out["answer_margin"] = ins["answer_margin"]
@@ -142,7 +154,9 @@ class InstructStage(nn.Module):
 def neurolm_config(cfg: RunConfig) -> NeuroLMConfig:
     """The model config of a run: ``model_config(cfg.model, features=..., eeg_head=...)`` with the GPT-2
     source overridden by ``cfg.gpt2`` ("none" = random init)."""
-    mc = model_config(cfg.model, features=cfg.features, **({"eeg_head": cfg.eeg_head} if cfg.eeg_head else {}))
+    mc = model_config(
+        cfg.model, features=cfg.features, **({"eeg_head": cfg.eeg_head} if cfg.eeg_head else {})
+    )
     if cfg.gpt2 is not None:
         mc.gpt.init_from = None if cfg.gpt2.lower() == "none" else cfg.gpt2
     return mc
@@ -194,13 +208,20 @@ def build_stage(cfg: RunConfig) -> tuple[nn.Module, nn.Module, NeuroLMConfig]:
         table = gpt2_text_embeddings(mc.vq.n_embd, mc.gpt.init_from if cfg.model != "tiny" else None)
         return VQStage(model, table), model, mc
     if not cfg.init:
-        need = ("a vq checkpoint or an official NeuroLM file" if cfg.stage == "pretrain"
-                else "a pretrain checkpoint or an official NeuroLM file")
+        need = (
+            "a vq checkpoint or an official NeuroLM file"
+            if cfg.stage == "pretrain"
+            else "a pretrain checkpoint or an official NeuroLM file"
+        )
         raise ValueError(f"stage {cfg.stage!r} needs --init: {need}")
     ck = checkpoint.load(cfg.init)
-    project = isinstance(ck, dict) and "stage" in ck  # our checkpoints carry their stage; official files do not
+    project = (
+        isinstance(ck, dict) and "stage" in ck
+    )  # our checkpoints carry their stage; official files do not
     if project and cfg.init_optimizer:
-        raise ValueError(f"{no_seed}; {cfg.init} is a project {ck['stage']!r} checkpoint (continue a run with --resume)")
+        raise ValueError(
+            f"{no_seed}; {cfg.init} is a project {ck['stage']!r} checkpoint (continue a run with --resume)"
+        )
     if cfg.stage == "pretrain":
         if project:
             model = build_neurolm(mc, tokenizer=_tokenizer_from(cfg.init, mc))
@@ -210,7 +231,9 @@ def build_stage(cfg: RunConfig) -> tuple[nn.Module, nn.Module, NeuroLMConfig]:
             log.info("pretrain: continues the official NeuroLM %s (codebook from %s)", cfg.init, cfg.vq)
         return PretrainStage(model), model, mc
     if project and ck["stage"] not in ("pretrain", "instruct"):
-        raise ValueError(f"{cfg.init} is a {ck['stage']!r} checkpoint: instruct starts from a pretrain checkpoint")
+        raise ValueError(
+            f"{cfg.init} is a {ck['stage']!r} checkpoint: instruct starts from a pretrain checkpoint"
+        )
     if project:
         model = NeuroLM(mc)
         model.load_state_dict(ck["model"])

@@ -52,9 +52,11 @@ class TextCrops:
         if len(self.data) < self.block + 1:
             raise ValueError(f"{self.path}: {len(self.data)} tokens, need at least block+1={self.block + 1}")
 
-    def batch(self, n: int, seed: int, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, n: int, seed: int, step: int, rank: int = 0, micro: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([seed, step, rank, micro, 0x7E47])
         starts = rng.integers(0, len(self.data) - self.block, size=n)
-        x = np.stack([self.data[s: s + self.block] for s in starts]).astype(np.int64)
-        y = np.stack([self.data[s + 1: s + 1 + self.block] for s in starts]).astype(np.int64)
+        x = np.stack([self.data[s : s + self.block] for s in starts]).astype(np.int64)
+        y = np.stack([self.data[s + 1 : s + 1 + self.block] for s in starts]).astype(np.int64)
         return torch.from_numpy(x), torch.from_numpy(y)

@@ -70,8 +70,10 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device)
     The groups are the official ones (``official.official_param_groups``, ckpt §1.4), so ``init_optimizer``
     can load an official file's state into it (``official.seed_optimizer`` checks the order)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, fused=device.type == "cuda")
 
 
@@ -96,9 +98,15 @@ class Logger:
     def __init__(self, out: Path, rank: int, total: int, stage: str):
         self.rank, self.file = rank, None
         self.console = Console(stderr=True)
-        self.progress = Progress(TextColumn(f"[bold]{stage}[/]"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.description}"), console=self.console,
-                                 disable=rank != 0)
+        self.progress = Progress(
+            TextColumn(f"[bold]{stage}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=self.console,
+            disable=rank != 0,
+        )
         if rank == 0:
             self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")
         self.task = self.progress.add_task("", total=total)
@@ -133,8 +141,9 @@ def _mean_over_ranks(sums: dict[str, float], n: int, device: torch.device) -> di
     return {k: float(t[i] / max(t[-1].item(), 1.0)) for i, k in enumerate(keys)}
 
 
-def instruct_diagnostics(model: torch.nn.Module, tasks: list, rows: list[dict], cfg: RunConfig,
-                         device: torch.device) -> dict:
+def instruct_diagnostics(
+    model: torch.nn.Module, tasks: list, rows: list[dict], cfg: RunConfig, device: torch.device
+) -> dict:
     """Per val task: answer log-odds mean / spread / best-threshold BAcc (binary tasks) and the
     answer-position cross-window spread on the first ``eval_batch_size`` windows (``diagnostics``)."""
     from .diagnostics import answer_spread, logit_stats
@@ -142,9 +151,16 @@ def instruct_diagnostics(model: torch.nn.Module, tasks: list, rows: list[dict], 
     out = {k: dict(v) for k, v in logit_stats(rows).items()}
     with torch.no_grad(), autocast(cfg, device):
         for t in tasks:
-            b = next(iter(eval_batches([t], cfg.data.eval_batch_size, 1, 0, 0, cfg.data.max_tokens,
-                                       cfg.data.eval_batch_size)))
-            out.setdefault(t.name, {})["answer_spread"] = answer_spread(model, to_device(b, device), cfg.tokenizer)
+            b = next(
+                iter(
+                    eval_batches(
+                        [t], cfg.data.eval_batch_size, 1, 0, 0, cfg.data.max_tokens, cfg.data.eval_batch_size
+                    )
+                )
+            )
+            out.setdefault(t.name, {})["answer_spread"] = answer_spread(
+                model, to_device(b, device), cfg.tokenizer
+            )
     return out
 
 
@@ -165,13 +181,24 @@ def validate(stage: torch.nn.Module, cfg: RunConfig, rank: int, world: int, devi
             baccs = [m["bacc"] for m in res["scores"].values()]
             ranks = [m.get("auroc", m.get("kappa", float("nan"))) for m in res["scores"].values()]
             tie = float(np.nanmean(ranks)) if np.isfinite(ranks).any() else 0.0
-            return {"score": float(np.mean(baccs)), "tiebreak": tie, "val": res["scores"],
-                    "diagnostics": instruct_diagnostics(stage.model, val_tasks, res["rows"], cfg, device)}
+            return {
+                "score": float(np.mean(baccs)),
+                "tiebreak": tie,
+                "val": res["scores"],
+                "diagnostics": instruct_diagnostics(stage.model, val_tasks, res["rows"], cfg, device),
+            }
         sums: dict[str, float] = {}
         n = 0
         with torch.no_grad(), autocast(cfg, device):
-            for b in eval_batches(discover(cfg.data.shards, tasks, "val"), cfg.data.eval_batch_size, world, rank,
-                                  0, cfg.data.max_tokens, cfg.data.val_limit):
+            for b in eval_batches(
+                discover(cfg.data.shards, tasks, "val"),
+                cfg.data.eval_batch_size,
+                world,
+                rank,
+                0,
+                cfg.data.max_tokens,
+                cfg.data.val_limit,
+            ):
                 out = stage.val_step(to_device(b, device))
                 k = len(b["key"])
                 for name, v in out.items():
@@ -200,8 +227,10 @@ def prepare_run_dir(out: Path, resume: bool, force: bool, delete: bool = True) -
     if not found or resume:
         return
     if not force:
-        raise RunExistsError(f"{out} already holds a run ({', '.join(found)}): pass --resume to continue it, "
-                             "--force to replace it, or choose another --out")
+        raise RunExistsError(
+            f"{out} already holds a run ({', '.join(found)}): pass --resume to continue it, "
+            "--force to replace it, or choose another --out"
+        )
     if not delete:
         return
     for name in RUN_FILES:
@@ -250,23 +279,42 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
     if cfg.eval_every or cfg.stage == "instruct":  # fail now, not after training, when val shards are missing
         discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")
     weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)
-    loader = TokenLoader(tasks, weights, cfg.data.batch_size, cfg.seed, cfg.data.batches_per_epoch, world, rank,
-                         cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens, device.type == "cuda")
+    loader = TokenLoader(
+        tasks,
+        weights,
+        cfg.data.batch_size,
+        cfg.seed,
+        cfg.data.batches_per_epoch,
+        world,
+        rank,
+        cfg.data.num_workers,
+        cfg.data.shuffle_buffer,
+        cfg.data.max_tokens,
+        device.type == "cuda",
+    )
     total = cfg.steps or max(1, cfg.epochs * loader.batches_per_epoch // cfg.grad_accum)
     crops = text_corpus(cfg, out, rank)
     opt = make_optimizer(model, cfg, device)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, WarmupCosine(int(cfg.optim.warmup * total), total, cfg.optim.min_lr / cfg.optim.lr))
+        opt, WarmupCosine(int(cfg.optim.warmup * total), total, cfg.optim.min_lr / cfg.optim.lr)
+    )
     if cfg.init_optimizer and not cfg.resume:  # make_optimizer's groups are official_param_groups (ckpt §1.4)
         seeded = official.seed_optimizer(opt, model, cfg.init)
-        log.info("optimizer: AdamW state of %s (%d tensors, step %g, iter_num %s)", seeded["path"],
-                 seeded["tensors"], seeded["step"], seeded["iter_num"])
+        log.info(
+            "optimizer: AdamW state of %s (%d tensors, step %g, iter_num %s)",
+            seeded["path"],
+            seeded["tensors"],
+            seeded["step"],
+            seeded["iter_num"],
+        )
     step, best = 0, None
     ckpt_path = out / "ckpt.pt"
     if cfg.resume:
         ck = checkpoint.load(ckpt_path)
         if ck["config_hash"] != chash:
-            raise ValueError(f"config hash {chash} differs from the checkpoint's {ck['config_hash']}: cannot resume")
+            raise ValueError(
+                f"config hash {chash} differs from the checkpoint's {ck['config_hash']}: cannot resume"
+            )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -275,13 +323,21 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
         checkpoint.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
         step, best = ck["step"], ck.get("best")
     if rank == 0:
-        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": chash,
-                                                     "model_config": mc.to_dict()}, indent=2))
+        (out / "config.json").write_text(
+            json.dumps(
+                {"config": cfg.to_dict(), "config_hash": chash, "model_config": mc.to_dict()}, indent=2
+            )
+        )
     # without text, stage 2 never touches wte and stage 1 never the domain classifier: DDP must then look
     # for unused parameters
     unused = cfg.stage in ("pretrain", "vq") and crops is None
-    ddp = DDP(stage, device_ids=[device.index] if device.type == "cuda" else None,
-              find_unused_parameters=unused) if world > 1 else stage
+    ddp = (
+        DDP(
+            stage, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused
+        )
+        if world > 1
+        else stage
+    )
     stage.train()
 
     def save(path: Path) -> None:
@@ -290,28 +346,48 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
             rngs = [None] * world
             dist.all_gather_object(rngs, checkpoint.rng_state())
         if rank == 0:
-            checkpoint.atomic_save({
-                "stage": cfg.stage, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "loader": loader.state_dict(), "rng": rngs,
-                "config": cfg.to_dict(), "config_hash": chash, "model_config": mc.to_dict(), "best": best,
-                "world": world}, path)
+            checkpoint.atomic_save(
+                {
+                    "stage": cfg.stage,
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "loader": loader.state_dict(),
+                    "rng": rngs,
+                    "config": cfg.to_dict(),
+                    "config_hash": chash,
+                    "model_config": mc.to_dict(),
+                    "best": best,
+                    "world": world,
+                },
+                path,
+            )
 
     def maybe_validate() -> None:
         nonlocal best
         rec = validate(stage, cfg, rank, world, device)
         logger.write({"step": step, "kind": "val", **rec})
-        diag = " ".join(f"{t}: log-odds {d['logodds_mean']:+.3f} +- {d['logodds_std']:.3f}, spread "
-                        f"{d['answer_spread']:.3f}" for t, d in rec.get("diagnostics", {}).items()
-                        if "logodds_mean" in d)
+        diag = " ".join(
+            f"{t}: log-odds {d['logodds_mean']:+.3f} +- {d['logodds_std']:.3f}, spread "
+            f"{d['answer_spread']:.3f}"
+            for t, d in rec.get("diagnostics", {}).items()
+            if "logodds_mean" in d
+        )
         logger.print(f"step {step}: val score {rec['score']:.4f}" + (f" ({diag})" if diag else ""))
-        if best is None or (rec["score"], rec.get("tiebreak", 0.0)) > (best["score"], best.get("tiebreak", 0.0)):
+        if best is None or (rec["score"], rec.get("tiebreak", 0.0)) > (
+            best["score"],
+            best.get("tiebreak", 0.0),
+        ):
             best = {"step": step, **rec}
             save(out / "best.pt")
 
     with Logger(out, rank, total, cfg.stage) as logger:
         logger.progress.update(logger.task, completed=step)
-        logger.print(f"stage {cfg.stage}: model={cfg.model} world={world} device={device} steps={total} "
-                     f"batches/epoch={loader.batches_per_epoch} config_hash={chash}")
+        logger.print(
+            f"stage {cfg.stage}: model={cfg.model} world={world} device={device} steps={total} "
+            f"batches/epoch={loader.batches_per_epoch} config_hash={chash}"
+        )
         end = min(total, cfg.stop_at) if cfg.stop_at else total
         while step < end:
             t0 = time.perf_counter()
@@ -329,7 +405,7 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
                 if cfg.stage == "instruct":  # EEG + [SEP] + prompt + answer sequence (reference §5.1)
                     tok_text += len(batch["key"]) * TEXT_MAX_LEN
                 sync = micro == cfg.grad_accum - 1 or world == 1
-                with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(cfg, device):
+                with contextlib.nullcontext() if sync else ddp.no_sync(), autocast(cfg, device):
                     res = ddp(batch, text, step / total)
                 (res["loss"] / cfg.grad_accum).backward()
                 for k, v in res.items():
@@ -348,8 +424,17 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
                 dist.all_reduce(counts)
                 tok_eeg, tok_text = (int(c) for c in counts)
             tokens = tok_eeg + tok_text
-            rec = {"step": step, "epoch": loader.epoch, "lr": lr, "tokens": tokens, "tokens_eeg": tok_eeg,
-                   "tokens_text": tok_text, "tok_per_s": tokens / dt, "dt": dt, **parts}
+            rec = {
+                "step": step,
+                "epoch": loader.epoch,
+                "lr": lr,
+                "tokens": tokens,
+                "tokens_eeg": tok_eeg,
+                "tokens_text": tok_text,
+                "tok_per_s": tokens / dt,
+                "dt": dt,
+                **parts,
+            }
             if gnorm is not None:
                 rec["grad_norm"] = gnorm
             if step % cfg.log_every == 0 or step == total:
@@ -367,8 +452,14 @@ def _train(cfg: RunConfig, rank: int, world: int, device: torch.device, verify: 
 
         probe = write_probe(ckpt_path, cfg.data.shards, list(cfg.probe_tasks), seed=cfg.seed)
         logger.print(probe_line(json.loads(probe.read_text())))
-    summary = {"rank": rank, "world": world, "step": step, "loader": loader.state_dict(),
-               "batches": seen, "wall_s": time.perf_counter() - t_start}
+    summary = {
+        "rank": rank,
+        "world": world,
+        "step": step,
+        "loader": loader.state_dict(),
+        "batches": seen,
+        "wall_s": time.perf_counter() - t_start,
+    }
     (out / "ranks").mkdir(exist_ok=True)
     (out / "ranks" / f"rank{rank}.json").write_text(json.dumps(summary))
     if dist.is_initialized():

@@ -21,7 +21,9 @@ SHARED = Path(os.environ.get("NEUROLM_SHARED", REPO.parent / "shared"))
 def shared_dir() -> Path:
     """The ``shared`` folder beside the checkout. Fails (does not skip) when it is missing."""
     if not (SHARED / "eeg-samples").is_dir():
-        pytest.fail(f"{SHARED}/eeg-samples not found: put ../shared beside the checkout or set NEUROLM_SHARED")
+        pytest.fail(
+            f"{SHARED}/eeg-samples not found: put ../shared beside the checkout or set NEUROLM_SHARED"
+        )
     return SHARED
 
 

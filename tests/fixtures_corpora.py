@@ -85,7 +85,9 @@ DEFAULT_TUAB: tuple[TuabSpec, ...] = (
     TuabSpec("train", "abnormal", "aaaaaaaf", "s001", "t000", "Subject05_1.edf", 30),
     TuabSpec("eval", "normal", "aaaaaaag", "s001", "t000", "Subject06_1.edf", 0),
     TuabSpec("eval", "abnormal", "aaaaaaah", "s002", "t001", "Subject07_1.edf", 50),
-    TuabSpec("train", "normal", "aaaaaaaz", "s001", "t000", "Subject08_1.edf", 0, electrodes=TUH_19_ELECTRODES),
+    TuabSpec(
+        "train", "normal", "aaaaaaaz", "s001", "t000", "Subject08_1.edf", 0, electrodes=TUH_19_ELECTRODES
+    ),
 )
 
 #: TUAB class folders -> label (spec §2.2: abnormal 1, normal 0).
@@ -109,9 +111,18 @@ def build_tuab(root: Path, eegmat_dir: Path, specs=DEFAULT_TUAB, layout: str = "
     out = []
     for s in specs:
         p = tuab_path(root, s, layout)
-        write_tuh_edf(p, montage="REF", sfreq=s.sfreq, seconds=s.seconds, source_edf=Path(eegmat_dir) / s.source,
-                      start_s=s.start_s, electrodes=s.electrodes, subject=s.subject, session=s.session,
-                      token=s.token)
+        write_tuh_edf(
+            p,
+            montage="REF",
+            sfreq=s.sfreq,
+            seconds=s.seconds,
+            source_edf=Path(eegmat_dir) / s.source,
+            start_s=s.start_s,
+            electrodes=s.electrodes,
+            subject=s.subject,
+            session=s.session,
+            token=s.token,
+        )
         out.append(FixtureFile(p, None, s.subject, s.split, TUAB_LABELS[s.cls]))
     return sorted(out, key=lambda f: str(f.path))
 
@@ -124,27 +135,68 @@ def build_tuab(root: Path, eegmat_dir: Path, specs=DEFAULT_TUAB, layout: str = "
 #: circular wrap allowed), and all six label ids occur. ``aaaaaaas`` has a conflicting label at one time.
 #: The train subject ``aaaaaaan`` falls in the ``tuev`` protocol's val bucket (hash < 0.2).
 DEFAULT_TUEV: dict[str, tuple[str, str, float, tuple[tuple[int, float, float, int], ...]]] = {
-    "aaaaaaar": ("train", "Subject10_1.edf", 0.0, (
-        (0, 0.2, 1.2, 4), (4, 0.2, 1.2, 4),                          # eyem at the start edge, 2 channels
-        (14, 6.0, 7.0, 1), (15, 6.0, 7.0, 1), (16, 6.0, 7.0, 1),      # spsw on 3 channels = 1 sample
-        (5, 11.0, 12.0, 6),                                           # bckg
-        (9, 18.6, 19.6, 5), (10, 18.6, 19.6, 5),                      # artf at the end edge
-    )),
-    "aaaaaaas": ("train", "Subject11_1.edf", 10.0, (
-        (2, 3.0, 4.0, 2), (3, 3.0, 4.0, 2),                           # gped
-        (7, 9.0, 10.0, 3), (8, 9.0, 10.0, 6),                         # pled + bckg at one time -> pled
-        (20, 14.0, 15.0, 6),                                          # bckg
-    )),
-    "aaaaaaat": ("train", "Subject12_1.edf", 20.0, (
-        (1, 2.0, 3.0, 3), (12, 8.0, 9.0, 5), (13, 8.0, 9.0, 5), (17, 15.0, 16.0, 6),
-    )),
-    "aaaaaaan": ("train", "Subject13_1.edf", 30.0, (
-        (6, 4.0, 5.0, 1), (11, 12.0, 13.0, 4), (18, 16.0, 17.0, 2),
-    )),
-    "aaaaaaav": ("eval", "Subject14_1.edf", 0.0, (
-        (0, 5.0, 6.0, 1), (1, 5.0, 6.0, 1), (2, 10.0, 11.0, 2), (3, 13.0, 14.0, 3),
-        (4, 16.0, 17.0, 4), (21, 17.0, 18.0, 5), (19, 7.0, 8.0, 6),
-    )),
+    "aaaaaaar": (
+        "train",
+        "Subject10_1.edf",
+        0.0,
+        (
+            (0, 0.2, 1.2, 4),
+            (4, 0.2, 1.2, 4),  # eyem at the start edge, 2 channels
+            (14, 6.0, 7.0, 1),
+            (15, 6.0, 7.0, 1),
+            (16, 6.0, 7.0, 1),  # spsw on 3 channels = 1 sample
+            (5, 11.0, 12.0, 6),  # bckg
+            (9, 18.6, 19.6, 5),
+            (10, 18.6, 19.6, 5),  # artf at the end edge
+        ),
+    ),
+    "aaaaaaas": (
+        "train",
+        "Subject11_1.edf",
+        10.0,
+        (
+            (2, 3.0, 4.0, 2),
+            (3, 3.0, 4.0, 2),  # gped
+            (7, 9.0, 10.0, 3),
+            (8, 9.0, 10.0, 6),  # pled + bckg at one time -> pled
+            (20, 14.0, 15.0, 6),  # bckg
+        ),
+    ),
+    "aaaaaaat": (
+        "train",
+        "Subject12_1.edf",
+        20.0,
+        (
+            (1, 2.0, 3.0, 3),
+            (12, 8.0, 9.0, 5),
+            (13, 8.0, 9.0, 5),
+            (17, 15.0, 16.0, 6),
+        ),
+    ),
+    "aaaaaaan": (
+        "train",
+        "Subject13_1.edf",
+        30.0,
+        (
+            (6, 4.0, 5.0, 1),
+            (11, 12.0, 13.0, 4),
+            (18, 16.0, 17.0, 2),
+        ),
+    ),
+    "aaaaaaav": (
+        "eval",
+        "Subject14_1.edf",
+        0.0,
+        (
+            (0, 5.0, 6.0, 1),
+            (1, 5.0, 6.0, 1),
+            (2, 10.0, 11.0, 2),
+            (3, 13.0, 14.0, 3),
+            (4, 16.0, 17.0, 4),
+            (21, 17.0, 18.0, 5),
+            (19, 7.0, 8.0, 6),
+        ),
+    ),
 }
 TUEV_SECONDS = 20
 
@@ -161,8 +213,16 @@ def build_tuev(root: Path, eegmat_dir: Path, spec=None) -> list[FixtureFile]:
     out = []
     for subj, (split, src, start, rows) in spec.items():
         p = Path(root) / "edf" / split / subj / f"{subj}_00000001.edf"
-        write_tuh_edf(p, montage="REF", sfreq=250, seconds=TUEV_SECONDS, source_edf=Path(eegmat_dir) / src,
-                      start_s=start, electrodes=TUAB_ELECTRODES, subject=subj)
+        write_tuh_edf(
+            p,
+            montage="REF",
+            sfreq=250,
+            seconds=TUEV_SECONDS,
+            source_edf=Path(eegmat_dir) / src,
+            start_s=start,
+            electrodes=TUAB_ELECTRODES,
+            subject=subj,
+        )
         out.append(FixtureFile(p, write_rec(p.with_suffix(".rec"), rows), subj, split))
     return sorted(out, key=lambda f: str(f.path))
 
@@ -216,8 +276,16 @@ def build_tusl(root: Path, eegmat_dir: Path, spec=None) -> list[FixtureFile]:
     out = []
     for subj, (kind, src, start, rows) in spec.items():
         p = Path(root) / "edf" / subj / "s001_2012" / "01_tcp_ar" / f"{subj}_s001_t000.edf"
-        write_tuh_edf(p, montage="REF", sfreq=256, seconds=TUSL_SECONDS, source_edf=Path(eegmat_dir) / src,
-                      start_s=start, electrodes=TUAB_ELECTRODES, subject=subj)
+        write_tuh_edf(
+            p,
+            montage="REF",
+            sfreq=256,
+            seconds=TUSL_SECONDS,
+            source_edf=Path(eegmat_dir) / src,
+            start_s=start,
+            electrodes=TUAB_ELECTRODES,
+            subject=subj,
+        )
         ann = p.with_suffix(f".{kind}")
         if kind == "csv":
             write_tuh_csv(ann, rows, duration_s=TUSL_SECONDS, channels=TCP_CHANNELS)
@@ -233,14 +301,20 @@ def build_tusl(root: Path, eegmat_dir: Path, spec=None) -> list[FixtureFile]:
 def build_tusz(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
     """Write a TUSZ v2 tree: ``edf/{train,dev,eval}/<subj>/s001_2002/02_tcp_le/<subj>_s001_t000.{edf,csv,csv_bi}``
     (LE montage, 256 Hz), with term (``csv_bi``) and per-channel (``csv``) seizure annotations."""
-    items = [("train", "aaaaaaac", "Subject25_1.edf", ((0, 6, "bckg"), (6, 34, "seiz"), (34, 60, "bckg"))),
-             ("eval", "aaaaaaag", "Subject26_1.edf", ((0, 60, "bckg"),))]
+    items = [
+        ("train", "aaaaaaac", "Subject25_1.edf", ((0, 6, "bckg"), (6, 34, "seiz"), (34, 60, "bckg"))),
+        ("eval", "aaaaaaag", "Subject26_1.edf", ((0, 60, "bckg"),)),
+    ]
     out = []
     for split, subj, src, rows in items:
         p = Path(root) / "edf" / split / subj / "s001_2002" / "02_tcp_le" / f"{subj}_s001_t000.edf"
         write_tuh_edf(p, montage="LE", sfreq=256, seconds=60, source_edf=Path(eegmat_dir) / src, subject=subj)
-        write_tuh_csv(p.with_suffix(".csv"), [(a, b, "fnsz" if lab == "seiz" else lab) for a, b, lab in rows],
-                      duration_s=60, channels=TCP_CHANNELS)
+        write_tuh_csv(
+            p.with_suffix(".csv"),
+            [(a, b, "fnsz" if lab == "seiz" else lab) for a, b, lab in rows],
+            duration_s=60,
+            channels=TCP_CHANNELS,
+        )
         out.append(FixtureFile(p, write_tuh_csv(p.with_suffix(".csv_bi"), rows, duration_s=60), subj, split))
     return sorted(out, key=lambda f: str(f.path))
 
@@ -277,14 +351,22 @@ def write_hmc_psg(path: Path, offset_s: float, seconds: float) -> Path:
     a, n = int(round(offset_s * fs)), int(round(seconds * fs))
 
     def rs(v):
-        return _resample(v[a:a + n], fs, 256)
+        return _resample(v[a : a + n], fs, 256)
 
-    sig = [("EEG F4-M1", x["F4"] - x["A1"]), ("EEG C4-M1", x["C4"] - x["A1"]), ("EEG O2-M1", x["O2"] - x["A1"]),
-           ("EEG C3-M2", x["C3"] - x["A2"]), ("EMG chin", x["EMG"]), ("EOG E1-M2", x["EOG"] - x["A2"]),
-           ("EOG E2-M2", -(x["EOG"] - x["A1"])), ("ECG", x["ECG"])]
+    sig = [
+        ("EEG F4-M1", x["F4"] - x["A1"]),
+        ("EEG C4-M1", x["C4"] - x["A1"]),
+        ("EEG O2-M1", x["O2"] - x["A1"]),
+        ("EEG C3-M2", x["C3"] - x["A2"]),
+        ("EMG chin", x["EMG"]),
+        ("EOG E1-M2", x["EOG"] - x["A2"]),
+        ("EOG E2-M2", -(x["EOG"] - x["A1"])),
+        ("ECG", x["ECG"]),
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    edfio.Edf([edfio.EdfSignal(rs(v), sampling_frequency=256, label=lab, physical_dimension="uV")
-               for lab, v in sig]).write(path)
+    edfio.Edf(
+        [edfio.EdfSignal(rs(v), sampling_frequency=256, label=lab, physical_dimension="uV") for lab, v in sig]
+    ).write(path)
     return path
 
 
@@ -294,10 +376,16 @@ def hmc_scoring_window(offset_s: float, seconds: float) -> list[tuple[float, flo
     import mne
 
     h = mne.read_annotations(SAMPLES / "hmc" / "SN001_sleepscoring.edf")
-    rows = [(float(o) - offset_s, float(d), str(t)) for o, d, t in zip(h.onset, h.duration, h.description, strict=True)
-            if offset_s <= o < offset_s + seconds and d > 0]
-    marker = [(float(o), 0.0, str(t)) for o, d, t in zip(h.onset, h.duration, h.description, strict=True)
-              if str(t).startswith("Lights off")]
+    rows = [
+        (float(o) - offset_s, float(d), str(t))
+        for o, d, t in zip(h.onset, h.duration, h.description, strict=True)
+        if offset_s <= o < offset_s + seconds and d > 0
+    ]
+    marker = [
+        (float(o), 0.0, str(t))
+        for o, d, t in zip(h.onset, h.duration, h.description, strict=True)
+        if str(t).startswith("Lights off")
+    ]
     return sorted(rows + marker)
 
 
@@ -373,7 +461,7 @@ def write_seed_mat(path: Path, initials: str, offset_s: float, lengths, *, hdf5:
     trials = {}
     for k, sec in enumerate(lengths, 1):
         n = int(round(sec * 200))
-        trials[f"{initials}_eeg{k}"] = x[:, a:a + n].copy()
+        trials[f"{initials}_eeg{k}"] = x[:, a : a + n].copy()
         a += n + 200
     if a > x.shape[1]:
         raise ValueError(f"EEGLAB recording too short for offset {offset_s} s and these trials")
@@ -426,7 +514,7 @@ def patch_cnt_labels(src: Path, dst: Path, labels: dict[int, str]) -> Path:
     for k, name in labels.items():
         if not 0 <= k < n:
             raise ValueError(f"electrode {k} outside 0..{n - 1}")
-        b[900 + 75 * k: 910 + 75 * k] = name.encode("ascii")[:9].ljust(10, b"\x00")
+        b[900 + 75 * k : 910 + 75 * k] = name.encode("ascii")[:9].ljust(10, b"\x00")
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(bytes(b))
     return dst
@@ -443,8 +531,11 @@ def build_seed_cnt(root: Path, sessions=(("1", "20131027"), ("2", "20131105"))) 
     the 7.67-s files (spec §2.7's table needs 3,806 s)."""
     out = []
     for subj, date in sessions:
-        p = patch_cnt_labels(SAMPLES / "neuroscan-cnt" / "scan41_short.cnt", Path(root) / f"{subj}_{date}.cnt",
-                             seed_cnt_labels())
+        p = patch_cnt_labels(
+            SAMPLES / "neuroscan-cnt" / "scan41_short.cnt",
+            Path(root) / f"{subj}_{date}.cnt",
+            seed_cnt_labels(),
+        )
         out.append(FixtureFile(p, None, subj))
     (Path(root) / "trials.csv").write_text("start_s,end_s,emotion\n0.5,4.6,H\n4.6,7.6,N\n")
     return out
@@ -477,20 +568,28 @@ def build_sleep_edf(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
     def rs(v):
         return _resample(v, 500, 100)[:n]
 
-    sig = [edfio.EdfSignal(rs(fp1 - cz), 100, label="EEG Fpz-Cz", physical_dimension="uV"),
-           edfio.EdfSignal(rs(pz - o1), 100, label="EEG Pz-Oz", physical_dimension="uV"),
-           edfio.EdfSignal(rs(fp1 - o1), 100, label="EOG horizontal", physical_dimension="uV"),
-           edfio.EdfSignal(np.zeros(sec), 1, label="Resp oro-nasal", physical_range=(-1, 1)),
-           edfio.EdfSignal(np.zeros(sec), 1, label="Event marker", physical_range=(-1, 1))]
+    sig = [
+        edfio.EdfSignal(rs(fp1 - cz), 100, label="EEG Fpz-Cz", physical_dimension="uV"),
+        edfio.EdfSignal(rs(pz - o1), 100, label="EEG Pz-Oz", physical_dimension="uV"),
+        edfio.EdfSignal(rs(fp1 - o1), 100, label="EOG horizontal", physical_dimension="uV"),
+        edfio.EdfSignal(np.zeros(sec), 1, label="Resp oro-nasal", physical_range=(-1, 1)),
+        edfio.EdfSignal(np.zeros(sec), 1, label="Event marker", physical_range=(-1, 1)),
+    ]
     edfio.Edf(sig, data_record_duration=30).write(d / "SC4002E0-PSG.edf")
     h = mne.read_annotations(SAMPLES / "sleep-edf" / "SC4001EC-Hypnogram.edf")
     t0 = 31800.0  # a window of the real hypnogram with stages W, 3 and 2 in its first 180 s
-    rows = [(max(o, t0) - t0, min(o + dd, t0 + 3600) - max(o, t0), t)
-            for o, dd, t in zip(h.onset, h.duration, h.description, strict=True) if o < t0 + 3600 and o + dd > t0]
+    rows = [
+        (max(o, t0) - t0, min(o + dd, t0 + 3600) - max(o, t0), t)
+        for o, dd, t in zip(h.onset, h.duration, h.description, strict=True)
+        if o < t0 + 3600 and o + dd > t0
+    ]
     edfio.Edf([], annotations=[edfio.EdfAnnotation(o, dd, t) for o, dd, t in rows]).write(
-        d / "SC4002EJ-Hypnogram.edf")
-    return [FixtureFile(d / "SC4001E0-PSG.edf", d / "SC4001EC-Hypnogram.edf", "SC400"),
-            FixtureFile(d / "SC4002E0-PSG.edf", d / "SC4002EJ-Hypnogram.edf", "SC400")]
+        d / "SC4002EJ-Hypnogram.edf"
+    )
+    return [
+        FixtureFile(d / "SC4001E0-PSG.edf", d / "SC4001EC-Hypnogram.edf", "SC400"),
+        FixtureFile(d / "SC4002E0-PSG.edf", d / "SC4002EJ-Hypnogram.edf", "SC400"),
+    ]
 
 
 # ============================================================================================ EEGMMIDB / Siena
@@ -502,16 +601,23 @@ def build_eegmmidb(root: Path) -> list[FixtureFile]:
     import edfio
     import mne
 
-    r = mne.io.read_raw_edf(SAMPLES / "eegmmidb" / "test_edf_overlapping_annotations.edf", preload=True,
-                            verbose="error")
+    r = mne.io.read_raw_edf(
+        SAMPLES / "eegmmidb" / "test_edf_overlapping_annotations.edf", preload=True, verbose="error"
+    )
     x = _resample(r.get_data() * 1e6, r.info["sfreq"], 160)
     out = []
     for subj, run, a, b in (("S001", "R04", 0, 60), ("S002", "R01", 60, 120)):
-        sig = [edfio.EdfSignal(x[k, a * 160:b * 160], 160, label=c, physical_dimension="uV")
-               for k, c in enumerate(r.ch_names)]
-        ann = [edfio.EdfAnnotation(float(o) - a, float(d), str(t)) for o, d, t in
-               zip(r.annotations.onset, r.annotations.duration, r.annotations.description, strict=True)
-               if a <= o and o + d <= b]
+        sig = [
+            edfio.EdfSignal(x[k, a * 160 : b * 160], 160, label=c, physical_dimension="uV")
+            for k, c in enumerate(r.ch_names)
+        ]
+        ann = [
+            edfio.EdfAnnotation(float(o) - a, float(d), str(t))
+            for o, d, t in zip(
+                r.annotations.onset, r.annotations.duration, r.annotations.description, strict=True
+            )
+            if a <= o and o + d <= b
+        ]
         p = Path(root) / "files" / subj / f"{subj}{run}.edf"
         p.parent.mkdir(parents=True, exist_ok=True)
         edfio.Edf(sig, annotations=ann).write(p)
@@ -530,16 +636,24 @@ def build_siena(root: Path, eegmat_dir: Path) -> list[FixtureFile]:
         r = pyedflib.EdfReader(str(Path(eegmat_dir) / src))
         try:
             lab = r.getSignalLabels()
-            sig = [edfio.EdfSignal(_resample(r.readSignal(k)[:30000], 500, 512), 512,
-                                   label=("EKG EKG" if lab[k] == "ECG ECG" else lab[k]), physical_dimension="uV")
-                   for k in range(len(lab)) if lab[k] != "EEG A2-A1"]
+            sig = [
+                edfio.EdfSignal(
+                    _resample(r.readSignal(k)[:30000], 500, 512),
+                    512,
+                    label=("EKG EKG" if lab[k] == "ECG ECG" else lab[k]),
+                    physical_dimension="uV",
+                )
+                for k in range(len(lab))
+                if lab[k] != "EEG A2-A1"
+            ]
         finally:
             r.close()
         p = Path(root) / subj / f"{subj}-1.edf"
         p.parent.mkdir(parents=True, exist_ok=True)
         edfio.Edf(sig).write(p)
         (p.parent / f"Seizures-list-{subj}.txt").write_text(
-            f"Seizures list of patient {subj}\n\nSeizure n 1\nFile name: {subj}-1.edf\n")
+            f"Seizures list of patient {subj}\n\nSeizure n 1\nFile name: {subj}-1.edf\n"
+        )
         out.append(FixtureFile(p, None, subj))
     return out
 
@@ -550,10 +664,15 @@ def build_seed_family(root: Path) -> list[FixtureFile]:
     CNT with SEED labels)."""
     out = []
     for subj, sess, date, off in (("1", "1", "20160518", 0.0), ("2", "2", "20161125", 70.0)):
-        p = write_seed_mat(Path(root) / "eeg_raw_data" / sess / f"{subj}_{date}.mat", "cz", off, [20.0, 20.0, 20.0])
+        p = write_seed_mat(
+            Path(root) / "eeg_raw_data" / sess / f"{subj}_{date}.mat", "cz", off, [20.0, 20.0, 20.0]
+        )
         out.append(FixtureFile(p, None, subj))
-    p = patch_cnt_labels(SAMPLES / "neuroscan-cnt" / "scan41_short.cnt", Path(root) / "EEG_raw" / "3_1_20180804.cnt",
-                         seed_cnt_labels())
+    p = patch_cnt_labels(
+        SAMPLES / "neuroscan-cnt" / "scan41_short.cnt",
+        Path(root) / "EEG_raw" / "3_1_20180804.cnt",
+        seed_cnt_labels(),
+    )
     out.append(FixtureFile(p, None, "3"))
     return out
 
@@ -561,8 +680,14 @@ def build_seed_family(root: Path) -> list[FixtureFile]:
 # ============================================================================================ pipeline helpers
 
 
-def ingest_split_shard(source: str, root: Path, out: Path, task: str, protocol: str | Path | None = None,
-                       options: dict | None = None):
+def ingest_split_shard(
+    source: str,
+    root: Path,
+    out: Path,
+    task: str,
+    protocol: str | Path | None = None,
+    options: dict | None = None,
+):
     """``run_ingest`` (1 worker) + ``run_split`` + ``run_shard``; returns ``(ledger, recordings, windows)`` as
     polars DataFrames. ``protocol`` None = the task's default protocol."""
     import polars as pl
@@ -575,8 +700,11 @@ def ingest_split_shard(source: str, root: Path, out: Path, task: str, protocol: 
     run_ingest(source, root, out, workers=1, source_options=options or {})
     run_split(out, protocol or get_task(task).default_protocol)
     run_shard(out, task)
-    return (pl.read_parquet(out / "ledger.parquet"), pl.read_parquet(out / "recordings.parquet"),
-            pl.read_parquet(out / "shards" / task / "windows.parquet"))
+    return (
+        pl.read_parquet(out / "ledger.parquet"),
+        pl.read_parquet(out / "recordings.parquet"),
+        pl.read_parquet(out / "shards" / task / "windows.parquet"),
+    )
 
 
 def read_samples(out: Path, task: str) -> dict[str, tuple[np.ndarray, dict]]:
@@ -593,5 +721,7 @@ def read_samples(out: Path, task: str) -> dict[str, tuple[np.ndarray, dict]]:
                 key, _, ext = m.name.partition(".")
                 data = t.extractfile(m).read()
                 d = samples.setdefault(key, {})
-                d[ext] = np.load(io.BytesIO(data), allow_pickle=False) if ext.endswith("npy") else json.loads(data)
+                d[ext] = (
+                    np.load(io.BytesIO(data), allow_pickle=False) if ext.endswith("npy") else json.loads(data)
+                )
     return {k: (v["eeg.npy"], v["meta.json"]) for k, v in samples.items()}

@@ -17,8 +17,12 @@ def subset_shards(src: Path, task: str, dst: Path, per_label: int) -> Path:
     """Copy ``per_label`` real windows per label of each split of ``src/TASK`` (an ``OUT/shards`` root) into one
     ustar shard per split under ``dst/TASK``, with a matching ``windows.parquet``. Returns ``dst``."""
     windows = pl.read_parquet(src / task / "windows.parquet")
-    keep = (windows.sort("key").group_by(["split", "label"], maintain_order=True).head(per_label)
-            .sort(["split", "key"]))
+    keep = (
+        windows.sort("key")
+        .group_by(["split", "label"], maintain_order=True)
+        .head(per_label)
+        .sort(["split", "key"])
+    )
     rows = []
     for split in ("train", "val", "test"):
         part = keep.filter(pl.col("split") == split)
@@ -38,11 +42,19 @@ def subset_shards(src: Path, task: str, dst: Path, per_label: int) -> Path:
     for split in ("train", "val", "test"):
         rel = f"{split}/{task}-{split}-000000.tar"
         data = (dst / task / rel).read_bytes()
-        shards.append({"path": rel, "split": split, "samples": keep.filter(pl.col("split") == split).height,
-                       "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        shards.append(
+            {
+                "path": rel,
+                "split": split,
+                "samples": keep.filter(pl.col("split") == split).height,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
     parquet_sha = hashlib.sha256((dst / task / "windows.parquet").read_bytes()).hexdigest()
-    (dst / task / "shards.json").write_text(json.dumps({"subset_of": str(src / task), "shards": shards,
-                                                        "windows_parquet_sha256": parquet_sha}))
+    (dst / task / "shards.json").write_text(
+        json.dumps({"subset_of": str(src / task), "shards": shards, "windows_parquet_sha256": parquet_sha})
+    )
     return dst
 
 
@@ -55,4 +67,6 @@ def tiny(stage: str, out: Path, shards: Path, tasks: list[str], batch_size: int,
 
 def records(run: Path) -> list[dict]:
     """Step records of ``metrics.jsonl`` (validation records left out)."""
-    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("kind") != "val"]
+    return [
+        r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("kind") != "val"
+    ]

@@ -18,12 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_corpus(dst: Path) -> Path:
     """A small real text file for the LM loss: the repository's Markdown prose."""
-    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(REPO.glob("**/*.md")) if ".git" not in p.parts)
+    text = "\n\n".join(
+        p.read_text(encoding="utf-8") for p in sorted(REPO.glob("**/*.md")) if ".git" not in p.parts
+    )
     dst.write_text(text, encoding="utf-8")
     return dst
 
 
-def tiny(stage: str, out: Path, shards: Path, corpus: Path, tasks: list[str], batch_size: int, **kw) -> RunConfig:
+def tiny(
+    stage: str, out: Path, shards: Path, corpus: Path, tasks: list[str], batch_size: int, **kw
+) -> RunConfig:
     """A ``tiny`` run config with seed 0, 2 text crops of 32 tokens, ``batch_size`` windows per step."""
     data = {"shards": str(shards), "tasks": tasks, "batch_size": batch_size, **kw.pop("data", {})}
     text = {"corpus": str(corpus), "block": 32, "batch_size": 2}
@@ -33,7 +37,9 @@ def tiny(stage: str, out: Path, shards: Path, corpus: Path, tasks: list[str], ba
 
 def step_records(run: Path) -> list[dict]:
     """Training-step records of ``metrics.jsonl`` (validation records left out)."""
-    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("kind") != "val"]
+    return [
+        r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("kind") != "val"
+    ]
 
 
 def same_tensors(a: dict, b: dict) -> bool:
@@ -63,7 +69,9 @@ def random_tiny_neurolm(stage: str):
     torch.manual_seed(0)
     tok = VQTokenizer(mc.vq)
     with torch.no_grad():
-        tok.quantize.codebook.copy_(torch.nn.functional.normalize(torch.randn_like(tok.quantize.codebook), dim=-1))
+        tok.quantize.codebook.copy_(
+            torch.nn.functional.normalize(torch.randn_like(tok.quantize.codebook), dim=-1)
+        )
         tok.quantize.initted.fill_(1.0)
     model = NeuroLM(mc)
     model.load_tokenizer(tok.eval())

@@ -28,8 +28,25 @@ from scipy.signal import resample_poly
 
 #: The 19 EEGMAT electrodes (PhysioNet EEGMAT 1.0.0 headers write them ``EEG Fp1`` ... ``EEG Pz``).
 EEGMAT_ELECTRODES: tuple[str, ...] = (
-    "Fp1", "Fp2", "F3", "F4", "F7", "F8", "T3", "T4", "C3", "C4",
-    "T5", "T6", "P3", "P4", "O1", "O2", "Fz", "Cz", "Pz",
+    "Fp1",
+    "Fp2",
+    "F3",
+    "F4",
+    "F7",
+    "F8",
+    "T3",
+    "T4",
+    "C3",
+    "C4",
+    "T5",
+    "T6",
+    "P3",
+    "P4",
+    "O1",
+    "O2",
+    "Fz",
+    "Cz",
+    "Pz",
 )
 
 #: TUH electrodes absent from EEGMAT, synthesized as the mean of two real neighbours so that the 23-channel
@@ -43,8 +60,29 @@ DERIVED_ELECTRODES: dict[str, tuple[str, str]] = {
 
 #: The 23 monopolar channels of the TUAB/TUEV/TUSL makers, in their order (neurolm-spec.md §2.2).
 TUAB_ELECTRODES: tuple[str, ...] = (
-    "FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8",
-    "T3", "T4", "T5", "T6", "A1", "A2", "FZ", "CZ", "PZ", "T1", "T2",
+    "FP1",
+    "FP2",
+    "F3",
+    "F4",
+    "C3",
+    "C4",
+    "P3",
+    "P4",
+    "O1",
+    "O2",
+    "F7",
+    "F8",
+    "T3",
+    "T4",
+    "T5",
+    "T6",
+    "A1",
+    "A2",
+    "FZ",
+    "CZ",
+    "PZ",
+    "T1",
+    "T2",
 )
 
 #: The 19 real EEGMAT electrodes in TUH file order (``tuh-nedc/example.edf``): the default channel set.
@@ -97,7 +135,9 @@ def _read_eegmat(source_edf: Path, start_s: float, seconds: float) -> tuple[dict
         fs = float(r.getSampleFrequency(labels.index("EEG Fp1")))
         start, n = int(round(start_s * fs)), int(round(seconds * fs))
         if start + n > r.getNSamples()[0]:
-            raise ValueError(f"{source_edf}: only {r.getNSamples()[0] / fs:.1f} s, asked for {start_s + seconds} s")
+            raise ValueError(
+                f"{source_edf}: only {r.getNSamples()[0] / fs:.1f} s, asked for {start_s + seconds} s"
+            )
         out = {e.upper(): r.readSignal(labels.index(f"EEG {e}"), start, n) for e in EEGMAT_ELECTRODES}
     finally:
         r.close()
@@ -170,7 +210,9 @@ def write_tuh_edf(
             a, b = DERIVED_ELECTRODES[e]
             sig[e] = 0.5 * (real[a] + real[b])
         else:
-            raise ValueError(f"electrode {e!r} is neither in EEGMAT nor derivable ({sorted(DERIVED_ELECTRODES)})")
+            raise ValueError(
+                f"electrode {e!r} is neither in EEGMAT nor derivable ({sorted(DERIVED_ELECTRODES)})"
+            )
     n = seconds * sfreq
     labels: list[str] = []
     data: list[np.ndarray] = []
@@ -197,8 +239,17 @@ def write_tuh_edf(
             freqs.append(1)
             odd.append(name)
     headers = [
-        dict(label=lab, dimension="uV", sample_frequency=f, physical_min=TUH_PHYS_MIN, physical_max=TUH_PHYS_MAX,
-             digital_min=-32767, digital_max=32767, transducer="", prefilter="HP:0.000 Hz LP:0.0 Hz N:0.0")
+        dict(
+            label=lab,
+            dimension="uV",
+            sample_frequency=f,
+            physical_min=TUH_PHYS_MIN,
+            physical_max=TUH_PHYS_MAX,
+            digital_min=-32767,
+            digital_max=32767,
+            transducer="",
+            prefilter="HP:0.000 Hz LP:0.0 Hz N:0.0",
+        )
         for lab, f in zip(labels, freqs, strict=True)
     ]
     path = Path(path)
@@ -214,8 +265,18 @@ def write_tuh_edf(
     b[88:168] = f"Startdate 30-APR-2012 {subject}_{session} 00 X".ljust(80).encode("ascii")
     b[192:236] = b"EDF".ljust(44)  # TUH writes the literal "EDF" in the reserved field (FIXTURES.md §1)
     path.write_bytes(bytes(b))
-    return TuhFile(path=path, labels=labels, eeg_names=list(electrodes), sfreq=sfreq, n_samples=n,
-                   montage=montage, odd_rate_channels=odd, subject=subject, session=session, token=token)
+    return TuhFile(
+        path=path,
+        labels=labels,
+        eeg_names=list(electrodes),
+        sfreq=sfreq,
+        n_samples=n,
+        montage=montage,
+        odd_rate_channels=odd,
+        subject=subject,
+        session=session,
+        token=token,
+    )
 
 
 @dataclass(frozen=True)
@@ -253,8 +314,15 @@ DEFAULT_TUEG_SPECS: tuple[TuhSpec, ...] = (
 def tueg_path(root: str | Path, spec: TuhSpec) -> Path:
     """Where ``spec`` lives in a TUEG v2 tree rooted at ``root`` (the folder that holds ``edf/``)."""
     short = spec.session.split("_")[0]
-    return (Path(root) / "edf" / spec.group / spec.subject / spec.session / MONTAGE_FOLDERS[spec.montage]
-            / f"{spec.subject}_{short}_{spec.token}.edf")
+    return (
+        Path(root)
+        / "edf"
+        / spec.group
+        / spec.subject
+        / spec.session
+        / MONTAGE_FOLDERS[spec.montage]
+        / f"{spec.subject}_{short}_{spec.token}.edf"
+    )
 
 
 def build_tueg_tree(
@@ -274,9 +342,18 @@ def build_tueg_tree(
     """
     out = []
     for s in specs:
-        out.append(write_tuh_edf(
-            tueg_path(root, s), montage=s.montage, sfreq=s.sfreq, seconds=s.seconds,
-            source_edf=Path(eegmat_dir) / s.source, start_s=s.start_s, leftovers=s.leftovers,
-            subject=s.subject, session=s.session.split("_")[0], token=s.token,
-        ))
+        out.append(
+            write_tuh_edf(
+                tueg_path(root, s),
+                montage=s.montage,
+                sfreq=s.sfreq,
+                seconds=s.seconds,
+                source_edf=Path(eegmat_dir) / s.source,
+                start_s=s.start_s,
+                leftovers=s.leftovers,
+                subject=s.subject,
+                session=s.session.split("_")[0],
+                token=s.token,
+            )
+        )
     return sorted(out, key=lambda f: str(f.path))

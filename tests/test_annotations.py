@@ -23,11 +23,16 @@ def test_real_lbl_parses_to_22_channels_and_one_term(samples_dir: Path) -> None:
 
 
 def test_real_csv_bi_ref_and_hyp(samples_dir: Path) -> None:
-    ref, head = A.read_tuh_csv(samples_dir / "tuh-nedc/csv_bi/ref/aaaaaasf_s001_t000.csv_bi",
-                               duration_s=1289.0, labels=A.TUSZ_CLASSES)
+    ref, head = A.read_tuh_csv(
+        samples_dir / "tuh-nedc/csv_bi/ref/aaaaaasf_s001_t000.csv_bi",
+        duration_s=1289.0,
+        labels=A.TUSZ_CLASSES,
+    )
     assert head["bname"] == "aaaaaasf_s001_t000" and head["duration"].startswith("1289")
     assert len(ref) == 17 and {s.label for s in ref} == {"seiz"} and {s.channel for s in ref} == {"TERM"}
-    hyp, _ = A.read_tuh_csv(samples_dir / "tuh-nedc/csv_bi/hyp/aaaaaasf_s001_t000.csv_bi", labels=A.TUSZ_CLASSES)
+    hyp, _ = A.read_tuh_csv(
+        samples_dir / "tuh-nedc/csv_bi/hyp/aaaaaasf_s001_t000.csv_bi", labels=A.TUSZ_CLASSES
+    )
     ev = A.segments_to_events(Path("x"), A.term_segments(hyp, ("seiz", "bckg")), A.TUSZ_CLASSES)
     assert [e.label for e in ev] == [0, 1, 0, 1, 0, 1, 0] and ev[-1].onset_s + ev[-1].duration_s == 1289.0
     with pytest.raises(RecordingError, match="disagrees with the signal"):
@@ -65,8 +70,13 @@ def test_tuev_rows_collapse_to_one_event_per_time(tmp_path: Path) -> None:
 
 
 def test_term_aggregation_priority() -> None:
-    segs = [A.Segment(0, 10, "bckg", "FP1-F7"), A.Segment(10, 20, "slow", "FP1-F7"),
-            A.Segment(0, 5, "bckg", "F7-T3"), A.Segment(5, 15, "seiz", "F7-T3"), A.Segment(15, 20, "bckg", "F7-T3")]
+    segs = [
+        A.Segment(0, 10, "bckg", "FP1-F7"),
+        A.Segment(10, 20, "slow", "FP1-F7"),
+        A.Segment(0, 5, "bckg", "F7-T3"),
+        A.Segment(5, 15, "seiz", "F7-T3"),
+        A.Segment(15, 20, "bckg", "F7-T3"),
+    ]
     got = [(s.start_s, s.stop_s, s.label) for s in A.term_segments(segs, ("seiz", "slow", "bckg"))]
     assert got == [(0, 5, "bckg"), (5, 15, "seiz"), (15, 20, "slow")]
 
@@ -79,9 +89,19 @@ def test_term_aggregation_priority() -> None:
         ("a.rec", "5,1.0,3.0,6\n5,2.0,4.0,4\n", {}, "overlapping events on channel F8-T4"),
         ("a.rec", "0,1.0,2.0\n", {}, "expected 4 comma-separated fields"),
         ("a.rec", "30,1.0,2.0,6\n", {}, "channel index 30 outside"),
-        ("a.tse", "version = tse_v1.0.0\n\n0.0 10.0 bckg 1.0\n10.0 20.0 spike 1.0\n", {}, "unknown label 'spike'"),
+        (
+            "a.tse",
+            "version = tse_v1.0.0\n\n0.0 10.0 bckg 1.0\n10.0 20.0 spike 1.0\n",
+            {},
+            "unknown label 'spike'",
+        ),
         ("a.tse", "version = tse_v1.0.0\n\n0.0 10.0 bckg 1.0\n8.0 20.0 slow 1.0\n", {}, "overlapping events"),
-        ("a.tse", "version = tse_v1.0.0\n\n0.0 40.0 bckg 1.0\n", {"duration_s": 30.0}, "past the end of the signal"),
+        (
+            "a.tse",
+            "version = tse_v1.0.0\n\n0.0 40.0 bckg 1.0\n",
+            {"duration_s": 30.0},
+            "past the end of the signal",
+        ),
         ("a.tse", "0.0 10.0 bckg 1.0\n", {}, "first line must be 'version = tse_v1.0.0'"),
         ("a.tse", "version = tse_v1.0.0\n\n5.0 3.0 bckg 1.0\n", {}, "is not after start"),
     ],
@@ -89,14 +109,20 @@ def test_term_aggregation_priority() -> None:
 def test_malformed_rec_and_tse_name_file_and_reason(tmp_path: Path, name, text, kwargs, reason) -> None:
     p = tmp_path / name
     p.write_text(text)
-    parse = A.read_tuev_rec if name.endswith(".rec") else (lambda q, **k: A.read_tse(q, labels=A.TUSL_CLASSES, **k))
+    parse = (
+        A.read_tuev_rec
+        if name.endswith(".rec")
+        else (lambda q, **k: A.read_tse(q, labels=A.TUSL_CLASSES, **k))
+    )
     with pytest.raises(RecordingError, match=reason) as e:
         parse(p, **kwargs)
     assert e.value.path == str(p) and str(p) in str(e.value)
 
 
 def test_malformed_csv_lbl_hmc_and_trials(tmp_path: Path, samples_dir: Path) -> None:
-    head = "# version = csv_v1.0.0\n# duration = 30.0000 secs\nchannel,start_time,stop_time,label,confidence\n"
+    head = (
+        "# version = csv_v1.0.0\n# duration = 30.0000 secs\nchannel,start_time,stop_time,label,confidence\n"
+    )
     bad = {
         "unknown label 'spsz2'": head + "FP1-F7,0.0,10.0,spsz2,1.0\n",
         "event past the end of the signal": head + "TERM,0.0,31.0,seiz,1.0\n",
@@ -142,4 +168,6 @@ def test_seed_trial_table_matches_spec() -> None:
     per = [int((t.end_s - t.start_s) // 4) for t in trials]
     assert sum(per) == 855
     assert (45 * sum(per[:9]), 45 * sum(per[9:12]), 45 * sum(per[12:])) == (22815, 7965, 7695)
-    assert [t.label for t in trials] == [A.SEED_LABEL_MAT[v] for v in (1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1)]
+    assert [t.label for t in trials] == [
+        A.SEED_LABEL_MAT[v] for v in (1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1)
+    ]

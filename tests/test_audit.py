@@ -58,16 +58,24 @@ def corpora(tmp_path_factory, eegmat_dir: Path):
     tmp = tmp_path_factory.mktemp("audit")
     specs = tuple(s for s in DEFAULT_TUAB if s.subject in {"aaaaaaaa", "aaaaaaab", "aaaaaaag", "aaaaaaah"})
     tuab_files = build_tuab(tmp / "tuab", eegmat_dir, specs)
-    build_tueg_tree(tmp / "tueg", eegmat_dir, (
-        TuhSpec("000", "aaaaaaaa", "s002_2015", "t000", "REF", 250, 60, "Subject30_1.edf", 0.0),
-        TuhSpec("000", "aaaaaabb", "s001_2015", "t000", "LE", 256, 60, "Subject31_1.edf", 0.0),
-    ))
+    build_tueg_tree(
+        tmp / "tueg",
+        eegmat_dir,
+        (
+            TuhSpec("000", "aaaaaaaa", "s002_2015", "t000", "REF", 250, 60, "Subject30_1.edf", 0.0),
+            TuhSpec("000", "aaaaaabb", "s001_2015", "t000", "LE", 256, 60, "Subject31_1.edf", 0.0),
+        ),
+    )
     ev = {f.subject: f.path for f in tuab_files if f.official_split == "eval"}
     same = tmp / "tueg/edf/000/aaaaaaag/s001_2012/01_tcp_ar/aaaaaaag_s001_t000.edf"
     same.parent.mkdir(parents=True)
     shutil.copy(ev["aaaaaaag"], same)
-    add_channel_copy(ev["aaaaaaah"], tmp / "tueg/edf/001/aaaaaazz/s002_2016/01_tcp_ar/aaaaaazz_s002_t001.edf",
-                     "EEG OZ-REF", "EEG O1-REF")
+    add_channel_copy(
+        ev["aaaaaaah"],
+        tmp / "tueg/edf/001/aaaaaazz/s002_2016/01_tcp_ar/aaaaaazz_s002_t001.edf",
+        "EEG OZ-REF",
+        "EEG O1-REF",
+    )
     for name in ("tuab", "tueg"):
         run_ingest(name, tmp / name, tmp / f"out_{name}")
     run_split(tmp / "out_tuab", "tuab")
@@ -76,9 +84,14 @@ def corpora(tmp_path_factory, eegmat_dir: Path):
 
 
 def leaks(report: dict) -> dict[tuple[str, str], tuple[list[str], set[tuple[str, str, str]]]]:
-    return {(p["a"]["split"], p["b"]["split"]): (p["subjects"], {(c["a_recording"], c["b_recording"], c["method"])
-                                                                for c in p["content"]})
-            for p in report["pairs"] if p["leak"]}
+    return {
+        (p["a"]["split"], p["b"]["split"]): (
+            p["subjects"],
+            {(c["a_recording"], c["b_recording"], c["method"]) for c in p["content"]},
+        )
+        for p in report["pairs"]
+        if p["leak"]
+    }
 
 
 def test_audit_finds_planted_overlaps(corpora: Path) -> None:
@@ -95,8 +108,11 @@ def test_audit_finds_planted_overlaps(corpora: Path) -> None:
     zz = [c for p in rep["pairs"] for c in p["content"] if c["b_recording"].startswith("tueg_aaaaaazz")]
     assert zz[0]["a_recording"] == "tuab_aaaaaaah_s002_t001" and zz[0]["channels"] == 23
     # the shared TUAB-train id is reported as an overlap but is not a leak (train vs train)
-    tt = [p for p in rep["pairs"] if p["a"]["split"] == "train" and p["b"]["split"] == "train"
-          and p["a"]["source"] != p["b"]["source"]]
+    tt = [
+        p
+        for p in rep["pairs"]
+        if p["a"]["split"] == "train" and p["b"]["split"] == "train" and p["a"]["source"] != p["b"]["source"]
+    ]
     assert [p["subjects"] for p in tt] == [["aaaaaaaa"]] and not tt[0]["leak"]
     # every (source, split) group pair was compared, within and across outputs
     n = len(rep["groups"])
@@ -106,8 +122,17 @@ def test_audit_finds_planted_overlaps(corpora: Path) -> None:
 def test_exclusion_removes_the_leak(corpora: Path) -> None:
     table = exclusion_table(corpora / "out_tueg", [corpora / "out_tuab"])
     assert sorted(set(table["subject"])) == ["aaaaaaag", "aaaaaazz"]
-    res = CliRunner().invoke(data_app, ["split", str(corpora / "out_tueg"), "--protocol", "pretrain",
-                                        "--exclude-eval-of", str(corpora / "out_tuab")])
+    res = CliRunner().invoke(
+        data_app,
+        [
+            "split",
+            str(corpora / "out_tueg"),
+            "--protocol",
+            "pretrain",
+            "--exclude-eval-of",
+            str(corpora / "out_tuab"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     splits = pl.read_parquet(corpora / "out_tueg" / "splits.parquet")
     assert not {"aaaaaaag", "aaaaaazz"} & set(splits["subject"])
@@ -117,8 +142,16 @@ def test_exclusion_removes_the_leak(corpora: Path) -> None:
     run_shard(corpora / "out_tueg", "pretrain")
     w = pl.read_parquet(corpora / "out_tueg" / "shards" / "pretrain" / "windows.parquet")
     assert w.height > 0 and not {"aaaaaaag", "aaaaaazz"} & set(w["subject"])
-    rep = CliRunner().invoke(data_app, ["audit", str(corpora / "out_tuab"), str(corpora / "out_tueg"),
-                                        "--report", str(corpora / "after.json")])
+    rep = CliRunner().invoke(
+        data_app,
+        [
+            "audit",
+            str(corpora / "out_tuab"),
+            str(corpora / "out_tueg"),
+            "--report",
+            str(corpora / "after.json"),
+        ],
+    )
     assert rep.exit_code == 0, rep.output
     after = json.loads((corpora / "after.json").read_text())
     assert after["ok"] and after["leaks"] == 0
@@ -133,12 +166,15 @@ def test_audit_cli_fails_on_leak_and_correlation_catches_other_preprocessing(cor
     tueg_fresh = corpora / "out_tueg_fresh"
     shutil.copytree(corpora / "out_tueg", tueg_fresh)
     run_split(tueg_fresh, "pretrain")  # no exclusion
-    res = CliRunner().invoke(data_app, ["audit", str(out50), str(tueg_fresh), "--report",
-                                        str(corpora / "a50.json")])
+    res = CliRunner().invoke(
+        data_app, ["audit", str(out50), str(tueg_fresh), "--report", str(corpora / "a50.json")]
+    )
     assert res.exit_code == 1 and "LEAK" in res.output
     rep = json.loads((corpora / "a50.json").read_text())
     assert rep["outs"][0]["preprocess_hash"] != rep["outs"][1]["preprocess_hash"]
-    methods = {(c["b_recording"].split("_")[1], c["method"]) for p in rep["pairs"] if p["leak"] for c in p["content"]}
+    methods = {
+        (c["b_recording"].split("_")[1], c["method"]) for p in rep["pairs"] if p["leak"] for c in p["content"]
+    }
     assert methods == {("aaaaaaag", "signal_hash"), ("aaaaaazz", "correlation")}
     scores = [c["score"] for p in rep["pairs"] for c in p["content"] if c["method"] == "correlation"]
     assert scores and min(scores) >= 0.99 and rep["correlation"]["pairs_checked"] >= 1

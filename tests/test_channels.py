@@ -22,23 +22,41 @@ def test_vocabulary_indices_match_the_spec():
     assert PAD_INDEX == 136
 
 
-@pytest.mark.parametrize(("raw", "name", "reference"), [
-    ("EEG FP1-REF", "FP1", "REF"),      # TUH 01_tcp_ar
-    ("EEG Fp1-Ref", "FP1", "REF"),      # Nihon Kohden
-    ("EEG Fp1", "FP1", "unspecified"),  # EEGMAT
-    ("Fp1.", "FP1", "unspecified"),     # EEGMMIDB pads with dots
-    ("EEG FP1-LE", "FP1", "LE"),        # TUH 02_tcp_le
-    ("FP1-F7", "FP1-F7", "bipolar"),    # CHB-MIT bipolar pair in the vocabulary
-    ("EEG F4-M1", "F4", "mastoid"),     # HMC
-    ("EEG T3-LE", "T3", "LE"),          # old 10-20 name kept apart from T7 (spec §9.25)
-])
+@pytest.mark.parametrize(
+    ("raw", "name", "reference"),
+    [
+        ("EEG FP1-REF", "FP1", "REF"),  # TUH 01_tcp_ar
+        ("EEG Fp1-Ref", "FP1", "REF"),  # Nihon Kohden
+        ("EEG Fp1", "FP1", "unspecified"),  # EEGMAT
+        ("Fp1.", "FP1", "unspecified"),  # EEGMMIDB pads with dots
+        ("EEG FP1-LE", "FP1", "LE"),  # TUH 02_tcp_le
+        ("FP1-F7", "FP1-F7", "bipolar"),  # CHB-MIT bipolar pair in the vocabulary
+        ("EEG F4-M1", "F4", "mastoid"),  # HMC
+        ("EEG T3-LE", "T3", "LE"),  # old 10-20 name kept apart from T7 (spec §9.25)
+    ],
+)
 def test_normalize_real_world_names(raw, name, reference):
     ch = normalize_channel(raw)
     assert (ch.name, ch.reference, ch.index) == (name, reference, STANDARD_1020.index(name))
 
 
-@pytest.mark.parametrize("raw", ["ECG ECG", "EEG EKG1-REF", "PHOTIC-REF", "IBI", "BURSTS", "SUPPR", "EEG ROC-REF",
-                                 "SaO2 X9", "POL DC01", "EEG 26-REF", "POL $A1", "FP1-C4"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ECG ECG",
+        "EEG EKG1-REF",
+        "PHOTIC-REF",
+        "IBI",
+        "BURSTS",
+        "SUPPR",
+        "EEG ROC-REF",
+        "SaO2 X9",
+        "POL DC01",
+        "EEG 26-REF",
+        "POL $A1",
+        "FP1-C4",
+    ],
+)
 def test_non_eeg_or_unknown_names_are_dropped_with_a_reason(raw):
     ch = normalize_channel(raw)
     assert ch.name is None and ch.index is None and ch.reason
@@ -62,7 +80,15 @@ def test_map_channels_on_real_headers(samples_dir):
     assert cm.names[:3] == ["FP1", "FP2", "F3"] and len(cm.names) == 23  # 21 10-20 + T1/T2 (+A1/A2)
     assert cm.indices == [STANDARD_1020.index(n) for n in cm.names]
     dropped = dict(cm.dropped)
-    assert set(dropped) == {"EEG ROC-REF", "EEG LOC-REF", "EEG EKG1-REF", "PHOTIC-REF", "IBI", "BURSTS", "SUPPR"}
+    assert set(dropped) == {
+        "EEG ROC-REF",
+        "EEG LOC-REF",
+        "EEG EKG1-REF",
+        "PHOTIC-REF",
+        "IBI",
+        "BURSTS",
+        "SUPPR",
+    }
 
 
 def test_map_channels_keep_orders_and_lists_the_rest(eegmat_dir):

@@ -94,13 +94,22 @@ def test_exit_status_scheme(small_out: Path, tmp_path: Path) -> None:
     assert run(data_app, ["split", str(small_out), "--protocol", "nope"]).exit_code == EXIT_INPUT
     assert run(data_app, ["shard", missing, "--task", "workload"]).exit_code == EXIT_INPUT
     assert run(data_app, ["audit", missing]).exit_code == EXIT_INPUT
-    assert run(data_app, ["ingest", "workload", missing, "--out", str(tmp_path / "o")]).exit_code == EXIT_INPUT
-    assert run(train_app, ["evaluate", "--checkpoint", missing, "--shards", missing, "--out", missing]
-               ).exit_code == EXIT_INPUT
+    assert (
+        run(data_app, ["ingest", "workload", missing, "--out", str(tmp_path / "o")]).exit_code == EXIT_INPUT
+    )
+    assert (
+        run(train_app, ["evaluate", "--checkpoint", missing, "--shards", missing, "--out", missing]).exit_code
+        == EXIT_INPUT
+    )
     assert run(train_app, ["leaderboard", "run", missing]).exit_code == EXIT_INPUT
     assert run(train_app, ["vq", "--shards", missing, "--out", str(tmp_path / "r")]).exit_code == EXIT_INPUT
-    assert run(train_app, ["pipeline", "--root", missing, "--out", str(tmp_path / "p")]).exit_code == EXIT_INPUT
-    assert run(data_app, ["ingest", "workload", missing, "--out", missing, "-o", "nokey"]).exit_code == EXIT_INPUT
+    assert (
+        run(train_app, ["pipeline", "--root", missing, "--out", str(tmp_path / "p")]).exit_code == EXIT_INPUT
+    )
+    assert (
+        run(data_app, ["ingest", "workload", missing, "--out", missing, "-o", "nokey"]).exit_code
+        == EXIT_INPUT
+    )
     assert run(data_app, ["split"]).exit_code == EXIT_INPUT  # click's usage error
     # 1: the command ran and found a problem in the data: a file that fails to ingest, a leak between splits
     bad = tmp_path / "bad"
@@ -113,7 +122,11 @@ def test_exit_status_scheme(small_out: Path, tmp_path: Path) -> None:
     shutil.copytree(small_out, out)
     leaky = tmp_path / "leaky.toml"
     body = (REPO / "manifests" / "protocols" / "workload.toml").read_text()
-    leaky.write_text(body.replace('name = "workload"', 'name = "leaky"').replace("test = [\n", 'test = [\n    "Subject00",\n'))
+    leaky.write_text(
+        body.replace('name = "workload"', 'name = "leaky"').replace(
+            "test = [\n", 'test = [\n    "Subject00",\n'
+        )
+    )
     res = run(data_app, ["split", str(out), "--protocol", str(leaky)])
     assert res.exit_code == EXIT_DATA and "Subject00" in _text(res)
 
@@ -122,9 +135,20 @@ def _all_help() -> dict[str, str]:
     """--help output of every command and sub-command of both apps, wide enough not to wrap paths."""
     runner = CliRunner()
     pages = {}
-    commands = {data_app: [[], ["ingest"], ["split"], ["shard"], ["audit"]],
-                train_app: [[], ["vq"], ["pretrain"], ["instruct"], ["evaluate"], ["pipeline"], ["leaderboard"],
-                            ["leaderboard", "run"], ["leaderboard", "show"]]}
+    commands = {
+        data_app: [[], ["ingest"], ["split"], ["shard"], ["audit"]],
+        train_app: [
+            [],
+            ["vq"],
+            ["pretrain"],
+            ["instruct"],
+            ["evaluate"],
+            ["pipeline"],
+            ["leaderboard"],
+            ["leaderboard", "run"],
+            ["leaderboard", "show"],
+        ],
+    }
     for app, cmds in commands.items():
         for cmd in cmds:
             res = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
@@ -159,11 +183,13 @@ def _assert_names_only_repo_files(text: str, where: str) -> None:
     files = _repo_files()
     for m in re.finditer(r"[\w./-]+\.(?:py|md|toml)\b", text):
         name = m.group(0).lstrip("./")
-        if name in OUTPUT_FILES or name.endswith("/leaderboard.md") or "*" in text[m.start() - 1:m.start()]:
+        if name in OUTPUT_FILES or name.endswith("/leaderboard.md") or "*" in text[m.start() - 1 : m.start()]:
             continue
         if re.search(r"https://github\.com/[^)\s]*" + re.escape(name.split("/")[-1]) + r"\b", text):
             continue  # a file of the upstream (official) code, cited with its link
-        assert name in files or name.split("/")[-1] in files, f"{where} names {name!r}, which is not in the repo"
+        assert name in files or name.split("/")[-1] in files, (
+            f"{where} names {name!r}, which is not in the repo"
+        )
 
 
 def test_readme_names_no_file_outside_the_repo() -> None:
@@ -188,8 +214,9 @@ def test_leaderboard_markdown_cites_no_private_reference() -> None:
 
     rows = load_reported()
     assert rows
-    text = "\n".join(_footnotes(SimpleNamespace(n_resamples=1000))
-                     + [f"{r.via} {r.citation} {r.note or ''}" for r in rows])
+    text = "\n".join(
+        _footnotes(SimpleNamespace(n_resamples=1000)) + [f"{r.via} {r.citation} {r.note or ''}" for r in rows]
+    )
     for bad in ("spec §", "neurolm-spec", "../shared", "/work/"):
         assert bad not in text, bad
     assert "docs/neurolm-reference.md §5.3" in text

@@ -87,7 +87,9 @@ def test_mne_epochs_export(out: Path) -> None:
     assert set(epochs.event_id) == set(windows.classes)
     assert epochs.metadata["key"].tolist() == windows.metadata["key"].to_list()
     pos = np.array([ch["loc"][:3] for ch in epochs.info["chs"]])
-    assert np.isfinite(pos).all() and (np.abs(pos).sum(axis=1) > 0).all()  # every channel placed by the montage
+    assert (
+        np.isfinite(pos).all() and (np.abs(pos).sum(axis=1) > 0).all()
+    )  # every channel placed by the montage
     assert epochs.info["sfreq"] == 200.0
     assert len(epochs["subject == 'Subject33'"]) == 58
 
@@ -113,8 +115,9 @@ def test_braindecode_dataset_and_one_epoch(out: Path) -> None:
     assert sorted(splits) == ["test", "train", "val"] and len(splits["train"]) == 4 * 29
 
     torch.manual_seed(0)
-    model = ShallowFBCSPNet(n_chans=19, n_outputs=2, n_times=800, final_conv_length="auto",
-                            add_log_softmax=False)
+    model = ShallowFBCSPNet(
+        n_chans=19, n_outputs=2, n_times=800, final_conv_length="auto", add_log_softmax=False
+    )
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(splits["train"], batch_size=16, shuffle=True)

@@ -32,16 +32,81 @@ def results(workload_out: Path, pretrain_out: Path, tmp_path_factory: pytest.Tem
     root = tmp_path_factory.mktemp("e2e")
     text = str(write_corpus(root / "corpus.txt"))
     pre, wl = str(pretrain_out / "shards"), str(workload_out / "shards")
-    common = ["--config", "tiny", "--text", text, "--seed", "0", "--set", "text.block=32", "--set", "text.batch_size=2"]
+    common = [
+        "--config",
+        "tiny",
+        "--text",
+        text,
+        "--seed",
+        "0",
+        "--set",
+        "text.block=32",
+        "--set",
+        "text.batch_size=2",
+    ]
     _cli("vq", "--shards", pre, "--out", str(root / "vq"), "--steps", "6", "-b", "2", *common)
-    _cli("pretrain", "--shards", pre, "--out", str(root / "pre"), "--steps", "6", "-b", "2",
-         "--init", str(root / "vq" / "ckpt.pt"), *common)
-    _cli("instruct", "--shards", wl, "--tasks", "workload", "--out", str(root / "ins"), "--steps", "40", "-b", "16",
-         "--init", str(root / "pre" / "ckpt.pt"), "--eval-every", "20", "--set", "data.val_limit=96", *common)
-    _cli("evaluate", "--checkpoint", str(root / "ins" / "best.pt"), "--shards", wl, "--tasks", "workload",
-         "--out", str(root / "eval"))
-    _cli("evaluate", "--checkpoint", str(root / "ins" / "best.pt"), "--shards", wl, "--tasks", "workload",
-         "--out", str(root / "eval_gen"), "--splits", "test", "--limit", "24", "--generate", "--hard-label")
+    _cli(
+        "pretrain",
+        "--shards",
+        pre,
+        "--out",
+        str(root / "pre"),
+        "--steps",
+        "6",
+        "-b",
+        "2",
+        "--init",
+        str(root / "vq" / "ckpt.pt"),
+        *common,
+    )
+    _cli(
+        "instruct",
+        "--shards",
+        wl,
+        "--tasks",
+        "workload",
+        "--out",
+        str(root / "ins"),
+        "--steps",
+        "40",
+        "-b",
+        "16",
+        "--init",
+        str(root / "pre" / "ckpt.pt"),
+        "--eval-every",
+        "20",
+        "--set",
+        "data.val_limit=96",
+        *common,
+    )
+    _cli(
+        "evaluate",
+        "--checkpoint",
+        str(root / "ins" / "best.pt"),
+        "--shards",
+        wl,
+        "--tasks",
+        "workload",
+        "--out",
+        str(root / "eval"),
+    )
+    _cli(
+        "evaluate",
+        "--checkpoint",
+        str(root / "ins" / "best.pt"),
+        "--shards",
+        wl,
+        "--tasks",
+        "workload",
+        "--out",
+        str(root / "eval_gen"),
+        "--splits",
+        "test",
+        "--limit",
+        "24",
+        "--generate",
+        "--hard-label",
+    )
     return root
 
 
@@ -65,8 +130,11 @@ def test_results_hold_workload_test_scores_from_probabilities(results: Path, wor
 
 
 def test_checkpoint_was_selected_on_validation(results: Path):
-    vals = [r for r in map(json.loads, (results / "ins" / "metrics.jsonl").read_text().splitlines())
-            if r.get("kind") == "val"]
+    vals = [
+        r
+        for r in map(json.loads, (results / "ins" / "metrics.jsonl").read_text().splitlines())
+        if r.get("kind") == "val"
+    ]
     assert [v["step"] for v in vals] == [20, 40]
     best = max(vals, key=lambda v: (v["score"], v["tiebreak"]))  # first of equal records wins
     res = json.loads((results / "eval" / "results.json").read_text())

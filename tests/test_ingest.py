@@ -47,8 +47,20 @@ def ledger_without_seconds(out: Path):
 def write_edf(path: Path, labels: list[str], data: np.ndarray, sfreq: int) -> Path:
     """Plain EDF with pyedflib: real µV samples, 1-s records."""
     w = pyedflib.EdfWriter(str(path), len(labels), file_type=pyedflib.FILETYPE_EDFPLUS)
-    w.setSignalHeaders([dict(label=lab, dimension="uV", sample_frequency=sfreq, physical_min=-3000.0,
-                             physical_max=3000.0, digital_min=-32768, digital_max=32767) for lab in labels])
+    w.setSignalHeaders(
+        [
+            dict(
+                label=lab,
+                dimension="uV",
+                sample_frequency=sfreq,
+                physical_min=-3000.0,
+                physical_max=3000.0,
+                digital_min=-32768,
+                digital_max=32767,
+            )
+            for lab in labels
+        ]
+    )
     w.writeSamples(list(data))
     w.close()
     return path
@@ -59,8 +71,12 @@ def test_workload_manifest_follows_the_contract(eegmat_dir, tmp_path):
     s = run_ingest("workload", root, tmp_path / "out")
     assert (s.n_done, s.n_failed, s.n_processed, s.ok) == (4, 0, 4, True)
     rec = pq.read_table(tmp_path / "out" / "recordings.parquet").to_pylist()
-    assert [r["recording_id"] for r in rec] == ["workload_Subject00_1", "workload_Subject00_2",
-                                                "workload_Subject31_1", "workload_Subject31_2"]
+    assert [r["recording_id"] for r in rec] == [
+        "workload_Subject00_1",
+        "workload_Subject00_2",
+        "workload_Subject31_1",
+        "workload_Subject31_2",
+    ]
     cfg = json.loads((tmp_path / "out" / "ingest_config.json").read_text())
     for r in rec:
         assert r["label"] == (0 if r["run"] == "1" else 1)
@@ -70,7 +86,9 @@ def test_workload_manifest_follows_the_contract(eegmat_dir, tmp_path):
         assert r["sfreq"] == 200.0 and r["duration_s"] == r["n_samples"] / 200.0
         assert r["montage"] == "unspecified" and r["config_hash"] == cfg["config_hash"]
         assert dict(map(tuple, json.loads(r["dropped_channels"]))) == {
-            "ECG ECG": "non-EEG channel type", "EEG A2-A1": "reference-electrode pair 'A2-A1' (not a scalp channel)"}
+            "ECG ECG": "non-EEG channel type",
+            "EEG A2-A1": "reference-electrode pair 'A2-A1' (not a scalp channel)",
+        }
         x = np.load(tmp_path / "out" / r["store_path"], mmap_mode="r", allow_pickle=False)
         assert x.dtype == np.float32 and x.shape == (19, r["n_samples"])
         assert xxhash.xxh3_128_hexdigest(np.ascontiguousarray(x).tobytes()) == r["data_hash"]
@@ -89,7 +107,9 @@ def test_signal_hash_is_the_integer_samples_and_their_calibration(eegmat_dir, tm
     rec = pq.read_table(tmp_path / "out" / "recordings.parquet").to_pylist()[0]
     sig = read_edf(eegmat_dir / "Subject03_2.edf", channels=WORKLOAD_CHANNELS)
     d = sig.digital
-    blob = d.samples.astype("<i2").tobytes() + d.gain.astype("<f8").tobytes() + d.offset.astype("<f8").tobytes()
+    blob = (
+        d.samples.astype("<i2").tobytes() + d.gain.astype("<f8").tobytes() + d.offset.astype("<f8").tobytes()
+    )
     assert rec["signal_hash"] == xxhash.xxh3_128_hexdigest(blob) == d.content_hash()
     edf = pyedflib.EdfReader(str(eegmat_dir / "Subject03_2.edf"))
     labels = [lab.strip() for lab in edf.getSignalLabels()]
@@ -146,15 +166,19 @@ def test_resume_does_not_redo_finished_recordings(eegmat_dir, tmp_path):
     assert {n: (out / "recordings" / n).stat().st_mtime_ns for n in first} == first  # untouched
     fresh = run_ingest("workload", root, tmp_path / "fresh")
     assert fresh.n_processed == 4
-    assert (out / "recordings.parquet").read_bytes() == (tmp_path / "fresh" / "recordings.parquet").read_bytes()
+    assert (out / "recordings.parquet").read_bytes() == (
+        tmp_path / "fresh" / "recordings.parquet"
+    ).read_bytes()
 
 
 def test_killed_ingest_resumes_where_it_stopped(eegmat_dir, tmp_path):
     names = [f"Subject{i:02d}_1.edf" for i in range(10)]
     root = link_files(eegmat_dir, tmp_path / "eegmat", names)
     out = tmp_path / "out"
-    code = ("import sys; from neurolm_data.ingest import run_ingest; "
-            "run_ingest('workload', sys.argv[1], sys.argv[2], engine='mne')")
+    code = (
+        "import sys; from neurolm_data.ingest import run_ingest; "
+        "run_ingest('workload', sys.argv[1], sys.argv[2], engine='mne')"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(root), str(out)])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -190,12 +214,12 @@ def _garble_annotations(src: Path, dst: Path) -> Path:
     """Copy an EDF+ and overwrite its 'EDF Annotations' bytes in every data record (signals intact)."""
     b = bytearray(src.read_bytes())
     ns = int(b[252:256])
-    labels = [b[256 + 16 * i: 256 + 16 * (i + 1)].decode().strip() for i in range(ns)]
-    nsamp = [int(b[256 + ns * 216 + 8 * i: 256 + ns * 216 + 8 * (i + 1)]) for i in range(ns)]
+    labels = [b[256 + 16 * i : 256 + 16 * (i + 1)].decode().strip() for i in range(ns)]
+    nsamp = [int(b[256 + ns * 216 + 8 * i : 256 + ns * 216 + 8 * (i + 1)]) for i in range(ns)]
     n_rec, a = int(b[236:244]), labels.index("EDF Annotations")
     rec, off = sum(nsamp) * 2, 256 * (ns + 1) + sum(nsamp[:a]) * 2
     for r in range(n_rec):
-        b[off + r * rec: off + r * rec + nsamp[a] * 2] = b"\xff" * (nsamp[a] * 2)
+        b[off + r * rec : off + r * rec + nsamp[a] * 2] = b"\xff" * (nsamp[a] * 2)
     dst.write_bytes(bytes(b))
     return dst
 
@@ -230,7 +254,9 @@ def test_every_bad_input_kind_is_a_failed_ledger_row(samples_dir, eegmat_dir, tm
     }
     for name, phrase in expected.items():
         assert led[name]["status"] == "failed", name
-        assert led[name]["reason"].startswith(f"{name}: ") and phrase in led[name]["reason"], led[name]["reason"]
+        assert led[name]["reason"].startswith(f"{name}: ") and phrase in led[name]["reason"], led[name][
+            "reason"
+        ]
     assert (s.n_failed, s.n_done, s.ok) == (7, 2, False)
     assert len(pq.read_table(tmp_path / "out" / "recordings.parquet")) == 2
     # a rerun retries the failures but not the finished recordings
@@ -243,15 +269,48 @@ def test_cli_exit_status_and_summary_on_bad_workload_files(eegmat_dir, tmp_path)
     data = (eegmat_dir / "Subject01_1.edf").read_bytes()
     (root / "Subject90_1.edf").write_bytes(data[:100_000])  # truncated
     r = pyedflib.EdfReader(str(eegmat_dir / "Subject01_2.edf"))
-    labels = [f"EEG {c}" for c in ("Fp1", "Fp2", "F3", "F4", "F7", "F8", "T3", "T4", "C3", "C4",
-                                   "T5", "T6", "P3", "P4", "O1", "O2", "Fz", "Cz", "Pz")]
+    labels = [
+        f"EEG {c}"
+        for c in (
+            "Fp1",
+            "Fp2",
+            "F3",
+            "F4",
+            "F7",
+            "F8",
+            "T3",
+            "T4",
+            "C3",
+            "C4",
+            "T5",
+            "T6",
+            "P3",
+            "P4",
+            "O1",
+            "O2",
+            "Fz",
+            "Cz",
+            "Pz",
+        )
+    ]
     x = np.array([r.readSignal(i, 0, 1500) for i in range(19)])  # 3 s < one 4-s Workload window
     r.close()
     write_edf(root / "Subject91_2.edf", labels, x, 500)
     write_edf(root / "Subject92_1.edf", labels[:5], x[:5], 500)  # 14 of the 19 channels missing
     (root / "notes.edf").write_bytes(b"")  # not an EEGMAT name: skipped
-    proc = subprocess.run([shutil.which("neurolm-data") or "neurolm-data", "ingest", "workload", str(root),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            shutil.which("neurolm-data") or "neurolm-data",
+            "ingest",
+            "workload",
+            str(root),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "3 failed" in proc.stderr and "2 recordings ingested" in proc.stderr and "1 skipped" in proc.stderr
     led = {x["path"]: x for x in pq.read_table(tmp_path / "out" / "ledger.parquet").to_pylist()}
@@ -290,8 +349,9 @@ def test_cli_engine_exact_is_its_own_config(eegmat_dir, tmp_path):
     # without --force, and the same shapes as the default engine
     root = link_files(eegmat_dir, tmp_path / "eegmat", SUBSET[:1])
     fast = run_ingest("workload", root, tmp_path / "fast")
-    run = CliRunner().invoke(data_app, ["ingest", "workload", str(root), "--out", str(tmp_path / "exact"),
-                                        "--engine", "exact"])
+    run = CliRunner().invoke(
+        data_app, ["ingest", "workload", str(root), "--out", str(tmp_path / "exact"), "--engine", "exact"]
+    )
     assert run.exit_code == 0, run.output
     cfg = json.loads((tmp_path / "exact" / "ingest_config.json").read_text())
     assert cfg["config"]["preprocess"]["engine"] == "exact" and cfg["config_hash"] != fast.config_hash

@@ -25,9 +25,15 @@ from neurolm_data.split import (
 
 
 def _recordings(source: str, subjects: list[str]) -> pl.DataFrame:
-    return pl.DataFrame({"recording_id": [f"{source}_{s}" for s in subjects], "source": [source] * len(subjects),
-                         "subject": subjects, "official_split": [None] * len(subjects)},
-                        schema_overrides={"official_split": pl.String})
+    return pl.DataFrame(
+        {
+            "recording_id": [f"{source}_{s}" for s in subjects],
+            "source": [source] * len(subjects),
+            "subject": subjects,
+            "official_split": [None] * len(subjects),
+        },
+        schema_overrides={"official_split": pl.String},
+    )
 
 
 def _check_folds(splits: pl.DataFrame, n_folds: int) -> None:
@@ -39,16 +45,21 @@ def _check_folds(splits: pl.DataFrame, n_folds: int) -> None:
         test = set(view.filter(pl.col("split") == "test")["subject"].to_list())
         val = set(view.filter(pl.col("split") == "val")["subject"].to_list())
         train = set(view.filter(pl.col("split") == "train")["subject"].to_list())
-        assert test | val | train == subjects and not (test & val) and not (test & train) and not (val & train)
+        assert (
+            test | val | train == subjects and not (test & val) and not (test & train) and not (val & train)
+        )
         tested += sorted(test)
     assert sorted(tested) == sorted(subjects)  # each exactly once
 
 
-@pytest.mark.parametrize("name,source,subjects", [
-    ("workload_cv", "workload", [f"Subject{i:02d}" for i in range(36)]),
-    ("mi_cv", "eegmmidb", [f"S{i:03d}" for i in range(1, 110)]),
-    ("mi_cv", "eegmmidb", [f"S{i:03d}" for i in range(1, 13)]),
-])
+@pytest.mark.parametrize(
+    "name,source,subjects",
+    [
+        ("workload_cv", "workload", [f"Subject{i:02d}" for i in range(36)]),
+        ("mi_cv", "eegmmidb", [f"S{i:03d}" for i in range(1, 110)]),
+        ("mi_cv", "eegmmidb", [f"S{i:03d}" for i in range(1, 13)]),
+    ],
+)
 def test_every_subject_in_exactly_one_test_fold(name: str, source: str, subjects: list[str]) -> None:
     proto = load_protocol(name)
     splits = compute_splits(_recordings(source, subjects), proto)
@@ -73,7 +84,9 @@ def test_fold_split_rule() -> None:
 
 def test_kfold_protocol_validation(tmp_path: Path) -> None:
     p = tmp_path / "bad_cv.toml"
-    p.write_text('version = 1\nname = "bad_cv"\nsource = "x"\ntask = "mi"\n[split]\nrule = "kfold"\nn_folds = 2\n')
+    p.write_text(
+        'version = 1\nname = "bad_cv"\nsource = "x"\ntask = "mi"\n[split]\nrule = "kfold"\nn_folds = 2\n'
+    )
     with pytest.raises(ProtocolError, match="n_folds must be >= 3"):
         load_protocol(p)
     p.write_text('version = 1\nname = "bad_cv"\nsource = "x"\ntask = "mi"\n[split]\nrule = "kfold"\n')
@@ -95,7 +108,9 @@ def _tree(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in files if p.is_file()}
 
 
-def test_kfold_shards_written_once_and_identical_with_1_and_2_workers(samples_dir: Path, tmp_path: Path) -> None:
+def test_kfold_shards_written_once_and_identical_with_1_and_2_workers(
+    samples_dir: Path, tmp_path: Path
+) -> None:
     """Acceptance 3: manifests and shards byte-identical with 1 and 2 ingest workers; each window is written
     once (split ``cv``) with its subject's fold in ``windows.parquet``; no per-fold copies."""
     outs = []

@@ -38,17 +38,67 @@ def test_three_stages_evaluate_and_export_through_the_cli(workload_out: Path, tm
     sh = str(workload_out / "shards")
     run = tmp_path / "runs"
     # pre-training on the task's train windows (labels unused), as the leaderboard row does
-    cli("labram-vq", "--shards", sh, "--tasks", "workload", "--out", str(run / "vq"), "--steps", "4", "-b", "4",
-        "--seed", "0")
-    cli("labram-pretrain", "--shards", sh, "--tasks", "workload", "--out", str(run / "pre"), "--steps", "4",
-        "-b", "4", "--init", str(run / "vq" / "ckpt.pt"), "--set", "model_overrides.cls_pos=first_patch")
-    out = cli("labram-finetune", "--shards", sh, "--out", str(run / "ft"), "--steps", "4", "-b", "8",
-              "--init", str(run / "pre" / "ckpt.pt"), "--eval-every", "2", "--set", "data.val_limit=40")
+    cli(
+        "labram-vq",
+        "--shards",
+        sh,
+        "--tasks",
+        "workload",
+        "--out",
+        str(run / "vq"),
+        "--steps",
+        "4",
+        "-b",
+        "4",
+        "--seed",
+        "0",
+    )
+    cli(
+        "labram-pretrain",
+        "--shards",
+        sh,
+        "--tasks",
+        "workload",
+        "--out",
+        str(run / "pre"),
+        "--steps",
+        "4",
+        "-b",
+        "4",
+        "--init",
+        str(run / "vq" / "ckpt.pt"),
+        "--set",
+        "model_overrides.cls_pos=first_patch",
+    )
+    out = cli(
+        "labram-finetune",
+        "--shards",
+        sh,
+        "--out",
+        str(run / "ft"),
+        "--steps",
+        "4",
+        "-b",
+        "8",
+        "--init",
+        str(run / "pre" / "ckpt.pt"),
+        "--eval-every",
+        "2",
+        "--set",
+        "data.val_limit=40",
+    )
     assert "checkpoint" in out
     cfg = json.loads((run / "pre" / "config.json").read_text())
     assert cfg["model_config"]["cls_pos"] == "first_patch"  # the official CLS computation, as an option
-    res_out = cli("labram-evaluate", "--checkpoint", str(run / "ft" / "best.pt"), "--shards", sh,
-                  "--out", str(tmp_path / "eval"))
+    res_out = cli(
+        "labram-evaluate",
+        "--checkpoint",
+        str(run / "ft" / "best.pt"),
+        "--shards",
+        sh,
+        "--out",
+        str(tmp_path / "eval"),
+    )
     assert "test n=290" in res_out
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     test = res["scores"]["workload"]["test"]
@@ -63,21 +113,51 @@ def test_three_stages_evaluate_and_export_through_the_cli(workload_out: Path, tm
     cli("labram-export", "--checkpoint", str(run / "pre" / "ckpt.pt"), "--out", str(tmp_path / "mem.pth"))
     assert lo.load_official(tmp_path / "mem.pth")[0] == "mem"
     # an official fine-tuned file is scored as given (tiny shapes: --config names the model config)
-    cli("labram-evaluate", "--checkpoint", str(tmp_path / "ft.pth"), "--config", "tiny", "--shards", sh,
-        "--out", str(tmp_path / "eval2"), "--splits", "test")
+    cli(
+        "labram-evaluate",
+        "--checkpoint",
+        str(tmp_path / "ft.pth"),
+        "--config",
+        "tiny",
+        "--shards",
+        sh,
+        "--out",
+        str(tmp_path / "eval2"),
+        "--splits",
+        "test",
+    )
     res2 = json.loads((tmp_path / "eval2" / "results.json").read_text())
     assert res2["scores"]["workload"]["test"] == pytest.approx(test)
     assert len(res2["official"]["sha256"]) == 64
     # a NeuroLM command refuses nothing it should not: wrong-family inits fail with a message
-    bad = cli("labram-finetune", "--shards", sh, "--out", str(run / "bad"), "--steps", "1",
-              "--init", str(run / "vq" / "ckpt.pt"), ok=False)
+    bad = cli(
+        "labram-finetune",
+        "--shards",
+        sh,
+        "--out",
+        str(run / "bad"),
+        "--steps",
+        "1",
+        "--init",
+        str(run / "vq" / "ckpt.pt"),
+        ok=False,
+    )
     assert "finetune starts from" in bad
 
 
 def _torchrun(args: list[str], timeout: int = 300) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "neurolm_train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "neurolm_train",
+        *args,
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
@@ -87,10 +167,36 @@ def test_each_stage_runs_on_two_gloo_ranks(pretrain_out: Path, workload_out: Pat
     pre = str(pretrain_out / "shards")
     run = tmp_path / "runs"
     _torchrun(["labram-vq", "--shards", pre, "--out", str(run / "vq"), "--steps", "3", "-b", "2", "-w", "1"])
-    _torchrun(["labram-pretrain", "--shards", pre, "--out", str(run / "pre"), "--steps", "3", "-b", "2",
-               "--init", str(run / "vq" / "ckpt.pt")])
-    _torchrun(["labram-finetune", "--shards", str(small), "--out", str(run / "ft"), "--steps", "3", "-b", "2",
-               "--init", str(run / "pre" / "ckpt.pt")])
+    _torchrun(
+        [
+            "labram-pretrain",
+            "--shards",
+            pre,
+            "--out",
+            str(run / "pre"),
+            "--steps",
+            "3",
+            "-b",
+            "2",
+            "--init",
+            str(run / "vq" / "ckpt.pt"),
+        ]
+    )
+    _torchrun(
+        [
+            "labram-finetune",
+            "--shards",
+            str(small),
+            "--out",
+            str(run / "ft"),
+            "--steps",
+            "3",
+            "-b",
+            "2",
+            "--init",
+            str(run / "pre" / "ckpt.pt"),
+        ]
+    )
     for stage in ("vq", "pre", "ft"):
         ranks = [json.loads((run / stage / "ranks" / f"rank{r}.json").read_text()) for r in range(2)]
         assert [r["world"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [3, 3]

@@ -43,11 +43,29 @@ def test_rows_are_registered():
 
 def test_labram_tiny_row_reduced_run_then_show(workload_out: Path, tmp_path: Path):
     results = tmp_path / "lb"
-    sets = [x for k in ("vq_steps=2", "pretrain_steps=2", "finetune_steps=3", "val_limit=30")
-            for x in ("--set", f"labram-tiny.{k}")]
-    out = _run("leaderboard", "run", str(workload_out), "--task", "workload", "--results", str(results),
-               "--model", "labram-tiny", "--model", "chance-majority", "--seeds", "0,1", "--max-windows", "120",
-               *sets)
+    sets = [
+        x
+        for k in ("vq_steps=2", "pretrain_steps=2", "finetune_steps=3", "val_limit=30")
+        for x in ("--set", f"labram-tiny.{k}")
+    ]
+    out = _run(
+        "leaderboard",
+        "run",
+        str(workload_out),
+        "--task",
+        "workload",
+        "--results",
+        str(results),
+        "--model",
+        "labram-tiny",
+        "--model",
+        "chance-majority",
+        "--seeds",
+        "0,1",
+        "--max-windows",
+        "120",
+        *sets,
+    )
     assert "4 record(s) written, 0 skipped" in out
     recs = [r for r in iter_records(results) if r.meta["model"] == "labram-tiny"]
     assert len(recs) == 2
@@ -59,8 +77,22 @@ def test_labram_tiny_row_reduced_run_then_show(workload_out: Path, tmp_path: Pat
         assert {"bacc", "auroc", "auc_pr"} <= set(rec.meta["scores"]) and "bacc" in rec.meta["val_scores"]
         preds = rec.predictions()
         assert np.allclose(preds.select("prob_0", "prob_1").to_numpy().sum(1), 1.0)
-    again = _run("leaderboard", "run", str(workload_out), "--task", "workload", "--results", str(results),
-                 "--model", "labram-tiny", "--seeds", "0,1", "--max-windows", "120", *sets)
+    again = _run(
+        "leaderboard",
+        "run",
+        str(workload_out),
+        "--task",
+        "workload",
+        "--results",
+        str(results),
+        "--model",
+        "labram-tiny",
+        "--seeds",
+        "0,1",
+        "--max-windows",
+        "120",
+        *sets,
+    )
     assert "0 record(s) written, 2 skipped" in again
     board = build_leaderboard(workload_out, results, n_resamples=50)
     row = next(r for r in board.task_rows("workload") if r.model == "labram-tiny")
@@ -72,13 +104,32 @@ def test_labram_base_official_row_fine_tunes_the_given_file(workload_out: Path, 
     weights = tmp_path / "labram-base.pth"
     lo.save_official(LaBraMMEM(labram_config("base")), weights)  # a stand-in with the published layout
     results = tmp_path / "lb"
-    sets = [x for k in (f"checkpoint={weights}", "finetune_steps=1", "batch_size=2", "val_limit=8")
-            for x in ("--set", f"labram-base-official.{k}")]
-    out = _run("leaderboard", "run", str(workload_out), "--task", "workload", "--results", str(results),
-               "--model", "labram-base-official", "--seeds", "0", "--max-windows", "40", *sets)
+    sets = [
+        x
+        for k in (f"checkpoint={weights}", "finetune_steps=1", "batch_size=2", "val_limit=8")
+        for x in ("--set", f"labram-base-official.{k}")
+    ]
+    out = _run(
+        "leaderboard",
+        "run",
+        str(workload_out),
+        "--task",
+        "workload",
+        "--results",
+        str(results),
+        "--model",
+        "labram-base-official",
+        "--seeds",
+        "0",
+        "--max-windows",
+        "40",
+        *sets,
+    )
     assert "1 record(s) written" in out
     (rec,) = iter_records(results)
-    assert rec.meta["inputs"]["checkpoint_sha256"] == file_sha256(weights)  # the file is part of the config hash
+    assert rec.meta["inputs"]["checkpoint_sha256"] == file_sha256(
+        weights
+    )  # the file is part of the config hash
     d = rec.meta["details"]
     assert [s["stage"] for s in d["stages"]] == ["finetune"]
     best = torch.load(d["checkpoint"]["path"], weights_only=True)

@@ -71,13 +71,19 @@ def test_layer_decay_scales_match_the_official_formula():
     scale_of = {n: g["lr_scale"] for g in groups for n in g["names"]}
     decay_of = {n: g["weight_decay"] for g in groups for n in g["names"]}
     assert scale_of["pos_embed"] == scale_of["cls_token"] == scale_of["patch_embed.conv1.weight"] == scales[0]
-    assert scale_of["blocks.0.attn.qkv.weight"] == scales[1] and scale_of["blocks.11.mlp.fc2.weight"] == scales[12]
+    assert (
+        scale_of["blocks.0.attn.qkv.weight"] == scales[1]
+        and scale_of["blocks.11.mlp.fc2.weight"] == scales[12]
+    )
     assert scale_of["time_embed"] == scale_of["head.weight"] == scale_of["fc_norm.weight"] == 1.0  # official
     assert decay_of["pos_embed"] == decay_of["time_embed"] == decay_of["cls_token"] == 0.0
     assert decay_of["blocks.3.norm1.weight"] == decay_of["head.bias"] == 0.0
     assert decay_of["blocks.3.attn.qkv.weight"] == decay_of["head.weight"] == 0.05
-    fixed = {n: g["lr_scale"] for g in param_groups(NeuralTransformer(cfg, n_classes=1), 0.05, 0.65, "embed")
-             for n in g["names"]}
+    fixed = {
+        n: g["lr_scale"]
+        for g in param_groups(NeuralTransformer(cfg, n_classes=1), 0.05, 0.65, "embed")
+        for n in g["names"]
+    }
     assert fixed["time_embed"] == scales[0]
 
 
@@ -87,7 +93,9 @@ def test_output_does_not_depend_on_token_order(windows: dict):
     model = NeuralTransformer(cfg, n_classes=2).eval()
     vq = LaBraMVQNSP(cfg).eval()
     with torch.no_grad():
-        vq.quantize.codebook.copy_(torch.nn.functional.normalize(torch.randn_like(vq.quantize.codebook), dim=-1))
+        vq.quantize.codebook.copy_(
+            torch.nn.functional.normalize(torch.randn_like(vq.quantize.codebook), dim=-1)
+        )
         vq.quantize.initted.fill_(1.0)
     b = windows
     perm = torch.randperm(b["x"].shape[1])  # e.g. channel-major (official) instead of time-major
@@ -136,9 +144,12 @@ def _expected_mem_layout() -> dict[str, tuple[int, ...]]:
     wrapper's lm_head and projection_head)."""
     d, k, K = 200, 8, 8192
     keys: dict[str, tuple[int, ...]] = {
-        "student.cls_token": (1, 1, d), "student.mask_token": (1, 1, d), "student.pos_embed": (1, 129, d),
+        "student.cls_token": (1, 1, d),
+        "student.mask_token": (1, 1, d),
+        "student.pos_embed": (1, 129, d),
         "student.time_embed": (1, 16, d),
-        "student.patch_embed.conv1.weight": (k, 1, 1, 15), "student.patch_embed.conv1.bias": (k,),
+        "student.patch_embed.conv1.weight": (k, 1, 1, 15),
+        "student.patch_embed.conv1.bias": (k,),
     }
     for i in (1, 2, 3):
         if i > 1:
@@ -148,15 +159,39 @@ def _expected_mem_layout() -> dict[str, tuple[int, ...]]:
         keys[f"student.patch_embed.norm{i}.bias"] = (k,)
     for b in range(12):
         p = f"student.blocks.{b}."
-        keys.update({p + "gamma_1": (d,), p + "gamma_2": (d,), p + "norm1.weight": (d,), p + "norm1.bias": (d,),
-                     p + "attn.qkv.weight": (3 * d, d), p + "attn.q_norm.weight": (20,), p + "attn.q_norm.bias": (20,),
-                     p + "attn.k_norm.weight": (20,), p + "attn.k_norm.bias": (20,), p + "attn.proj.weight": (d, d),
-                     p + "attn.proj.bias": (d,), p + "norm2.weight": (d,), p + "norm2.bias": (d,),
-                     p + "mlp.fc1.weight": (4 * d, d), p + "mlp.fc1.bias": (4 * d,), p + "mlp.fc2.weight": (d, 4 * d),
-                     p + "mlp.fc2.bias": (d,)})
-    keys.update({"student.norm.weight": (d,), "student.norm.bias": (d,), "student.lm_head.weight": (K, d),
-                 "student.lm_head.bias": (K,), "lm_head.weight": (K, d), "lm_head.bias": (K,),
-                 "projection_head.0.weight": (d, d), "projection_head.0.bias": (d,)})
+        keys.update(
+            {
+                p + "gamma_1": (d,),
+                p + "gamma_2": (d,),
+                p + "norm1.weight": (d,),
+                p + "norm1.bias": (d,),
+                p + "attn.qkv.weight": (3 * d, d),
+                p + "attn.q_norm.weight": (20,),
+                p + "attn.q_norm.bias": (20,),
+                p + "attn.k_norm.weight": (20,),
+                p + "attn.k_norm.bias": (20,),
+                p + "attn.proj.weight": (d, d),
+                p + "attn.proj.bias": (d,),
+                p + "norm2.weight": (d,),
+                p + "norm2.bias": (d,),
+                p + "mlp.fc1.weight": (4 * d, d),
+                p + "mlp.fc1.bias": (4 * d,),
+                p + "mlp.fc2.weight": (d, 4 * d),
+                p + "mlp.fc2.bias": (d,),
+            }
+        )
+    keys.update(
+        {
+            "student.norm.weight": (d,),
+            "student.norm.bias": (d,),
+            "student.lm_head.weight": (K, d),
+            "student.lm_head.bias": (K,),
+            "lm_head.weight": (K, d),
+            "lm_head.bias": (K,),
+            "projection_head.0.weight": (d, d),
+            "projection_head.0.bias": (d,),
+        }
+    )
     return keys
 
 
@@ -209,14 +244,19 @@ def test_vqnsp_round_trip(windows: dict, tmp_path: Path):
     assert kind == "vqnsp" and info["config"].code_dim == 64 and info["config"].vq_decoder_depth == 3
     with torch.no_grad():
         assert torch.equal(vq.get_codes(*windows.values()), back.get_codes(*windows.values()))
-        torch.testing.assert_close(vq(*windows.values())["loss"], back(*windows.values())["loss"], rtol=0, atol=0)
+        torch.testing.assert_close(
+            vq(*windows.values())["loss"], back(*windows.values())["loss"], rtol=0, atol=0
+        )
 
 
-@pytest.mark.parametrize("edit,name", [
-    ("drop", "student.blocks.3.attn.q_norm.weight"),
-    ("extra", "student.blocks.3.attn.q_bias"),
-    ("shape", "student.blocks.3.mlp.fc1.weight"),
-])
+@pytest.mark.parametrize(
+    "edit,name",
+    [
+        ("drop", "student.blocks.3.attn.q_norm.weight"),
+        ("extra", "student.blocks.3.attn.q_bias"),
+        ("shape", "student.blocks.3.mlp.fc1.weight"),
+    ],
+)
 def test_a_missing_extra_or_misshaped_key_fails_with_its_name(tmp_path: Path, edit: str, name: str):
     torch.manual_seed(0)
     sd = lo.to_official(LaBraMMEM(labram_config("base")))

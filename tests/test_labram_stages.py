@@ -26,22 +26,53 @@ def small_workload(workload_out: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def chain(pretrain_out: Path, small_workload: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def chain(
+    pretrain_out: Path, small_workload: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("labram")
     pre = pretrain_out / "shards"
     runs = {s: root / s for s in ("vq", "pretrain", "finetune")}
     fast = {"lr": 3e-3, "min_lr": 3e-4}
     train(tiny("vq", runs["vq"], pre, ["pretrain"], 2, steps=STEPS, optim=fast))
-    train(tiny("pretrain", runs["pretrain"], pre, ["pretrain"], 2, steps=STEPS, eval_every=STEPS // 2, optim=fast,
-               init=str(runs["vq"] / "ckpt.pt")))
-    train(tiny("finetune", runs["finetune"], small_workload, ["workload"], 8, steps=STEPS, drop_path=0.0,
-               layer_decay=1.0, optim=fast, init=str(runs["pretrain"] / "ckpt.pt")))
+    train(
+        tiny(
+            "pretrain",
+            runs["pretrain"],
+            pre,
+            ["pretrain"],
+            2,
+            steps=STEPS,
+            eval_every=STEPS // 2,
+            optim=fast,
+            init=str(runs["vq"] / "ckpt.pt"),
+        )
+    )
+    train(
+        tiny(
+            "finetune",
+            runs["finetune"],
+            small_workload,
+            ["workload"],
+            8,
+            steps=STEPS,
+            drop_path=0.0,
+            layer_decay=1.0,
+            optim=fast,
+            init=str(runs["pretrain"] / "ckpt.pt"),
+        )
+    )
     return runs
 
 
-@pytest.mark.parametrize("stage,key,margin", [
-    ("vq", "loss", 0.1), ("vq", "rec_amp", 0.05), ("pretrain", "loss", 0.5), ("finetune", "loss", 0.05),
-])
+@pytest.mark.parametrize(
+    "stage,key,margin",
+    [
+        ("vq", "loss", 0.1),
+        ("vq", "rec_amp", 0.05),
+        ("pretrain", "loss", 0.5),
+        ("finetune", "loss", 0.05),
+    ],
+)
 def test_loss_falls(chain: dict[str, Path], stage: str, key: str, margin: float):
     recs = records(chain[stage])
     assert [r["step"] for r in recs] == list(range(1, STEPS + 1))
@@ -55,7 +86,16 @@ def test_checkpoints_are_weights_only_and_hold_everything(chain: dict[str, Path]
     for stage, run in chain.items():
         ck = torch.load(run / "ckpt.pt", weights_only=True)  # nothing to unpickle, RNG states included
         assert ck["family"] == "labram" and ck["stage"] == stage and ck["step"] == STEPS
-        assert {"model", "optimizer", "scheduler", "loader", "rng", "config", "config_hash", "model_config"} <= set(ck)
+        assert {
+            "model",
+            "optimizer",
+            "scheduler",
+            "loader",
+            "rng",
+            "config",
+            "config_hash",
+            "model_config",
+        } <= set(ck)
         assert ck["config_hash"] == config_hash(LaBraMRunConfig.from_dict(ck["config"]))
         assert ck["loader"]["epoch"] * ck["loader"]["batches_per_epoch"] + ck["loader"]["batch"] == STEPS
         assert ck["scheduler"]["last_epoch"] == STEPS
@@ -83,14 +123,16 @@ def test_crop_keeps_whole_seconds_under_the_token_budget(pretrain_out: Path):
         assert n % int(C[i]) == 0 and n <= 256 and n // int(C[i]) <= 16
         assert int(c["times"][i][c["mask"][i]].max()) == n // int(C[i]) - 1
         s0 = int(((c["x"][i, 0:1] - b["x"][i]).abs().sum(-1) == 0).nonzero()[0]) // int(C[i])  # source second
-        torch.testing.assert_close(c["x"][i, :n], b["x"][i, s0 * int(C[i]):s0 * int(C[i]) + n])
+        torch.testing.assert_close(c["x"][i, :n], b["x"][i, s0 * int(C[i]) : s0 * int(C[i]) + n])
         assert torch.equal(c["chans"][i, :n], b["chans"][i, :n])
 
 
 def _same(a: Path, b: Path, n: int) -> None:
     ca, cb = (torch.load(p / "ckpt.pt", weights_only=True) for p in (a, b))
     assert ca["step"] == cb["step"] == n
-    assert ca["model"].keys() == cb["model"].keys() and all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+    assert ca["model"].keys() == cb["model"].keys() and all(
+        torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"]
+    )
     sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
     assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i])
     assert ca["loader"] == cb["loader"] and ca["scheduler"] == cb["scheduler"]
@@ -98,18 +140,30 @@ def _same(a: Path, b: Path, n: int) -> None:
 
 
 @pytest.mark.parametrize("stage", ["vq", "pretrain", "finetune"])
-def test_resume_is_bit_identical(stage: str, chain: dict[str, Path], pretrain_out: Path, small_workload: Path,
-                                 tmp_path: Path):
+def test_resume_is_bit_identical(
+    stage: str, chain: dict[str, Path], pretrain_out: Path, small_workload: Path, tmp_path: Path
+):
     n, k = 4, 2
     if stage == "finetune":
         shards, tasks, kw = small_workload, ["workload"], {"init": str(chain["pretrain"] / "ckpt.pt")}
     else:
         shards, tasks = pretrain_out / "shards", ["pretrain"]
         kw = {"init": str(chain["vq"] / "ckpt.pt")} if stage == "pretrain" else {}
+
     # 3 batches per epoch and 2 loader workers: the stop is mid-epoch and mid-worker-cycle
     def cfg(out: Path, **extra):
-        return tiny(stage, out, shards, tasks, 2, steps=n, data={"num_workers": 2, "batches_per_epoch": 3},
-                    eval_every=2 if stage == "finetune" else 0, **kw, **extra)
+        return tiny(
+            stage,
+            out,
+            shards,
+            tasks,
+            2,
+            steps=n,
+            data={"num_workers": 2, "batches_per_epoch": 3},
+            eval_every=2 if stage == "finetune" else 0,
+            **kw,
+            **extra,
+        )
 
     train(cfg(tmp_path / "full"))
     train(cfg(tmp_path / "split", stop_at=k))
@@ -124,10 +178,29 @@ def test_resume_is_bit_identical(stage: str, chain: dict[str, Path], pretrain_ou
 
 def test_wrong_inits_fail_by_name(chain: dict[str, Path], small_workload: Path, tmp_path: Path):
     with pytest.raises(ValueError, match="'vq' checkpoint: finetune starts from"):
-        train(tiny("finetune", tmp_path / "a", small_workload, ["workload"], 2, steps=1, init=str(chain["vq"] / "ckpt.pt")))
+        train(
+            tiny(
+                "finetune",
+                tmp_path / "a",
+                small_workload,
+                ["workload"],
+                2,
+                steps=1,
+                init=str(chain["vq"] / "ckpt.pt"),
+            )
+        )
     with pytest.raises(ValueError, match="pretrain needs the vq tokenizer"):
-        train(tiny("pretrain", tmp_path / "b", small_workload, ["workload"], 2, steps=1,
-                   init=str(chain["finetune"] / "ckpt.pt")))
+        train(
+            tiny(
+                "pretrain",
+                tmp_path / "b",
+                small_workload,
+                ["workload"],
+                2,
+                steps=1,
+                init=str(chain["finetune"] / "ckpt.pt"),
+            )
+        )
     with pytest.raises(ValueError, match="needs --init"):
         train(tiny("pretrain", tmp_path / "c", small_workload, ["workload"], 2, steps=1))
     with pytest.raises(ValueError, match="fp16 is refused"):

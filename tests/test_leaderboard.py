@@ -41,14 +41,41 @@ REDUCED = DataConfig(max_windows_per_split=120)
 def test_acceptance_1_reduced_run_then_show(workload_out: Path, tmp_path: Path) -> None:
     results = tmp_path / "lb"
     runner = CliRunner()
-    run = runner.invoke(train_app, [
-        "leaderboard", "run", str(workload_out), "--task", "workload", "--results", str(results),
-        "--model", "chance-majority", "--model", "chance-stratified", "--model", "bandpower-lr",
-        "--model", "smallnet", "--model", "neurolm-tiny", "--seeds", "0,1,2", "--max-windows", "120",
-        "--set", "smallnet.epochs=2", "--set", "smallnet.n_spatial=8",
-        *[x for k in ("vq_steps=2", "pretrain_steps=2", "instruct_steps=2", "val_limit=32")
-          for x in ("--set", f"neurolm-tiny.{k}")],
-    ])
+    run = runner.invoke(
+        train_app,
+        [
+            "leaderboard",
+            "run",
+            str(workload_out),
+            "--task",
+            "workload",
+            "--results",
+            str(results),
+            "--model",
+            "chance-majority",
+            "--model",
+            "chance-stratified",
+            "--model",
+            "bandpower-lr",
+            "--model",
+            "smallnet",
+            "--model",
+            "neurolm-tiny",
+            "--seeds",
+            "0,1,2",
+            "--max-windows",
+            "120",
+            "--set",
+            "smallnet.epochs=2",
+            "--set",
+            "smallnet.n_spatial=8",
+            *[
+                x
+                for k in ("vq_steps=2", "pretrain_steps=2", "instruct_steps=2", "val_limit=32")
+                for x in ("--set", f"neurolm-tiny.{k}")
+            ],
+        ],
+    )
     assert run.exit_code == 0, run.output
     assert "15 record(s) written, 0 skipped" in run.output
 
@@ -70,7 +97,9 @@ def test_acceptance_1_reduced_run_then_show(workload_out: Path, tmp_path: Path) 
         assert np.allclose(preds.select("prob_0", "prob_1").to_numpy().sum(1), 1.0)
     for rec in (r for r in records if r.meta["model"] == "neurolm-tiny"):  # trained through the 3 stages
         d = rec.meta["details"]
-        assert [s["stage"] for s in d["stages"]] == ["vq", "pretrain", "instruct"] and d["checkpoint"]["stage"] == "instruct"
+        assert [s["stage"] for s in d["stages"]] == ["vq", "pretrain", "instruct"] and d["checkpoint"][
+            "stage"
+        ] == "instruct"
         assert Path(d["checkpoint"]["path"]).is_file() and len(d["checkpoint"]["sha256"]) == 64
         assert 0.0 <= d["trainer_test_scores"]["generation"]["parse_failure_rate"] <= 1.0
     # band power + LR finds the rest/arithmetic difference on held-out subjects (deterministic lbfgs)
@@ -78,25 +107,52 @@ def test_acceptance_1_reduced_run_then_show(workload_out: Path, tmp_path: Path) 
     assert min(r.meta["scores"]["auroc"] for r in lr) > 0.6
 
     md, png = tmp_path / "board.md", tmp_path / "board.png"
-    show = runner.invoke(train_app, [
-        "leaderboard", "show", str(workload_out), "--results", str(results), "--markdown", str(md),
-        "--png", str(png), "--n-boot", "100",
-    ])
+    show = runner.invoke(
+        train_app,
+        [
+            "leaderboard",
+            "show",
+            str(workload_out),
+            "--results",
+            str(results),
+            "--markdown",
+            str(md),
+            "--png",
+            str(png),
+            "--n-boot",
+            "100",
+        ],
+    )
     assert show.exit_code == 0, show.output
     board = build_leaderboard(workload_out, results, n_resamples=100)
     computed = {r.model: r for r in board.task_rows("workload") if r.computed}
-    assert set(computed) == {"chance-majority", "chance-stratified", "bandpower-lr", "smallnet", "neurolm-tiny"}
+    assert set(computed) == {
+        "chance-majority",
+        "chance-stratified",
+        "bandpower-lr",
+        "smallnet",
+        "neurolm-tiny",
+    }
     for row in computed.values():
         assert row.n_seeds == 3
         for cell in row.metrics.values():
             assert cell.ci is not None and cell.ci.n_subjects == 5
             assert 0.0 <= cell.ci.low <= cell.ci.high <= 1.0
-    assert computed["chance-majority"].metrics["auroc"].ci.low == computed["chance-majority"].metrics["auroc"].ci.high == 0.5
+    assert (
+        computed["chance-majority"].metrics["auroc"].ci.low
+        == computed["chance-majority"].metrics["auroc"].ci.high
+        == 0.5
+    )
     reported = [r for r in board.rows if not r.computed]
     assert any(r.task == "workload" and r.model.startswith("NeuroLM") for r in reported)
     assert any(r.model.startswith("LaBraM") and r.origin.startswith("reported") for r in reported)
-    assert any(r.task == "workload" and r.model == "LaBraM-Base" and r.origin.startswith("not retrieved")
-               and not r.metrics for r in reported)  # a known gap is shown as such, never as a number
+    assert any(
+        r.task == "workload"
+        and r.model == "LaBraM-Base"
+        and r.origin.startswith("not retrieved")
+        and not r.metrics
+        for r in reported
+    )  # a known gap is shown as such, never as a number
     assert board.comparisons and all(c.task == "workload" for c in board.comparisons)
 
     text = md.read_text()
@@ -117,14 +173,20 @@ def _reshard_with_swapped_subjects(src: Path, dst: Path) -> Path:
         shutil.copy(src / name, dst / name)
     (dst / "recordings").symlink_to(src / "recordings")
     text = (Path(__file__).resolve().parents[1] / "manifests/protocols/workload.toml").read_text()
-    text = text.replace('"Subject30"', '"@31"').replace('"Subject31"', '"Subject30"').replace('"@31"', '"Subject31"')
+    text = (
+        text.replace('"Subject30"', '"@31"')
+        .replace('"Subject31"', '"Subject30"')
+        .replace('"@31"', '"Subject31"')
+    )
     protocol = dst / "workload-swapped.toml"
     protocol.write_text(text.replace('name = "workload"', 'name = "workload-swapped"'))
     run_shard(dst, "workload", protocol=protocol)
     return dst
 
 
-def test_acceptance_2_skip_then_rerun_on_changed_config_or_manifest(workload_out: Path, tmp_path: Path) -> None:
+def test_acceptance_2_skip_then_rerun_on_changed_config_or_manifest(
+    workload_out: Path, tmp_path: Path
+) -> None:
     results = tmp_path / "lb"
     specs = resolve_models(["chance-majority", "bandpower-lr"])
     first = run_leaderboard(workload_out, specs, (0, 1), ["workload"], results, REDUCED)
@@ -138,8 +200,12 @@ def test_acceptance_2_skip_then_rerun_on_changed_config_or_manifest(workload_out
     # a changed config re-runs that row only, and replaces (not duplicates) its records
     changed = [specs[0], with_overrides(specs[1], {"c_grid": "[0.01, 1.0]"})]
     third = _statuses(run_leaderboard(workload_out, changed, (0, 1), ["workload"], results, REDUCED))
-    assert third == {("chance-majority", 0): "skipped", ("chance-majority", 1): "skipped",
-                     ("bandpower-lr", 0): "replaced", ("bandpower-lr", 1): "replaced"}
+    assert third == {
+        ("chance-majority", 0): "skipped",
+        ("chance-majority", 1): "skipped",
+        ("bandpower-lr", 0): "replaced",
+        ("bandpower-lr", 1): "replaced",
+    }
     assert len(list(results.rglob("record.json"))) == 4
     lr_hashes = {r.meta["config_hash"] for r in iter_records(results) if r.meta["model"] == "bandpower-lr"}
     old_lr = json.loads(next(b for p, b in before.items() if "bandpower-lr" in str(p)))["config_hash"]
@@ -154,7 +220,10 @@ def test_acceptance_2_skip_then_rerun_on_changed_config_or_manifest(workload_out
 
     # a changed windows manifest (another split) re-runs every record
     other = _reshard_with_swapped_subjects(workload_out, tmp_path / "out2")
-    assert load_manifest(other, "workload").manifest_hash != load_manifest(workload_out, "workload").manifest_hash
+    assert (
+        load_manifest(other, "workload").manifest_hash
+        != load_manifest(workload_out, "workload").manifest_hash
+    )
     fourth = run_leaderboard(other, specs, (0, 1), ["workload"], results, REDUCED)
     assert set(_statuses(fourth).values()) == {"replaced"}
     # ... and against the original shards those records are stale: excluded, not mixed in
@@ -210,17 +279,22 @@ def test_reported_rows_carry_sources_and_tags(tmp_path: Path) -> None:
     assert xl.metrics["bacc"].value == 0.7969 and xl.metrics["bacc"].tag == "paper"
     assert xl.metrics["auroc"].hard_labels and "2409.00101" in xl.citation
     wl = next(r for r in rows if r.task == "workload")
-    assert "variant unclear" in wl.model and wl.metrics["bacc"].tag == "2nd" and wl.metrics["auroc"].hard_labels
+    assert (
+        "variant unclear" in wl.model and wl.metrics["bacc"].tag == "2nd" and wl.metrics["auroc"].hard_labels
+    )
     base = next(r for r in rows if r.model == "LaBraM-Base" and r.task == "tuab")
     assert base.metrics["auroc"].value == 0.9022 and base.metrics["auroc"].std == 0.0009
     assert {r.metrics[m].tag for r in rows for m in r.metrics} == {"paper", "2nd", "mem", "untagged", "fig"}
     bad = tmp_path / "bad.toml"
-    bad.write_text('schema_version = 1\n[sources.x]\ncitation = "c"\n[[row]]\nmodel = "M"\ntask = "tuab"\n'
-                   'source = "x"\nbacc = { value = 81.4, tag = "paper" }\n')
+    bad.write_text(
+        'schema_version = 1\n[sources.x]\ncitation = "c"\n[[row]]\nmodel = "M"\ntask = "tuab"\n'
+        'source = "x"\nbacc = { value = 81.4, tag = "paper" }\n'
+    )
     with pytest.raises(ReportedFormatError, match="not a fraction"):
         load_file(bad)
-    bad.write_text('schema_version = 1\n[sources.x]\ncitation = "c"\n[[row]]\nmodel = "M"\ntask = "tuab"\n'
-                   'source = "x"\n')
+    bad.write_text(
+        'schema_version = 1\n[sources.x]\ncitation = "c"\n[[row]]\nmodel = "M"\ntask = "tuab"\nsource = "x"\n'
+    )
     with pytest.raises(ReportedFormatError, match="either metrics or"):
         load_file(bad)
 

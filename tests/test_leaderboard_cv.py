@@ -28,10 +28,31 @@ from neurolm_train.leaderboard.store import iter_records
 from neurolm_train.leaderboard.table import build_leaderboard
 from neurolm_train.leaderboard.windows import WindowSplit, load_manifest, read_split
 
-BASELINES = ("chance-majority", "chance-stratified", "bandpower-lr", "riemann-ts-lr", "csp-lda", "eegnet",
-             "shallow-fbcsp", "smallnet")
-TIDY_COLUMNS = ["task", "fold", "subject", "model", "seed", "n_windows", "bacc", "auroc", "auc_pr", "kappa",
-                "f1_weighted", "subject_label", "subject_prob"]
+BASELINES = (
+    "chance-majority",
+    "chance-stratified",
+    "bandpower-lr",
+    "riemann-ts-lr",
+    "csp-lda",
+    "eegnet",
+    "shallow-fbcsp",
+    "smallnet",
+)
+TIDY_COLUMNS = [
+    "task",
+    "fold",
+    "subject",
+    "model",
+    "seed",
+    "n_windows",
+    "bacc",
+    "auroc",
+    "auc_pr",
+    "kappa",
+    "f1_weighted",
+    "subject_label",
+    "subject_prob",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +65,29 @@ def mi_cv_out(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_mi_cv_every_baseline_three_seeds_tidy_table(mi_cv_out: Path, tmp_path: Path) -> None:
     results = tmp_path / "lb"
-    args = ["leaderboard", "run", str(mi_cv_out), "--task", "mi", "--results", str(results), "--seeds", "0,1,2",
-            "--max-windows", "24", "--set", "eegnet.epochs=1", "--set", "shallow-fbcsp.epochs=1",
-            "--set", "smallnet.epochs=1", "--set", "eegnet.batch_size=16", "--set", "shallow-fbcsp.batch_size=16"]
+    args = [
+        "leaderboard",
+        "run",
+        str(mi_cv_out),
+        "--task",
+        "mi",
+        "--results",
+        str(results),
+        "--seeds",
+        "0,1,2",
+        "--max-windows",
+        "24",
+        "--set",
+        "eegnet.epochs=1",
+        "--set",
+        "shallow-fbcsp.epochs=1",
+        "--set",
+        "smallnet.epochs=1",
+        "--set",
+        "eegnet.batch_size=16",
+        "--set",
+        "shallow-fbcsp.batch_size=16",
+    ]
     for m in BASELINES:
         args += ["--model", m]
     run = CliRunner().invoke(train_app, args)
@@ -54,19 +95,36 @@ def test_mi_cv_every_baseline_three_seeds_tidy_table(mi_cv_out: Path, tmp_path: 
     assert f"{len(BASELINES) * 3 * 4} record(s) written" in run.output and "fold 3" in run.output
     records = iter_records(results)
     assert {(r.meta["model"], r.meta["seed"], r.meta["fold"]) for r in records} == {
-        (m, s, f) for m in BASELINES for s in (0, 1, 2) for f in range(4)}
+        (m, s, f) for m in BASELINES for s in (0, 1, 2) for f in range(4)
+    }
     assert all(r.meta["n_folds"] == 4 for r in records)
 
     md, png = tmp_path / "board.md", tmp_path / "board.png"
-    show = CliRunner().invoke(train_app, ["leaderboard", "show", str(mi_cv_out), "--results", str(results),
-                                          "--markdown", str(md), "--png", str(png), "--n-boot", "50"])
+    show = CliRunner().invoke(
+        train_app,
+        [
+            "leaderboard",
+            "show",
+            str(mi_cv_out),
+            "--results",
+            str(results),
+            "--markdown",
+            str(md),
+            "--png",
+            str(png),
+            "--n-boot",
+            "50",
+        ],
+    )
     assert show.exit_code == 0, show.output
     tidy = pl.read_parquet(results / "results.parquet")
     assert tidy.columns == TIDY_COLUMNS
     assert pl.read_csv(results / "results.csv").height == tidy.height == len(BASELINES) * 3 * 12
     splits, _ = read_splits(mi_cv_out)
     fold_of = dict(splits.select("subject", "fold").rows())
-    assert all(fold_of[s] == f for s, f in tidy.select("subject", "fold").rows())  # tested in its own fold only
+    assert all(
+        fold_of[s] == f for s, f in tidy.select("subject", "fold").rows()
+    )  # tested in its own fold only
     assert tidy.group_by("model", "seed").agg(pl.col("subject").n_unique())["subject"].to_list() == [12] * 24
     assert tidy["n_windows"].min() >= 1 and tidy["bacc"].is_between(0, 1).all()
 
@@ -83,11 +141,15 @@ def test_mi_cv_every_baseline_three_seeds_tidy_table(mi_cv_out: Path, tmp_path: 
     assert image.ndim == 3 and image.shape[1] > 1000
 
     # a seed missing a fold never enters the row: its pooled predictions would miss subjects
-    victim = next(r for r in records if r.meta["model"] == "csp-lda" and r.meta["seed"] == 2 and r.meta["fold"] == 1)
+    victim = next(
+        r for r in records if r.meta["model"] == "csp-lda" and r.meta["seed"] == 2 and r.meta["fold"] == 1
+    )
     shutil.rmtree(victim.path)
     board = build_leaderboard(mi_cv_out, results, n_resamples=20)
     row = next(r for r in board.task_rows("mi") if r.model == "csp-lda")
-    assert row.n_seeds == 2 and any("csp-lda/seed-2: folds [0, 2, 3] of [0, 1, 2, 3]" in e for e in board.excluded)
+    assert row.n_seeds == 2 and any(
+        "csp-lda/seed-2: folds [0, 2, 3] of [0, 1, 2, 3]" in e for e in board.excluded
+    )
 
 
 def test_adhd_cv_scores_per_window_and_per_child(samples_dir: Path, tmp_path: Path) -> None:
@@ -95,8 +157,14 @@ def test_adhd_cv_scores_per_window_and_per_child(samples_dir: Path, tmp_path: Pa
     assert run_ingest("adhd", samples_dir / "adhd", out, workers=2).n_failed == 0
     run_shard(out, "adhd", protocol="adhd_cv")
     results = tmp_path / "lb"
-    run_leaderboard(out, resolve_models(["chance-majority", "riemann-ts-lr"]), (0, 1, 2), ["adhd"], results,
-                    DataConfig(max_windows_per_split=300))
+    run_leaderboard(
+        out,
+        resolve_models(["chance-majority", "riemann-ts-lr"]),
+        (0, 1, 2),
+        ["adhd"],
+        results,
+        DataConfig(max_windows_per_split=300),
+    )
     board = build_leaderboard(out, results, n_resamples=50)
     rows = {r.model: r for r in board.task_rows("adhd") if r.computed}
     for row in rows.values():
@@ -127,8 +195,14 @@ def test_workload_cv_field_baselines_learn(workload_out: Path, tmp_path: Path) -
     (out / "recordings").symlink_to(workload_out / "recordings")
     run_shard(out, "workload", protocol="workload_cv")
     results = tmp_path / "lb"
-    run_leaderboard(out, resolve_models(["bandpower-lr", "riemann-ts-lr", "csp-lda"]), (0,), ["workload"],
-                    results, DataConfig(max_windows_per_split=150))
+    run_leaderboard(
+        out,
+        resolve_models(["bandpower-lr", "riemann-ts-lr", "csp-lda"]),
+        (0,),
+        ["workload"],
+        results,
+        DataConfig(max_windows_per_split=150),
+    )
     board = build_leaderboard(out, results, n_resamples=50)
     rows = {r.model: r for r in board.task_rows("workload") if r.computed}
     assert all(r.evidence["n_test_subjects"] == 36 for r in rows.values())
@@ -144,7 +218,8 @@ def test_braindecode_nets_overfit_a_few_windows(workload_out: Path, model: str, 
     few = read_split(manifest, "train", keys["key"].to_list())
     assert np.bincount(few.y).tolist() == [16, 16]
     cfg = BraindecodeConfig(model, resample_hz=hz, epochs=40, patience=40, batch_size=16, lr=3e-3)
-    fit = fit_braindecode(few, few, WindowSplit("test", few.x, few.y, few.subjects, few.keys, few.channel_indices),
-                          2, 0, cfg)
+    fit = fit_braindecode(
+        few, few, WindowSplit("test", few.x, few.y, few.subjects, few.keys, few.channel_indices), 2, 0, cfg
+    )
     assert fit.val_scores["bacc"] >= 0.9, fit.details["history"][-3:]
     assert fit.test_prob.shape == (32, 2) and np.allclose(fit.test_prob.sum(1), 1.0)

@@ -69,7 +69,7 @@ def test_tokens_are_time_major_in_100uv(workload_out: Path):
     assert x.shape == (n // 200 * c, 200) and x.dtype == np.float32
     for k in (0, 1, c - 1, c, 2 * c + 3, len(x) - 1):  # token k = (second k // C, channel k % C)
         t, ch = divmod(k, c)
-        np.testing.assert_array_equal(x[k], eeg[ch, t * 200:(t + 1) * 200] / np.float32(100))
+        np.testing.assert_array_equal(x[k], eeg[ch, t * 200 : (t + 1) * 200] / np.float32(100))
         assert chans[k] == meta["channel_indices"][ch] and times[k] == t
     first = next(eval_batches(discover(workload_out / "shards", ["workload"], "val"), 4))
     assert first["key"][0] == meta["key"]
@@ -129,7 +129,9 @@ def test_ranks_get_equal_disjoint_batches(case: str, workload_out: Path, many_sh
     if case == "sample-level":  # strided over one global order: every slot reads distinct windows
         assert len(set(flat)) == len(flat)
     else:  # shard-level: ranks read distinct shards
-        shard_of = dict(pl.read_parquet(root / "workload" / "windows.parquet").select("key", "shard").iter_rows())
+        shard_of = dict(
+            pl.read_parquet(root / "workload" / "windows.parquet").select("key", "shard").iter_rows()
+        )
         s0 = {shard_of[k] for b in per_rank[0] for k in b}
         s1 = {shard_of[k] for b in per_rank[1] for k in b}
         assert not s0 & s1
@@ -160,8 +162,12 @@ def test_mixing_weights_and_task_frequencies(both_roots: str):
 
 def test_eval_pass_is_exact_across_ranks(workload_out: Path):
     tasks = discover(workload_out / "shards", ["workload"], "test")
-    manifest = pl.read_parquet(workload_out / "shards" / "workload" / "windows.parquet").filter(pl.col("split") == "test")
-    seen = [k for r in range(2) for b in eval_batches(tasks, 32, world=2, rank=r, num_workers=2) for k in b["key"]]
+    manifest = pl.read_parquet(workload_out / "shards" / "workload" / "windows.parquet").filter(
+        pl.col("split") == "test"
+    )
+    seen = [
+        k for r in range(2) for b in eval_batches(tasks, 32, world=2, rank=r, num_workers=2) for k in b["key"]
+    ]
     assert sorted(seen) == sorted(manifest["key"].to_list())
     labels = {k: int(v) for b in eval_batches(tasks, 64) for k, v in zip(b["key"], b["label"], strict=True)}
     assert labels == dict(manifest.select("key", "label").iter_rows())

@@ -20,14 +20,28 @@ def test_pipeline_runs_and_resumes(eegmat_dir, tmp_path):
         for run in (1, 2):
             shutil.copy(eegmat_dir / f"{s}_{run}.edf", root)
     out = tmp_path / "out"
-    args = ["pipeline", "--root", str(root), "--out", str(out), "-m", "chance-majority", "-m", "bandpower-lr",
-            "--seeds", "0"]
+    args = [
+        "pipeline",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "-m",
+        "chance-majority",
+        "-m",
+        "bandpower-lr",
+        "--seeds",
+        "0",
+    ]
     first = CliRunner().invoke(train_app, args)
     assert first.exit_code == 0, first.output
     windows = pl.read_parquet(out / "shards" / "workload" / "windows.parquet")
     assert windows.height == 8 * 29
     assert windows.group_by("split").len().sort("split").to_dicts() == [
-        {"split": "test", "len": 58}, {"split": "train", "len": 116}, {"split": "val", "len": 58}]
+        {"split": "test", "len": 58},
+        {"split": "train", "len": 116},
+        {"split": "val", "len": 58},
+    ]
     md = (out / "leaderboard" / "leaderboard.md").read_text()
     assert "bandpower-lr" in md and "chance-majority" in md and "reported" in md
     assert (out / "leaderboard" / "leaderboard.png").stat().st_size > 1000

@@ -103,7 +103,9 @@ def test_text_corpus_round_trip_and_crops(tmp_path):
     n = prepare_text(txt, tmp_path / "text.bin")
     data = np.fromfile(tmp_path / "text.bin", dtype=np.uint16)
     assert n == len(data) and (data == EOT).sum() == 2
-    assert gpt2_encoding().decode(data.tolist()).startswith("The first document about EEG.<|endoftext|>A second")
+    assert (
+        gpt2_encoding().decode(data.tolist()).startswith("The first document about EEG.<|endoftext|>A second")
+    )
     crops = TextCrops(tmp_path / "text.bin", block=8)
     x, y = crops.batch(4, seed=0, step=3)
     assert x.shape == y.shape == (4, 8)

@@ -436,8 +436,16 @@ def test_dead_code_restart_config_and_state_dict():
     assert model_config("tiny").vq.dead_code_steps > 0 and model_config("tiny").vq.embed_std == 0.02
     for name in ("B", "L", "XL"):  # official: unused codes keep their weights, embeddings N(0, 1)
         assert model_config(name).vq.dead_code_steps == 0 and model_config(name).vq.embed_std is None
-    cfg = VQConfig(n_embd=32, n_layer=1, n_head=2, decoder_layers=1, code_dim=16, n_codes=8, domain_hidden=8,
-                   dead_code_steps=3)
+    cfg = VQConfig(
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        decoder_layers=1,
+        code_dim=16,
+        n_codes=8,
+        domain_hidden=8,
+        dead_code_steps=3,
+    )
     tok = VQTokenizer(cfg)
     sd = {k: v for k, v in tok.state_dict().items() if k != "quantize.unused_steps"}  # an older checkpoint
     VQTokenizer(cfg).load_state_dict(sd)  # strict: the missing counters load as zeros

@@ -37,8 +37,15 @@ def _train_windows(shards: Path, n_per_class: int) -> dict:
 def _bacc(model, batch) -> float:
     tid = TASK_IDS["workload"]
     prompt = torch.tensor(prompt_ids(tid)).expand(len(batch["key"]), -1)
-    lp = model.answer_logprobs(batch["x"], batch["chans"], batch["times"], batch["mask"], batch["n_chans"], prompt,
-                               [list(a) for a in answer_ids(tid)])
+    lp = model.answer_logprobs(
+        batch["x"],
+        batch["chans"],
+        batch["times"],
+        batch["mask"],
+        batch["n_chans"],
+        prompt,
+        [list(a) for a in answer_ids(tid)],
+    )
     return float(balanced_accuracy_score(batch["label"].numpy(), lp.argmax(1).numpy()))
 
 
@@ -80,7 +87,9 @@ def test_answer_options_and_restricted_loss(workload_out: Path) -> None:
     assert "answer_margin" in restricted and "answer_margin" not in full
 
 
-def test_acceptance_2_probe_written_and_no_domain_loss_without_text(workload_out: Path, tmp_path: Path) -> None:
+def test_acceptance_2_probe_written_and_no_domain_loss_without_text(
+    workload_out: Path, tmp_path: Path
+) -> None:
     shards = workload_out / "shards"
     cfg = tiny("vq", tmp_path / "vq", shards, None, ["workload"], 16, steps=6, probe_tasks=["workload"])
     cfg.text.corpus = None
@@ -121,8 +130,10 @@ def test_diagnostics_and_threshold(workload_out: Path) -> None:
     t, b = calibrated_threshold(d, y)
     assert b == 1.0 and 0.5 < t < 1.5
     assert np.allclose(log_odds(np.array([[0.5, 0.5], [0.2, 0.8]])), [0.0, np.log(4.0)])
-    rows = [{"task": "workload", "label": int(yy), "probs": [1 / (1 + np.exp(v)), 1 / (1 + np.exp(-v))]}
-            for v, yy in zip(d, y, strict=True)]
+    rows = [
+        {"task": "workload", "label": int(yy), "probs": [1 / (1 + np.exp(v)), 1 / (1 + np.exp(-v))]}
+        for v, yy in zip(d, y, strict=True)
+    ]
     s = logit_stats(rows)["workload"]
     assert s["logodds_mean"] == pytest.approx(d.mean()) and s["threshold_bacc"] == 1.0
     model, _ = random_tiny_neurolm("instruct")
@@ -146,8 +157,14 @@ def test_pipeline_records_the_probe(eegmat_dir: Path, tmp_path: Path) -> None:
         for run in (1, 2):
             shutil.copy(eegmat_dir / f"{s}_{run}.edf", root)
     console = Console(record=True, width=200)
-    res = run_pipeline(root, tmp_path / "out", models=("neurolm-tiny",), n_boot=50, console=console,
-                       neurolm_budget=("vq_steps=3", "pretrain_steps=2", "instruct_steps=2", "val_limit=16"))
+    res = run_pipeline(
+        root,
+        tmp_path / "out",
+        models=("neurolm-tiny",),
+        n_boot=50,
+        console=console,
+        neurolm_budget=("vq_steps=3", "pretrain_steps=2", "instruct_steps=2", "val_limit=16"),
+    )
     assert set(res.probes) == {0}
     probe = json.loads(res.probes[0].read_text())
     assert set(probe["tasks"]["workload"]) >= {"pooled", "per_channel", "bandpower"}

@@ -68,8 +68,17 @@ def test_acceptance_3_one_checkpoint_scores_each_task(roots: str, tmp_path: Path
     runs = tmp_path / "runs"
     train(tiny("vq", runs / "vq", roots, ["workload"], 8, steps=2))
     train(tiny("pretrain", runs / "pre", roots, ["workload"], 8, steps=2, init=str(runs / "vq" / "ckpt.pt")))
-    cfg = tiny("instruct", runs / "ins", roots, TASK_NAMES, 8, steps=4, init=str(runs / "pre" / "ckpt.pt"),
-               data={"mixing": "tempered", "val_limit": 16}, answer_loss="options")
+    cfg = tiny(
+        "instruct",
+        runs / "ins",
+        roots,
+        TASK_NAMES,
+        8,
+        steps=4,
+        init=str(runs / "pre" / "ckpt.pt"),
+        data={"mixing": "tempered", "val_limit": 16},
+        answer_loss="options",
+    )
     train(cfg)
     val = [json.loads(line) for line in (runs / "ins" / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in val if r.get("kind") == "val"][-1]

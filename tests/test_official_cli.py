@@ -47,8 +47,21 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Neur
 def test_evaluate_official_pair_equals_in_memory_scoring(exported, workload_out: Path, tmp_path: Path):
     vq, nlm, model = exported
     shards = str(workload_out / "shards")
-    cli("evaluate", "--checkpoint", f"{vq},{nlm}", "--shards", shards, "--tasks", "workload", "--limit", "16",
-         "--config", "tiny", "--out", str(tmp_path / "eval"))
+    cli(
+        "evaluate",
+        "--checkpoint",
+        f"{vq},{nlm}",
+        "--shards",
+        shards,
+        "--tasks",
+        "workload",
+        "--limit",
+        "16",
+        "--config",
+        "tiny",
+        "--out",
+        str(tmp_path / "eval"),
+    )
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     test = res["scores"]["workload"]["test"]
     assert test["n"] == 16 and res["scores"]["workload"]["val"]["n"] == 16
@@ -70,13 +83,31 @@ def test_evaluate_official_pair_equals_in_memory_scoring(exported, workload_out:
         np.testing.assert_allclose(got[r["key"]], r["probs"], rtol=0, atol=1e-6)
 
 
-def test_neurolm_file_alone_takes_its_tokenizer_heads_from_the_config(exported, workload_out: Path,
-                                                                      tmp_path: Path):
+def test_neurolm_file_alone_takes_its_tokenizer_heads_from_the_config(
+    exported, workload_out: Path, tmp_path: Path
+):
     _, nlm, _ = exported
-    cli("evaluate", "--checkpoint", str(nlm), "--shards", str(workload_out / "shards"), "--tasks", "workload",
-         "--limit", "4", "--splits", "test", "--config", "tiny", "--out", str(tmp_path / "eval"))
+    cli(
+        "evaluate",
+        "--checkpoint",
+        str(nlm),
+        "--shards",
+        str(workload_out / "shards"),
+        "--tasks",
+        "workload",
+        "--limit",
+        "4",
+        "--splits",
+        "test",
+        "--config",
+        "tiny",
+        "--out",
+        str(tmp_path / "eval"),
+    )
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert res["model_config"]["vq"]["n_head"] == 4 and [f["kind"] for f in res["official"]["files"]] == ["neurolm"]
+    assert res["model_config"]["vq"]["n_head"] == 4 and [f["kind"] for f in res["official"]["files"]] == [
+        "neurolm"
+    ]
 
 
 def test_head_counts_the_files_do_not_store_come_from_the_model_config(exported, tmp_path: Path):
@@ -106,14 +137,33 @@ def test_evaluate_refusals_are_clear(exported, workload_out: Path, tmp_path: Pat
     key = "_orig_mod.VQ.encoder.blocks.0.attn.c_attn.weight"
     raw["model"][key] = raw["model"][key][:, :-1].clone()
     torch.save(raw, tmp_path / "bad_vq.pt")
-    out = cli("evaluate", "--checkpoint", f"{tmp_path / 'bad_vq.pt'},{nlm}", "--config", "tiny", *common, ok=False)
+    out = cli(
+        "evaluate", "--checkpoint", f"{tmp_path / 'bad_vq.pt'},{nlm}", "--config", "tiny", *common, ok=False
+    )
     assert "mis-shaped key(s): VQ.encoder.blocks.0.attn.c_attn.weight" in out
 
 
 def test_instruct_starts_from_the_official_pair(exported, workload_out: Path, tmp_path: Path):
     vq, nlm, _ = exported
-    cli("instruct", "--checkpoint", f"{vq},{nlm}", "--shards", str(workload_out / "shards"), "--tasks", "workload",
-         "--steps", "2", "-b", "4", "--config", "tiny", "--out", str(tmp_path / "ins"), "--set", "data.val_limit=8")
+    cli(
+        "instruct",
+        "--checkpoint",
+        f"{vq},{nlm}",
+        "--shards",
+        str(workload_out / "shards"),
+        "--tasks",
+        "workload",
+        "--steps",
+        "2",
+        "-b",
+        "4",
+        "--config",
+        "tiny",
+        "--out",
+        str(tmp_path / "ins"),
+        "--set",
+        "data.val_limit=8",
+    )
     ck = torch.load(tmp_path / "ins" / "ckpt.pt", map_location="cpu", weights_only=True)
     assert ck["stage"] == "instruct" and ck["step"] == 2
     assert ck["config"]["init"] == str(nlm) and ck["config"]["vq"] == str(vq)
@@ -124,9 +174,25 @@ def test_leaderboard_row_scores_the_official_pair(exported, workload_out: Path, 
     # the trainer's evaluation on the test windows, both files' sha256 in the config hash and the record
     vq, nlm, _ = exported
     sha = ",".join(hashlib.sha256(p.read_bytes()).hexdigest() for p in (vq, nlm))
-    args = ["leaderboard", "run", str(workload_out), "--task", "workload", "--results", str(tmp_path / "lb"),
-            "--model", "neurolm-official", "--seeds", "0", "--set", f"neurolm-official.checkpoint={vq},{nlm}",
-            "--set", "neurolm-official.checkpoint_config=tiny", "--set", "neurolm-official.paper_decoding=false"]
+    args = [
+        "leaderboard",
+        "run",
+        str(workload_out),
+        "--task",
+        "workload",
+        "--results",
+        str(tmp_path / "lb"),
+        "--model",
+        "neurolm-official",
+        "--seeds",
+        "0",
+        "--set",
+        f"neurolm-official.checkpoint={vq},{nlm}",
+        "--set",
+        "neurolm-official.checkpoint_config=tiny",
+        "--set",
+        "neurolm-official.paper_decoding=false",
+    ]
     run = CliRunner().invoke(train_app, args)
     assert run.exit_code == 0, run.output
     (rec,) = iter_records(tmp_path / "lb")
@@ -138,4 +204,6 @@ def test_leaderboard_row_scores_the_official_pair(exported, workload_out: Path, 
     again = CliRunner().invoke(train_app, args)  # the same files: the record is current
     assert again.exit_code == 0 and "0 record(s) written, 1 skipped" in again.output
     missing = CliRunner().invoke(train_app, args[:9])  # the row without its files: a clear refusal
-    assert missing.exit_code != 0 and "neurolm-official.checkpoint=" in str(missing.exception) + missing.output
+    assert (
+        missing.exit_code != 0 and "neurolm-official.checkpoint=" in str(missing.exception) + missing.output
+    )

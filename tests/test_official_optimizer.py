@@ -66,19 +66,38 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
 
 def _pretrain(vq: Path, nlm: Path, shards: Path, out: Path, *extra: str, ok: bool = True) -> str:
-    return cli("pretrain", "--checkpoint", f"{vq},{nlm}", "--shards", str(shards), "--steps", "1", "-b", "2",
-                "--config", "tiny", "--out", str(out), *extra, ok=ok)
+    return cli(
+        "pretrain",
+        "--checkpoint",
+        f"{vq},{nlm}",
+        "--shards",
+        str(shards),
+        "--steps",
+        "1",
+        "-b",
+        "2",
+        "--config",
+        "tiny",
+        "--out",
+        str(out),
+        *extra,
+        ok=ok,
+    )
 
 
-def test_pretrain_init_optimizer_starts_from_the_files_state(exported, spy, pretrain_out: Path, tmp_path: Path):
+def test_pretrain_init_optimizer_starts_from_the_files_state(
+    exported, spy, pretrain_out: Path, tmp_path: Path
+):
     vq, nlm, sd = exported
     _pretrain(vq, nlm, pretrain_out / "shards", tmp_path / "seeded", "--init-optimizer")
     assert len(spy) == 1
     got = spy[0]
     assert len(got["param_groups"]) == 2 and [g["params"] for g in got["param_groups"]] == [
-        g["params"] for g in sd["param_groups"]]
+        g["params"] for g in sd["param_groups"]
+    ]
     assert got["state"].keys() == sd["state"].keys() and len(sd["state"]) == sum(
-        len(g["params"]) for g in sd["param_groups"])
+        len(g["params"]) for g in sd["param_groups"]
+    )
     for i, st in sd["state"].items():
         assert float(st["step"]) == STEPS
         for k in ("step", "exp_avg", "exp_avg_sq"):
@@ -107,11 +126,34 @@ def test_refusals_name_the_problem(exported, pretrain_out: Path, tmp_path: Path)
     shards = pretrain_out / "shards"
     out = _pretrain(vq, nlm.with_name("bare.pt"), shards, tmp_path / "a", "--init-optimizer", ok=False)
     assert "has no optimizer entry" in out
-    out = cli("pretrain", "--init", str(nlm), "--shards", str(shards), "--steps", "1", "--config", "tiny",
-               "--out", str(tmp_path / "b"), ok=False)
+    out = cli(
+        "pretrain",
+        "--init",
+        str(nlm),
+        "--shards",
+        str(shards),
+        "--steps",
+        "1",
+        "--config",
+        "tiny",
+        "--out",
+        str(tmp_path / "b"),
+        ok=False,
+    )
     assert "needs both: --checkpoint VQ.pt,NeuroLM-B.pt" in out
-    out = cli("vq", "--shards", str(shards), "--steps", "1", "--config", "tiny", "--init-optimizer",
-               "--out", str(tmp_path / "c"), ok=False)
+    out = cli(
+        "vq",
+        "--shards",
+        str(shards),
+        "--steps",
+        "1",
+        "--config",
+        "tiny",
+        "--init-optimizer",
+        "--out",
+        str(tmp_path / "c"),
+        ok=False,
+    )
     assert "init_optimizer takes the AdamW state of an official NeuroLM-*.pt" in out
 
     mc = neurolm_config(stage_config("pretrain", "tiny"))

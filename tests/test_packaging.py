@@ -30,7 +30,9 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpr
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel of this checkout, installed into a fresh target folder."""
     tmp = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"), str(REPO)], cwd=tmp)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"), str(REPO)], cwd=tmp
+    )
     wheels = list((tmp / "dist").glob("neurolm-*.whl"))
     assert len(wheels) == 1
     names = zipfile.ZipFile(wheels[0]).namelist()
@@ -38,8 +40,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert {p.name for p in (REPO / "manifests" / "protocols").glob("*.toml")} <= shipped
     assert {p.name for p in (REPO / "manifests" / "reported").glob("*.toml")} <= shipped
     target = tmp / "site"
-    _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheels[0])],
-         cwd=tmp)
+    _run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheels[0])],
+        cwd=tmp,
+    )
     return target
 
 
@@ -62,7 +66,9 @@ def test_installed_wheel_finds_its_manifests(installed: Path, tmp_path: Path) ->
     lines = dict(line.split(" ", 1) for line in out.splitlines())
     for line in out.splitlines():
         if line.startswith(("module", "protocols", "reported")):
-            assert line.split()[1].startswith(str(installed)), line  # not the checkout, not an editable install
+            assert line.split()[1].startswith(str(installed)), (
+                line
+            )  # not the checkout, not an editable install
     assert "workload" in lines["protocols"].split() and "tuab" in lines["protocols"].split()
     assert int(lines["reported"].split()[1]) > 0
     assert lines["workload"] == "explicit"
@@ -87,9 +93,13 @@ def test_installed_wheel_splits_and_shards(installed: Path, eegmat_dir: Path, tm
     mine = tmp_path / "mine.toml"
     mine.write_text(
         'version = 1\nname = "mine"\nsource = "workload"\ntask = "workload"\n[split]\nrule = "explicit"\n'
-        'unlisted = "error"\n[split.subjects]\ntrain = ["Subject00", "Subject27"]\ntest = ["Subject33"]\n')
+        'unlisted = "error"\n[split.subjects]\ntrain = ["Subject00", "Subject27"]\ntest = ["Subject33"]\n'
+    )
     res = _run([*cli, "split", "out", "--protocol", str(mine)], cwd=work, env=env)
     assert "protocol mine v1" in " ".join(res.stdout.split())
     res = _run([*cli, "shard", "out", "--task", "workload", "--protocol", str(mine)], cwd=work, env=env)
     assert "protocol mine" in " ".join(res.stdout.split())
-    assert sorted(p.name for p in (work / "out" / "shards" / "workload").iterdir() if p.is_dir()) == ["test", "train"]
+    assert sorted(p.name for p in (work / "out" / "shards" / "workload").iterdir() if p.is_dir()) == [
+        "test",
+        "train",
+    ]

@@ -28,7 +28,9 @@ def test_acceptance_1_workload_windows(workload_out: Path) -> None:
     rec = pl.read_parquet(workload_out / "recordings.parquet")
     assert rec.height == 72
     # Expected label from the file name alone, independent of the source's own labelling.
-    expect_label = {r: (0 if Path(p).stem.endswith("_1") else 1) for r, p in rec.select("recording_id", "path").rows()}
+    expect_label = {
+        r: (0 if Path(p).stem.endswith("_1") else 1) for r, p in rec.select("recording_id", "path").rows()
+    }
     assert Counter(expect_label.values()) == {0: 36, 1: 36}
     subject_of = dict(rec.select("recording_id", "subject").rows())
     duration = dict(rec.select("recording_id", "duration_s").rows())
@@ -54,7 +56,11 @@ def test_acceptance_1_workload_windows(workload_out: Path) -> None:
     for rid, starts in per_recording.items():  # the last 60 s: 29 windows, 2-s stride, ending at the end
         assert sorted(starts) == pytest.approx([duration[rid] - 60 + 2 * k for k in range(29)], abs=1e-9)
     windows = pl.read_parquet(task_dir / "windows.parquet")
-    assert windows.group_by("split").len().sort("split").rows() == [("test", 290), ("train", 1508), ("val", 290)]
+    assert windows.group_by("split").len().sort("split").rows() == [
+        ("test", 290),
+        ("train", 1508),
+        ("val", 290),
+    ]
     assert set(windows["n_channels"]) == {19}
 
 
@@ -69,9 +75,13 @@ def _without_timing(sidecar: Path) -> dict:
     return d
 
 
-def test_acceptance_2_byte_identical_with_1_and_2_workers(workload_out: Path, eegmat_dir: Path, tmp_path: Path) -> None:
+def test_acceptance_2_byte_identical_with_1_and_2_workers(
+    workload_out: Path, eegmat_dir: Path, tmp_path: Path
+) -> None:
     # workload_out was built with 2 ingest workers; build the same pipeline with 1.
-    one = run_pipeline("workload", eegmat_dir, tmp_path / "out", task="workload", protocol="workload", workers=1)
+    one = run_pipeline(
+        "workload", eegmat_dir, tmp_path / "out", task="workload", protocol="workload", workers=1
+    )
     a, b = _files(one), _files(workload_out)
     assert a.keys() == b.keys()
     assert any(k.endswith(".tar") for k in a) and "splits.parquet" in a and "recordings.parquet" in a

@@ -73,7 +73,9 @@ def test_notch_removes_mains_line(eegmat_dir):
     t = np.arange(sig.data.shape[1]) / sig.sfreq
     x = sig.data + 50.0 * np.sin(2 * np.pi * 50.0 * t)  # 50 µV of mains on real EEG
     y = preprocess(x, sig.sfreq, PreprocessConfig().resolved(50.0))[0, 800:-800]
-    clean = preprocess(sig.data, sig.sfreq, PreprocessConfig().resolved(50.0))[0, 800:-800]  # 4 s: the notch kernel spans 6.6 s
+    clean = preprocess(sig.data, sig.sfreq, PreprocessConfig().resolved(50.0))[
+        0, 800:-800
+    ]  # 4 s: the notch kernel spans 6.6 s
     residual = y - clean
     assert np.sqrt(np.mean(residual**2)) < 0.05 * 50.0 / np.sqrt(2)  # > 26 dB down
 
@@ -86,8 +88,10 @@ def test_config_hash_is_stable_and_sensitive():
     assert PreprocessConfig(notch_hz=60.0).resolved(50.0).notch_hz == 60.0  # explicit notch wins
 
 
-@pytest.mark.parametrize("kwargs", [dict(engine="scipy"), dict(dtype="float64"), dict(l_freq=80.0),
-                                    dict(h_freq=120.0), dict(notch_hz=-1.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(engine="scipy"), dict(dtype="float64"), dict(l_freq=80.0), dict(h_freq=120.0), dict(notch_hz=-1.0)],
+)
 def test_invalid_configs_raise(kwargs):
     with pytest.raises(ValueError):
         PreprocessConfig(**kwargs)
@@ -107,8 +111,10 @@ def test_min_duration_is_a_recording_error():
         check_min_duration(799, 200.0, 4.0, "x.edf")
 
 
-@pytest.mark.parametrize(("n", "left", "right"), [(10, 3, 4), (10, 9, 9), (10, 15, 20), (5, 0, 7), (2, 5, 5),
-                                                 (31000, 17268, 17268)])
+@pytest.mark.parametrize(
+    ("n", "left", "right"),
+    [(10, 3, 4), (10, 9, 9), (10, 15, 20), (5, 0, 7), (2, 5, 5), (31000, 17268, 17268)],
+)
 def test_padding_is_mnes_reflect_limited(n, left, right):
     from mne.cuda import _smart_pad  # MNE's own padding, the reference for both engines
 
@@ -116,14 +122,15 @@ def test_padding_is_mnes_reflect_limited(n, left, right):
 
     x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
     buf = np.full((2, left + n + right), np.nan, dtype=np.float32)
-    buf[:, left:left + n] = x
+    buf[:, left : left + n] = x
     _reflect_into(buf, left, n)
     np.testing.assert_array_equal(buf, _smart_pad(x, np.array([left, right]), "reflect_limited"))
 
 
 @pytest.mark.parametrize("sfreq", [160.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0])
-@pytest.mark.parametrize(("l_freq", "h_freq", "notch"), [(0.1, 75.0, 50.0), (0.1, 75.0, 60.0), (0.5, 40.0, 0.0),
-                                                          (1.0, 70.0, 60.0)])
+@pytest.mark.parametrize(
+    ("l_freq", "h_freq", "notch"), [(0.1, 75.0, 50.0), (0.1, 75.0, 60.0), (0.5, 40.0, 0.0), (1.0, 70.0, 60.0)]
+)
 def test_fir_kernels_are_mnes_create_filter(sfreq, l_freq, h_freq, notch):
     # the fast engine designs MNE's kernels in numpy (no MNE / scipy.signal import in a worker): same numbers
     from mne.filter import create_filter
@@ -131,15 +138,26 @@ def test_fir_kernels_are_mnes_create_filter(sfreq, l_freq, h_freq, notch):
     from neurolm_data.preprocess import fir_kernels
 
     ks = fir_kernels(sfreq, l_freq, h_freq, notch)
-    np.testing.assert_array_equal(ks[0], create_filter(None, sfreq, l_freq, h_freq, fir_design="firwin",
-                                                       verbose="error"))
+    np.testing.assert_array_equal(
+        ks[0], create_filter(None, sfreq, l_freq, h_freq, fir_design="firwin", verbose="error")
+    )
     assert len(ks) == (2 if notch else 1)
     if notch:
         width, tb_2 = notch / 200.0, 0.5
         lows, highs = notch - width / 2.0 - tb_2, notch + width / 2.0 + tb_2
-        np.testing.assert_array_equal(ks[1], create_filter(None, sfreq, l_freq=highs, h_freq=lows,
-                                                           l_trans_bandwidth=tb_2, h_trans_bandwidth=tb_2,
-                                                           fir_design="firwin", verbose="error"))
+        np.testing.assert_array_equal(
+            ks[1],
+            create_filter(
+                None,
+                sfreq,
+                l_freq=highs,
+                h_freq=lows,
+                l_trans_bandwidth=tb_2,
+                h_trans_bandwidth=tb_2,
+                fir_design="firwin",
+                verbose="error",
+            ),
+        )
 
 
 def test_integer_samples_go_straight_to_float32(eegmat_dir):
@@ -151,11 +169,22 @@ def test_integer_samples_go_straight_to_float32(eegmat_dir):
     from_float = preprocess(sig.digital.decode(), sig.sfreq, cfg)
     scale = np.sqrt(np.mean(from_float.astype(np.float64) ** 2, axis=1, keepdims=True))
     assert np.abs(from_int - from_float).max(axis=1, keepdims=True).max() < 1e-5 * scale.min()
-    assert_equivalent(from_int, preprocess(sig.digital, sig.sfreq, PreprocessConfig(engine="mne").resolved(50.0)))
+    assert_equivalent(
+        from_int, preprocess(sig.digital, sig.sfreq, PreprocessConfig(engine="mne").resolved(50.0))
+    )
 
 
-@pytest.mark.parametrize(("sfreq", "n", "order"), [(500.0, 31000, 2), (500.0, 40000, 3), (500.0, 91000, 2),
-                                                   (250.0, 31000, 3), (512.0, 31000, 0), (256.0, 153600, 0)])
+@pytest.mark.parametrize(
+    ("sfreq", "n", "order"),
+    [
+        (500.0, 31000, 2),
+        (500.0, 40000, 3),
+        (500.0, 91000, 2),
+        (250.0, 31000, 3),
+        (512.0, 31000, 0),
+        (256.0, 153600, 0),
+    ],
+)
 def test_warp_plan_error_bound_holds_for_pure_tones(sfreq, n, order):
     # The "warp" plan reaches MNE's grid by a Taylor expansion whose error bound (_WARP_TOL) holds for any
     # spectrum; pure tones up to the low-pass stop edge are the worst case, not real EEG. At 256 and 512 Hz
@@ -182,10 +211,11 @@ def test_circular_padding_is_rolled_reflect_limited():
     for n, left, right, at in [(10, 15, 20, 4), (10, 3, 4, 0), (31000, 17268, 17268, 9000), (5, 7, 2, 7)]:
         x = np.random.default_rng(n + at).standard_normal((2, n)).astype(np.float32)
         buf = np.full((2, left + n + right), np.nan, dtype=np.float32)
-        buf[:, at:at + n] = x
+        buf[:, at : at + n] = x
         _reflect_into(buf, left, n, at=at)
-        np.testing.assert_array_equal(buf, np.roll(_smart_pad(x, np.array([left, right]), "reflect_limited"),
-                                                   at - left, axis=1))
+        np.testing.assert_array_equal(
+            buf, np.roll(_smart_pad(x, np.array([left, right]), "reflect_limited"), at - left, axis=1)
+        )
 
 
 def _mne_filtered(x: np.ndarray, sfreq: float, mains: float) -> np.ndarray:
@@ -207,8 +237,10 @@ def _time_offset_ms(y: np.ndarray, f: float, seg: slice) -> float:
     return float(np.arctan2(c, s) / (2 * np.pi * f) * 1e3)
 
 
-@pytest.mark.parametrize(("sfreq", "n", "mne_offset_ms"), [(500.0, 91000, 2.5), (500.0, 31000, 2.5),
-                                                          (250.0, 45500, 2.5), (256.0, 46592, 0.0)])
+@pytest.mark.parametrize(
+    ("sfreq", "n", "mne_offset_ms"),
+    [(500.0, 91000, 2.5), (500.0, 31000, 2.5), (250.0, 45500, 2.5), (256.0, 46592, 0.0)],
+)
 def test_exact_engine_samples_the_exact_200_hz_grid(sfreq, n, mne_offset_ms):
     # engine "exact": output sample k is the filtered signal at k / 200 s. MNE's resampler (and so the official
     # makers and the default engine that reproduces them) puts it ~2.5 ms off, with a sign that depends on the

@@ -37,8 +37,17 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_vq_resume_mid_epoch_with_workers_is_bit_identical(pretrain_out: Path, corpus: Path, tmp_path: Path):
     # 3 batches per epoch, 2 loader workers: the stop at step 2 is mid-epoch and mid-worker-cycle
     def cfg(out: Path, **kw):
-        return tiny("vq", out, pretrain_out / "shards", corpus, ["pretrain"], 2, steps=N,
-                    data={"num_workers": 2, "batches_per_epoch": 3}, **kw)
+        return tiny(
+            "vq",
+            out,
+            pretrain_out / "shards",
+            corpus,
+            ["pretrain"],
+            2,
+            steps=N,
+            data={"num_workers": 2, "batches_per_epoch": 3},
+            **kw,
+        )
 
     train(cfg(tmp_path / "full"))
     train(cfg(tmp_path / "split", stop_at=K))
@@ -48,14 +57,36 @@ def test_vq_resume_mid_epoch_with_workers_is_bit_identical(pretrain_out: Path, c
 
 
 def test_instruct_resume_is_bit_identical_and_refuses_a_changed_config(
-        workload_out: Path, pretrain_out: Path, corpus: Path, tmp_path: Path):
+    workload_out: Path, pretrain_out: Path, corpus: Path, tmp_path: Path
+):
     pre = pretrain_out / "shards"
     train(tiny("vq", tmp_path / "vq", pre, corpus, ["pretrain"], 2, steps=1))
-    train(tiny("pretrain", tmp_path / "pre", pre, corpus, ["pretrain"], 2, steps=1, init=str(tmp_path / "vq" / "ckpt.pt")))
+    train(
+        tiny(
+            "pretrain",
+            tmp_path / "pre",
+            pre,
+            corpus,
+            ["pretrain"],
+            2,
+            steps=1,
+            init=str(tmp_path / "vq" / "ckpt.pt"),
+        )
+    )
 
     def cfg(out: Path, **kw):
-        return tiny("instruct", out, workload_out / "shards", corpus, ["workload"], 4, steps=N,
-                    init=str(tmp_path / "pre" / "ckpt.pt"), data={"val_limit": 8}, **kw)
+        return tiny(
+            "instruct",
+            out,
+            workload_out / "shards",
+            corpus,
+            ["workload"],
+            4,
+            steps=N,
+            init=str(tmp_path / "pre" / "ckpt.pt"),
+            data={"val_limit": 8},
+            **kw,
+        )
 
     train(cfg(tmp_path / "full"))
     train(cfg(tmp_path / "split", stop_at=K))

@@ -15,8 +15,14 @@ from neurolm_data.ingest import run_ingest
 from neurolm_data.sources.base import RecordingRef, register_source
 from neurolm_data.sources.edf import EdfSource
 
-FILES = ("Subject00_1.edf", "Subject01_2.edf", "Subject02_2.edf", "Subject03_2.edf", "Subject04_2.edf",
-         "Subject05_2.edf")
+FILES = (
+    "Subject00_1.edf",
+    "Subject01_2.edf",
+    "Subject02_2.edf",
+    "Subject03_2.edf",
+    "Subject04_2.edf",
+    "Subject05_2.edf",
+)
 
 
 @register_source
@@ -53,10 +59,16 @@ def test_a_dying_worker_costs_only_its_file(root: Path, tmp_path: Path, workers:
     summary = run_ingest("edf_dying_test", root, out, workers=workers, mp_context="fork")
     ledger = pl.read_parquet(out / "ledger.parquet")
     status = dict(ledger.select("path", "status").rows())
-    assert status == {**{f: "done" for f in FILES}, "ONCE_Subject07_2.edf": "done", "DIE_Subject06_2.edf": "failed"}
+    assert status == {
+        **{f: "done" for f in FILES},
+        "ONCE_Subject07_2.edf": "done",
+        "DIE_Subject06_2.edf": "failed",
+    }
     reason = ledger.filter(pl.col("status") == "failed")["reason"].item()
-    assert reason == ("DIE_Subject06_2.edf: its worker died while reading it, twice (the second time alone in a "
-                      "fresh worker): a crash in a reader or out of memory on this file")
+    assert reason == (
+        "DIE_Subject06_2.edf: its worker died while reading it, twice (the second time alone in a "
+        "fresh worker): a crash in a reader or out of memory on this file"
+    )
     assert summary.n_done == 7 and summary.n_failed == 1
     assert not list((out / "recordings").glob(".*.inflight"))
     assert ledger["warnings"].to_list() == [[]] * 8

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HOLD = ("import sys\nfrom neurolm_data.lock import output_lock\n"
-        "with output_lock(sys.argv[1], sys.argv[2]):\n    print('held', flush=True)\n    sys.stdin.read()\n")
+HOLD = (
+    "import sys\nfrom neurolm_data.lock import output_lock\n"
+    "with output_lock(sys.argv[1], sys.argv[2]):\n    print('held', flush=True)\n    sys.stdin.read()\n"
+)
 DATA = "from cli import data_app; data_app()"
 
 
@@ -44,8 +46,13 @@ def same_tree(a: Path, b: Path, skip=(".neurolm.lock",)) -> None:
 
 
 def hold(out: Path, command: str) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(out), command], cwd=REPO, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out), command],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert p.stdout.readline().strip() == "held"
     return p
 
@@ -75,8 +82,16 @@ def test_second_shard_is_refused_and_output_matches_a_single_run(workload_out: P
     finally:
         release(holder)
     # two shard runs started together: the second is refused (or, started after the first ended, a no-op)
-    procs = [subprocess.Popen(data_cmd("shard", str(out), "--task", "workload"), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            data_cmd("shard", str(out), "--task", "workload"),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [(p.wait(timeout=600), p.stdout.read()) for p in procs]
     assert sorted(rc for rc, _ in outs)[0] == 0, outs
     for rc, text in outs:
@@ -98,15 +113,26 @@ def test_second_ingest_is_refused_and_output_matches_a_single_run(eegmat_dir: Pa
         assert not (out / "ingest_config.json").exists()
     finally:
         release(holder)
-    procs = [subprocess.Popen(data_cmd("ingest", "workload", str(root), "--out", str(out)), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            data_cmd("ingest", "workload", str(root), "--out", str(out)),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [(p.wait(timeout=600), p.stdout.read()) for p in procs]
     assert sorted(rc for rc, _ in outs)[0] == 0, outs
     for rc, text in outs:
         assert rc == 0 or "is being written by another process" in " ".join(text.split()), text
     # the ledger and the sidecars hold timings (seconds): the manifests and arrays are byte-identical
-    for rel in ["recordings.parquet", "ingest_config.json",
-                *(p.relative_to(ref) for p in sorted((ref / "recordings").glob("*.npy")))]:
+    for rel in [
+        "recordings.parquet",
+        "ingest_config.json",
+        *(p.relative_to(ref) for p in sorted((ref / "recordings").glob("*.npy"))),
+    ]:
         assert filecmp.cmp(ref / rel, out / rel, shallow=False), rel
     assert len(list((out / "recordings").glob("*.npy"))) == 3
 

@@ -20,13 +20,22 @@ from neurolm_data.sources.base import RecordingError
 from neurolm_data.store import write_json_atomic, write_npy_atomic
 from neurolm_train import checkpoint
 
-SPEC = {**DEFAULT_TUEV, "aaaaaaxx": ("train", "Subject15_1.edf", 0.0, (
-    (5, 4.0, 5.0, 1), (0, 4.0, 5.0, 1),        # spsw on two channels ...
-    (5, 4.5, 5.5, 4),                          # ... overlapped on F8-T4 by an eyem: both event times left out
-    (11, 12.0, 13.0, 4),                       # valid eyem
-    (18, 16.0, 17.0, 2),                       # valid gped
-    (2, 19.5, 21.0, 3),                        # past the 20-s signal
-))}
+SPEC = {
+    **DEFAULT_TUEV,
+    "aaaaaaxx": (
+        "train",
+        "Subject15_1.edf",
+        0.0,
+        (
+            (5, 4.0, 5.0, 1),
+            (0, 4.0, 5.0, 1),  # spsw on two channels ...
+            (5, 4.5, 5.5, 4),  # ... overlapped on F8-T4 by an eyem: both event times left out
+            (11, 12.0, 13.0, 4),  # valid eyem
+            (18, 16.0, 17.0, 2),  # valid gped
+            (2, 19.5, 21.0, 3),  # past the 20-s signal
+        ),
+    ),
+}
 
 
 def test_tuev_bad_events_cost_only_themselves(eegmat_dir: Path, tmp_path: Path):
@@ -44,7 +53,11 @@ def test_tuev_bad_events_cost_only_themselves(eegmat_dir: Path, tmp_path: Path):
         f"{name}: overlapping events on channel F8-T4: 'spsw' 4.0000-5.0000 s and 'eyem' 4.5000-5.5000 s "
         "(both left out)",
     ]
-    assert all(w == [] for rid, w in ledger.select("recording_id", "warnings").rows() if rid != "tuev_aaaaaaxx_00000001")
+    assert all(
+        w == []
+        for rid, w in ledger.select("recording_id", "warnings").rows()
+        if rid != "tuev_aaaaaaxx_00000001"
+    )
     got = sorted(wins.filter(pl.col("subject") == "aaaaaaxx").select("start_s", "label").rows())
     assert got == [(10.0, 3), (14.0, 1)]  # the eyem at 12-13 s and the gped at 16-17 s, centred 5-s windows
 
@@ -56,8 +69,10 @@ def test_a_tuev_file_with_no_valid_event_fails_whole(eegmat_dir: Path, tmp_path:
 
     summary = run_ingest("tuev", tmp_path / "root", tmp_path / "out")
     assert summary.n_failed == 1
-    assert "aaaaaaxx_00000001.rec: no valid event (1 problem(s), first: aaaaaaxx_00000001.rec: overlapping events" \
+    assert (
+        "aaaaaaxx_00000001.rec: no valid event (1 problem(s), first: aaaaaaxx_00000001.rec: overlapping events"
         in summary.failures[0][1]
+    )
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
@@ -83,7 +98,9 @@ def test_shards_and_manifests_are_readable_by_the_group(workload_out: Path):
     """The session's OUT was written under the default umask 022: every file is 0644, not 0600."""
     mask = os.umask(0)
     os.umask(mask)
-    modes = {stat.S_IMODE(p.stat().st_mode) for p in workload_out.rglob("*") if p.is_file() and not p.is_symlink()}
+    modes = {
+        stat.S_IMODE(p.stat().st_mode) for p in workload_out.rglob("*") if p.is_file() and not p.is_symlink()
+    }
     assert modes == {0o666 & ~mask}
 
 
@@ -92,7 +109,7 @@ def _patch_header(src: Path, dst: Path, field: int, width: int, value: bytes) ->
     b = bytearray(src.read_bytes())
     ns = int(b[252:256].decode().strip())
     off = 256 + ns * field
-    b[off:off + width] = value.ljust(width)
+    b[off : off + width] = value.ljust(width)
     dst.write_bytes(bytes(b))
     return dst
 
@@ -102,14 +119,18 @@ def test_edf_header_messages_name_the_problem(eegmat_dir: Path, tmp_path: Path):
     dd = _patch_header(src, tmp_path / "dd.edf", 16 + 80 + 8 + 8 + 8, 8, b"32767")  # digital min = max
     with pytest.raises(RecordingError) as err:
         read_edf(dd)
-    assert str(err.value) == (f"{dd}: invalid EDF/BDF header: signal 1 'EEG Fp1': digital minimum == maximum "
-                              "(32767), so its samples cannot be scaled to µV; fix the header or leave the file out")
+    assert str(err.value) == (
+        f"{dd}: invalid EDF/BDF header: signal 1 'EEG Fp1': digital minimum == maximum "
+        "(32767), so its samples cannot be scaled to µV; fix the header or leave the file out"
+    )
     lat = _patch_header(src, tmp_path / "lat.edf", 0, 16, "EEG Fp1-Ré".encode("latin-1"))
     with pytest.raises(RecordingError) as err:
         read_edf(lat)
-    assert str(err.value) == (f"{lat}: invalid EDF/BDF header: signal 1 label 'EEG Fp1-Ré' has non-ASCII bytes "
-                              "(EDF labels are printable US-ASCII; this one reads as latin-1); rename the label in "
-                              "the header")
+    assert str(err.value) == (
+        f"{lat}: invalid EDF/BDF header: signal 1 label 'EEG Fp1-Ré' has non-ASCII bytes "
+        "(EDF labels are printable US-ASCII; this one reads as latin-1); rename the label in "
+        "the header"
+    )
 
 
 def test_leaderboard_show_without_records_fails(workload_out: Path, tmp_path: Path):

@@ -39,9 +39,9 @@ def copy_task(src_out: Path, task: str, split: str, dst_out: Path) -> Path:
 def _members(tar: Path) -> list[tuple[str, int, int]]:
     """(name, header offset, size) of every member of a plain ustar shard."""
     data, out, pos = tar.read_bytes(), [], 0
-    while pos + 512 <= len(data) and data[pos:pos + 512] != b"\0" * 512:
-        name = data[pos:pos + 100].split(b"\0", 1)[0].decode()
-        size = int(data[pos + 124:pos + 136].strip(b"\0 ") or b"0", 8)
+    while pos + 512 <= len(data) and data[pos : pos + 512] != b"\0" * 512:
+        name = data[pos : pos + 100].split(b"\0", 1)[0].decode()
+        size = int(data[pos + 124 : pos + 136].strip(b"\0 ") or b"0", 8)
         out.append((name, pos, size))
         pos += 512 + -(-size // 512) * 512
     return out
@@ -63,9 +63,9 @@ def tamper(tar: Path, case: str) -> str:
         return name
     meta, pos, _ = next(m for m in _members(tar) if m[0].endswith(".meta.json"))
     new = meta.replace(".meta.json", ".meta.jsox").encode()  # same length, checksum recomputed: a valid tar
-    data[pos:pos + 100] = new.ljust(100, b"\0")
-    data[pos + 148:pos + 156] = b" " * 8
-    data[pos + 148:pos + 156] = b"%06o\0 " % sum(data[pos:pos + 512])
+    data[pos : pos + 100] = new.ljust(100, b"\0")
+    data[pos + 148 : pos + 156] = b" " * 8
+    data[pos + 148 : pos + 156] = b"%06o\0 " % sum(data[pos : pos + 512])
     tar.write_bytes(bytes(data))
     return meta
 
@@ -92,15 +92,36 @@ def _verify_cli(out: Path) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_evaluate_and_verify_refuse_a_damaged_shard(case: str, official: str, workload_out: Path, tmp_path: Path):
+def test_evaluate_and_verify_refuse_a_damaged_shard(
+    case: str, official: str, workload_out: Path, tmp_path: Path
+):
     out = tmp_path / "out"
     tar = copy_task(workload_out, "workload", "test", out)
     member = tamper(tar, case)
-    text = cli("evaluate", "--checkpoint", official, "--config", "tiny", "--shards", str(out / "shards"),
-               "--tasks", "workload", "--splits", "test", "--limit", "8", "--out", str(tmp_path / "e"), ok=False)
-    want = {"truncate": "bytes, shards.json records", "delete": "listed in shards.json but missing",
-            "flip": "sha256 differs from shards.json (modified bytes)",
-            "rename": "sha256 differs from shards.json (modified bytes)"}[case]
+    text = cli(
+        "evaluate",
+        "--checkpoint",
+        official,
+        "--config",
+        "tiny",
+        "--shards",
+        str(out / "shards"),
+        "--tasks",
+        "workload",
+        "--splits",
+        "test",
+        "--limit",
+        "8",
+        "--out",
+        str(tmp_path / "e"),
+        ok=False,
+    )
+    want = {
+        "truncate": "bytes, shards.json records",
+        "delete": "listed in shards.json but missing",
+        "flip": "sha256 differs from shards.json (modified bytes)",
+        "rename": "sha256 differs from shards.json (modified bytes)",
+    }[case]
     assert has(text, f"evaluate failed: {tar}: ") and has(text, want), text
     assert has(text, f"neurolm-data verify {out}")
     assert not (tmp_path / "e" / "results.json").exists()
@@ -124,8 +145,23 @@ def test_train_refuses_a_damaged_shard(case: str, pretrain_out: Path, tmp_path: 
     tar = copy_task(pretrain_out, "pretrain", "train", out)
     member = tamper(tar, case)
     corpus = write_corpus(tmp_path / "corpus.txt")
-    args = ("vq", "--shards", str(out / "shards"), "--steps", "1", "--batch-size", "4", "--text", str(corpus),
-            "--set", "text.block=32", "--set", "text.batch_size=2", "--set", "data.shuffle_buffer=4")
+    args = (
+        "vq",
+        "--shards",
+        str(out / "shards"),
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--text",
+        str(corpus),
+        "--set",
+        "text.block=32",
+        "--set",
+        "text.batch_size=2",
+        "--set",
+        "data.shuffle_buffer=4",
+    )
     text = cli(*args, "--out", str(tmp_path / "run"), ok=False)
     assert has(text, f"vq failed: {tar}"), text
     if case == "truncate":
@@ -142,14 +178,31 @@ def test_train_refuses_a_damaged_shard(case: str, pretrain_out: Path, tmp_path: 
     assert not (tmp_path / "run" / "ckpt.pt").exists()
 
 
-def test_verify_passes_intact_shards_and_results_count_windows(official: str, workload_out: Path, tmp_path: Path):
+def test_verify_passes_intact_shards_and_results_count_windows(
+    official: str, workload_out: Path, tmp_path: Path
+):
     assert verify_shards(workload_out) == {"workload": []}
     res = CliRunner().invoke(data_app, ["verify", str(workload_out)])
     assert res.exit_code == 0 and has(res.output, "workload: shards match shards.json (sha256 verified)")
-    cli("evaluate", "--checkpoint", official, "--config", "tiny", "--shards", str(workload_out / "shards"),
-        "--tasks", "workload", "--limit", "16", "--out", str(tmp_path / "e"))
+    cli(
+        "evaluate",
+        "--checkpoint",
+        official,
+        "--config",
+        "tiny",
+        "--shards",
+        str(workload_out / "shards"),
+        "--tasks",
+        "workload",
+        "--limit",
+        "16",
+        "--out",
+        str(tmp_path / "e"),
+    )
     res = json.loads((tmp_path / "e" / "results.json").read_text())
-    assert res["windows"] == {"workload": {"val": {"scored": 16, "listed": 290}, "test": {"scored": 16, "listed": 290}}}
+    assert res["windows"] == {
+        "workload": {"val": {"scored": 16, "listed": 290}, "test": {"scored": 16, "listed": 290}}
+    }
 
 
 def test_a_shard_missing_from_the_index_or_an_extra_shard_is_refused(workload_out: Path, tmp_path: Path):

@@ -31,8 +31,11 @@ def _link_files(src: Path, dst: Path, names: list[str]) -> Path:
 
 
 def _tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith(".") and p.name not in skip}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.name not in skip
+    }
 
 
 def _ledger_rows(out: Path) -> list[dict]:
@@ -50,7 +53,9 @@ def _ledger_rows(out: Path) -> list[dict]:
 def test_data_commands_do_not_import_torch(eegmat_dir: Path, tmp_path: Path) -> None:
     """ingest, split, shard and verify through the CLI in a fresh interpreter: neither torch nor webdataset
     is imported (shards are written with Python's tarfile)."""
-    root = _link_files(eegmat_dir, tmp_path / "root", [f"Subject0{i}_{r}.edf" for i in range(4) for r in (1, 2)])
+    root = _link_files(
+        eegmat_dir, tmp_path / "root", [f"Subject0{i}_{r}.edf" for i in range(4) for r in (1, 2)]
+    )
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         import sys
@@ -66,7 +71,9 @@ def test_data_commands_do_not_import_torch(eegmat_dir: Path, tmp_path: Path) -> 
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "webdataset", "transformers"))
         print("HEAVY", heavy)
     """)
-    res = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "HEAVY []" in res.stdout, res.stdout[-2000:]
     assert json.loads((out / "shards" / "workload" / "shards.json").read_text())["n_windows"] > 0
@@ -85,8 +92,9 @@ def ray_local():
     ray.shutdown()
 
 
-def test_ray_executor_matches_process_pool_and_resumes_after_kill(workload_out: Path, eegmat_dir: Path,
-                                                                  tmp_path: Path, ray_local) -> None:
+def test_ray_executor_matches_process_pool_and_resumes_after_kill(
+    workload_out: Path, eegmat_dir: Path, tmp_path: Path, ray_local
+) -> None:
     """EEGMAT (72 files) ingested with --executor ray, killed part-way and resumed, then split and sharded with
     one Ray task per shard: manifests, arrays and shards byte-identical to the process-pool run (workload_out)."""
     from neurolm_data.ingest import run_ingest
@@ -95,10 +103,15 @@ def test_ray_executor_matches_process_pool_and_resumes_after_kill(workload_out: 
 
     out = tmp_path / "out"
     address = ray_local.get_runtime_context().gcs_address
-    code = ("import sys; from neurolm_data.ingest import run_ingest; "
-            "run_ingest('workload', sys.argv[1], sys.argv[2], executor='ray')")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(eegmat_dir), str(out)], cwd=REPO,
-                            env={**os.environ, "RAY_ADDRESS": address})
+    code = (
+        "import sys; from neurolm_data.ingest import run_ingest; "
+        "run_ingest('workload', sys.argv[1], sys.argv[2], executor='ray')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(eegmat_dir), str(out)],
+        cwd=REPO,
+        env={**os.environ, "RAY_ADDRESS": address},
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if out.is_dir() and len(list((out / "recordings").glob("*.json"))) >= 4:
@@ -136,14 +149,22 @@ def _tiled_edf(src: Path, dst: Path, times: int) -> Path:
     import numpy as np
 
     edf = edfio.read_edf(src)
-    signals = [edfio.EdfSignal(np.tile(s.data, times), s.sampling_frequency, label=s.label,
-                               physical_dimension=s.physical_dimension)
-               for s in edf.signals]
+    signals = [
+        edfio.EdfSignal(
+            np.tile(s.data, times),
+            s.sampling_frequency,
+            label=s.label,
+            physical_dimension=s.physical_dimension,
+        )
+        for s in edf.signals
+    ]
     edfio.Edf(signals).write(dst)
     return dst
 
 
-def test_ray_task_whose_worker_dies_is_retried_then_failed(eegmat_dir: Path, tmp_path: Path, ray_local) -> None:
+def test_ray_task_whose_worker_dies_is_retried_then_failed(
+    eegmat_dir: Path, tmp_path: Path, ray_local
+) -> None:
     """A Ray worker killed (SIGKILL) while it reads a file: Ray re-runs the task in a fresh worker; killed again,
     the file is a `failed` ledger row ("its worker died"), and the other files are done."""
     from neurolm_data.ingest import run_ingest
@@ -153,7 +174,8 @@ def test_ray_task_whose_worker_dies_is_retried_then_failed(eegmat_dir: Path, tmp
     out = tmp_path / "out"
     result: dict = {}
     worker = threading.Thread(
-        target=lambda: result.update(s=run_ingest("workload", root, out, executor="ray")), daemon=True)
+        target=lambda: result.update(s=run_ingest("workload", root, out, executor="ray")), daemon=True
+    )
     worker.start()
     killed: list[int] = []
     marker = out / "recordings" / ".workload_Subject02_1.inflight"
@@ -172,7 +194,7 @@ def test_ray_task_whose_worker_dies_is_retried_then_failed(eegmat_dir: Path, tmp
     assert len(killed) == 2, f"killed {killed}"
     s = result["s"]
     assert (s.n_done, s.n_failed) == (2, 1), s.line()
-    (path, reason), = s.failures
+    ((path, reason),) = s.failures
     assert path == "Subject02_1.edf" and "worker died" in reason and "Ray retried" in reason, reason
     assert [r["status"] for r in _ledger_rows(out)] == ["done", "done", "failed"]
     assert not marker.exists()
@@ -194,8 +216,12 @@ def s3_endpoint():
     server.start()
     _, port = server.get_host_and_port()
     endpoint = f"http://127.0.0.1:{port}"
-    saved_env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    saved_env = {
+        k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+    )
     saved_conf = fsspec.config.conf.get("s3")
     fsspec.config.conf["s3"] = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
@@ -220,8 +246,9 @@ def _s3():
     return fs
 
 
-def test_s3_ingest_and_shards_equal_local_then_train_streams_them(s3_endpoint: str, eegmat_dir: Path,
-                                                                  tmp_path: Path, monkeypatch) -> None:
+def test_s3_ingest_and_shards_equal_local_then_train_streams_them(
+    s3_endpoint: str, eegmat_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     """EEGMAT files uploaded to S3 (moto's server); ingest from s3:// into s3://, split, shard into s3://; the
     objects equal a local run's files byte for byte; then the local cache is deleted and a few tiny training
     steps stream the shards from S3 through webdataset + fsspec, after the loader's checks against shards.json."""
@@ -261,7 +288,8 @@ def test_s3_ingest_and_shards_equal_local_then_train_streams_them(s3_endpoint: s
         assert remote[rel] == (local / rel).read_bytes(), rel
     shards = _tree(local / "shards")
     assert shards and {k: v for k, v in remote.items() if k.startswith("shards/")} == {
-        f"shards/{k}": v for k, v in shards.items()}
+        f"shards/{k}": v for k, v in shards.items()
+    }
     assert len([k for k in shards if k.endswith(".tar")]) >= 3
 
     # resume on the object store: a re-run downloads nothing new and redoes nothing

@@ -26,8 +26,19 @@ from neurolm_data.split import run_split
 from neurolm_data.tasks import get_task
 from neurolm_data.tasks.pretrain import PretrainConfig
 
-META_KEYS = {"key", "task", "split", "subject", "recording", "start_s", "sfreq", "channels", "channel_indices",
-             "label", "window_hash"}
+META_KEYS = {
+    "key",
+    "task",
+    "split",
+    "subject",
+    "recording",
+    "start_s",
+    "sfreq",
+    "channels",
+    "channel_indices",
+    "label",
+    "window_hash",
+}
 
 
 def _copy_out(src: Path, dst: Path) -> Path:
@@ -39,31 +50,54 @@ def _copy_out(src: Path, dst: Path) -> Path:
 
 
 def _tree(task_dir: Path) -> dict[str, bytes]:
-    return {p.relative_to(task_dir).as_posix(): p.read_bytes() for p in sorted(task_dir.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(task_dir).as_posix(): p.read_bytes() for p in sorted(task_dir.rglob("*")) if p.is_file()
+    }
 
 
 def test_shard_files_match_contract(workload_out: Path) -> None:
     task_dir = workload_out / "shards" / "workload"
     manifest = json.loads((task_dir / "shards.json").read_text())
     windows = pl.read_parquet(task_dir / "windows.parquet")
-    assert windows.columns == ["key", "shard", "split", "subject", "recording", "start_s", "n_channels",
-                               "channel_indices", "label", "window_hash"]
+    assert windows.columns == [
+        "key",
+        "shard",
+        "split",
+        "subject",
+        "recording",
+        "start_s",
+        "n_channels",
+        "channel_indices",
+        "label",
+        "window_hash",
+    ]
     assert windows.select("split", "key").rows() == sorted(windows.select("split", "key").rows())
     assert not windows["key"].str.contains(".", literal=True).any()
     listed = {s["path"] for s in manifest["shards"]}
-    assert listed == set(windows["shard"]) == {p.relative_to(task_dir).as_posix() for p in task_dir.glob("*/*.tar")}
+    assert (
+        listed
+        == set(windows["shard"])
+        == {p.relative_to(task_dir).as_posix() for p in task_dir.glob("*/*.tar")}
+    )
     for s in manifest["shards"]:
         path = task_dir / s["path"]
         assert path.name == f"workload-{s['split']}-{int(path.stem.rsplit('-', 1)[1]):06d}.tar"
         assert hashlib.sha256(path.read_bytes()).hexdigest() == s["sha256"]
         assert path.stat().st_size == s["bytes"] <= manifest["config"]["shard"]["max_shard_bytes"]
         assert s["samples"] == (windows["shard"] == s["path"]).sum()
-    assert manifest["inputs"]["recordings_sha256"] == hashlib.sha256(
-        (workload_out / "recordings.parquet").read_bytes()).hexdigest()
-    assert manifest["inputs"]["splits_sha256"] == hashlib.sha256(
-        (workload_out / "splits.parquet").read_bytes()).hexdigest()
+    assert (
+        manifest["inputs"]["recordings_sha256"]
+        == hashlib.sha256((workload_out / "recordings.parquet").read_bytes()).hexdigest()
+    )
+    assert (
+        manifest["inputs"]["splits_sha256"]
+        == hashlib.sha256((workload_out / "splits.parquet").read_bytes()).hexdigest()
+    )
     assert manifest["task_config_hash"] == get_task("workload").config_hash()
-    assert manifest["windows_parquet_sha256"] == hashlib.sha256((task_dir / "windows.parquet").read_bytes()).hexdigest()
+    assert (
+        manifest["windows_parquet_sha256"]
+        == hashlib.sha256((task_dir / "windows.parquet").read_bytes()).hexdigest()
+    )
 
 
 def test_tar_members_are_deterministic_and_match_the_store(workload_out: Path) -> None:
@@ -77,7 +111,9 @@ def test_tar_members_are_deterministic_and_match_the_store(workload_out: Path) -
         members = tf.getmembers()
     names = [m.name for m in members]
     assert names == sorted(names, key=lambda n: (n.split(".", 1)[0], n))  # key order, then extension
-    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "neurolm", "neurolm", 0o444)}
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {
+        (0, 0, 0, "neurolm", "neurolm", 0o444)
+    }
     rows = {r["key"]: r for r in windows.filter(pl.col("shard") == shard).iter_rows(named=True)}
     seen = 0
     for sample in wds.WebDataset(str(task_dir / shard), shardshuffle=False):
@@ -90,7 +126,7 @@ def test_tar_members_are_deterministic_and_match_the_store(workload_out: Path) -
         arr = np.load(workload_out / store[meta["recording"]], mmap_mode="r")
         picks = [list(chans[meta["recording"]]).index(c) for c in meta["channels"]]
         start = round(meta["start_s"] * 200)
-        np.testing.assert_array_equal(x, arr[picks, start:start + 800])
+        np.testing.assert_array_equal(x, arr[picks, start : start + 800])
         seen += 1
     assert seen == len(rows)
 
@@ -134,7 +170,9 @@ def test_refuses_foreign_or_stale_splits(workload_out: Path, tmp_path: Path) -> 
 
 def test_shard_cli(workload_out: Path, tmp_path: Path) -> None:
     out = _copy_out(workload_out, tmp_path / "out")
-    result = CliRunner().invoke(data_app, ["shard", str(out), "--task", "workload", "--max-shard-bytes", "50000000"])
+    result = CliRunner().invoke(
+        data_app, ["shard", str(out), "--task", "workload", "--max-shard-bytes", "50000000"]
+    )
     assert result.exit_code == 0, result.output
     assert "1508" in result.output and "290" in result.output
     result = CliRunner().invoke(data_app, ["shard", str(out), "--task", "nope"])
@@ -170,7 +208,9 @@ def test_pretrain_shards_of_unlabeled_edf_ingest(pretrain_out: Path) -> None:
         assert all(list(ci) == list(r["channel_indices"]) for ci in mine["channel_indices"])
     n = 0
     for split in manifest["splits"]:
-        for sample in wds.WebDataset(sorted(str(p) for p in (task_dir / split).glob("*.tar")), shardshuffle=False):
+        for sample in wds.WebDataset(
+            sorted(str(p) for p in (task_dir / split).glob("*.tar")), shardshuffle=False
+        ):
             meta = json.loads(sample["meta.json"])
             x = np.load(io.BytesIO(sample["eeg.npy"]), allow_pickle=False)
             assert meta["label"] is None and meta["task"] == "pretrain" and meta["split"] == split
@@ -190,7 +230,9 @@ def test_member_bytes_equal_what_tarfile_writes(key, tmp_path):
     opts = TarOptions()
     path = tmp_path / "one.tar"
     with open(path, "wb") as f:
-        w = wds.TarWriter(f, user=opts.user, group=opts.group, mode=opts.mode, mtime=opts.mtime, encoder=False)
+        w = wds.TarWriter(
+            f, user=opts.user, group=opts.group, mode=opts.mode, mtime=opts.mtime, encoder=False
+        )
         w.write(sample)
         w.close()
     with tarfile.open(path) as tf:

@@ -30,14 +30,27 @@ def test_subject_regex_groups_a_persons_recordings(eegmat_dir, tmp_path):
     root = _copy(eegmat_dir, tmp_path / "r", names)
     src = get_source("edf", subject_regex=r"(?P<subject>Subject\d+)_")
     refs = src.discover(root)
-    assert [r.subject for r in refs] == ["Subject03", "Subject03", "Subject07", "Subject07", "Subject11", "Subject11"]
+    assert [r.subject for r in refs] == [
+        "Subject03",
+        "Subject03",
+        "Subject07",
+        "Subject07",
+        "Subject11",
+        "Subject11",
+    ]
     assert len({r.recording_id for r in refs}) == 6  # the run (whole stem) keeps ids unique
     out = tmp_path / "out"
-    summary = run_ingest("edf", root, out, workers=1, source_options={"subject_regex": r"(?P<subject>Subject\d+)_"})
+    summary = run_ingest(
+        "edf", root, out, workers=1, source_options={"subject_regex": r"(?P<subject>Subject\d+)_"}
+    )
     assert summary.n_failed == 0
     run_split(out, "pretrain")
     splits = pl.read_parquet(out / "splits.parquet")
-    assert sorted(splits["subject"].to_list()) == ["Subject03", "Subject07", "Subject11"]  # one row per person
+    assert sorted(splits["subject"].to_list()) == [
+        "Subject03",
+        "Subject07",
+        "Subject11",
+    ]  # one row per person
 
 
 def test_subject_regex_errors_name_the_problem(eegmat_dir, tmp_path):

@@ -22,10 +22,49 @@ from neurolm_data.ingest import run_ingest
 
 #: 10-20 names given, in file order, to the EEGLAB sample's ``EEG 000``..``EEG 031`` and the CNT sample's
 #: numbered electrodes: those files number their channels, so a user supplies the names (``-o rename=``).
-NAMES = ("FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T7", "C3", "CZ", "C4", "T8", "P7", "P3", "PZ", "P4", "P8",
-         "O1", "OZ", "O2", "AF3", "AF4", "FC5", "FC1", "FC2", "FC6", "CP5", "CP1", "CP2", "CP6", "PO3", "PO4")
-FILES = ("brainvision/test.vhdr", "brainvision/test.eeg", "brainvision/test.vmrk", "eeglab/test_raw.set",
-         "eeglab/test_raw.fdt", "gdf/test_1ch.gdf", "neuroscan-cnt/scan41_short.cnt")
+NAMES = (
+    "FP1",
+    "FP2",
+    "F7",
+    "F3",
+    "FZ",
+    "F4",
+    "F8",
+    "T7",
+    "C3",
+    "CZ",
+    "C4",
+    "T8",
+    "P7",
+    "P3",
+    "PZ",
+    "P4",
+    "P8",
+    "O1",
+    "OZ",
+    "O2",
+    "AF3",
+    "AF4",
+    "FC5",
+    "FC1",
+    "FC2",
+    "FC6",
+    "CP5",
+    "CP1",
+    "CP2",
+    "CP6",
+    "PO3",
+    "PO4",
+)
+FILES = (
+    "brainvision/test.vhdr",
+    "brainvision/test.eeg",
+    "brainvision/test.vmrk",
+    "eeglab/test_raw.set",
+    "eeglab/test_raw.fdt",
+    "gdf/test_1ch.gdf",
+    "neuroscan-cnt/scan41_short.cnt",
+)
 
 
 def _events(rec: dict) -> list[list]:
@@ -37,16 +76,34 @@ def test_mne_source_reads_four_formats(samples_dir: Path, tmp_path: Path) -> Non
     for f in FILES:
         (root / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(samples_dir / f, root / f)
-    rename = {**{f"EEG {i:03d}": n for i, n in enumerate(NAMES)}, **{str(i + 1): n for i, n in enumerate(NAMES)},
-              "ECG": "CZ"}  # the GDF sample is a 1-channel ECG standing in for GDF reader coverage (its README)
+    rename = {
+        **{f"EEG {i:03d}": n for i, n in enumerate(NAMES)},
+        **{str(i + 1): n for i, n in enumerate(NAMES)},
+        "ECG": "CZ",
+    }  # the GDF sample is a 1-channel ECG standing in for GDF reader coverage (its README)
     (tmp_path / "rename.json").write_text(json.dumps(rename))
     out = tmp_path / "out"
-    res = CliRunner().invoke(data_app, [
-        "ingest", "mne", str(root), "--out", str(out), "-o", f"rename={tmp_path / 'rename.json'}",
-        "-o", "data_format=int16", "-o", "events=Stimulus/S255:1"])
+    res = CliRunner().invoke(
+        data_app,
+        [
+            "ingest",
+            "mne",
+            str(root),
+            "--out",
+            str(out),
+            "-o",
+            f"rename={tmp_path / 'rename.json'}",
+            "-o",
+            "data_format=int16",
+            "-o",
+            "events=Stimulus/S255:1",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    rec = {r["extra"] and json.loads(r["extra"])["format"]: r
-           for r in pl.read_parquet(out / "recordings.parquet").to_dicts()}
+    rec = {
+        r["extra"] and json.loads(r["extra"])["format"]: r
+        for r in pl.read_parquet(out / "recordings.parquet").to_dicts()
+    }
     assert sorted(rec) == ["cnt", "gdf", "set", "vhdr"]
     assert rec["set"]["channels"][:3] == ["FP1", "FP2", "F7"] and len(rec["set"]["channels"]) == 32
     assert len(rec["cnt"]["channels"]) == 32 and rec["gdf"]["channels"] == ["CZ"]
@@ -83,13 +140,19 @@ def _write_bids(samples_dir: Path, root: Path) -> None:
     for sub, (name, desc) in {"00": ("Subject00_1", "rest"), "01": ("Subject01_2", "arithmetic")}.items():
         raw = mne.io.read_raw_edf(samples_dir / "eegmat" / f"{name}.edf", verbose="error")
         raw.set_channel_types({"ECG ECG": "ecg"})
-        raw.set_annotations(mne.Annotations([10.0, 30.0, 50.0], [4.0, 4.0, 4.0], [desc] * 3,
-                                            orig_time=raw.info["meas_date"]))
-        write_raw_bids(raw, BIDSPath(subject=sub, task="arithmetic", root=root, datatype="eeg"), format="EDF",
-                       verbose="error")
+        raw.set_annotations(
+            mne.Annotations([10.0, 30.0, 50.0], [4.0, 4.0, 4.0], [desc] * 3, orig_time=raw.info["meas_date"])
+        )
+        write_raw_bids(
+            raw,
+            BIDSPath(subject=sub, task="arithmetic", root=root, datatype="eeg"),
+            format="EDF",
+            verbose="error",
+        )
     raw = mne.io.read_raw_brainvision(samples_dir / "brainvision" / "test.vhdr", verbose="error")
-    write_raw_bids(raw, BIDSPath(subject="02", session="01", task="oddball", root=root, datatype="eeg"),
-                   verbose="error")  # format "auto": the BrainVision files are copied as they are
+    write_raw_bids(
+        raw, BIDSPath(subject="02", session="01", task="oddball", root=root, datatype="eeg"), verbose="error"
+    )  # format "auto": the BrainVision files are copied as they are
     path = root / "participants.tsv"
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
@@ -106,9 +169,22 @@ def test_bids_dataset_ingests_with_one_command(samples_dir: Path, tmp_path: Path
     _write_bids(samples_dir, root)
     assert (root / "sub-02" / "ses-01" / "eeg" / "sub-02_ses-01_task-oddball_events.tsv").is_file()
     out = tmp_path / "out"
-    res = CliRunner().invoke(data_app, [
-        "ingest", "bids", str(root), "--out", str(out), "-o", "events=rest:0,arithmetic:1",
-        "-o", "label_column=group", "-o", "labels=control:0,patient:1"])
+    res = CliRunner().invoke(
+        data_app,
+        [
+            "ingest",
+            "bids",
+            str(root),
+            "--out",
+            str(out),
+            "-o",
+            "events=rest:0,arithmetic:1",
+            "-o",
+            "label_column=group",
+            "-o",
+            "labels=control:0,patient:1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rec = {r["subject"]: r for r in pl.read_parquet(out / "recordings.parquet").to_dicts()}
     assert sorted(rec) == ["sub-00", "sub-01", "sub-02"]
@@ -120,15 +196,26 @@ def test_bids_dataset_ingests_with_one_command(samples_dir: Path, tmp_path: Path
     # events from events.tsv: onsets, durations and the mapped trial_type labels
     for sub, label in (("sub-00", 0), ("sub-01", 1)):
         ev = [e for e in _events(rec[sub]) if e[2] >= 0]
-        assert [(round(e[0], 3), e[1], e[2]) for e in ev] == [(10.0, 4.0, label), (30.0, 4.0, label),
-                                                               (50.0, 4.0, label)]
+        assert [(round(e[0], 3), e[1], e[2]) for e in ev] == [
+            (10.0, 4.0, label),
+            (30.0, 4.0, label),
+            (50.0, 4.0, label),
+        ]
     assert len(_events(rec["sub-02"])) > 0 and all(e[2] == -1 for e in _events(rec["sub-02"]))
     # channels.tsv types: the EEGMAT ECG channel (written as type ECG) is dropped as a non-EEG type
     dropped = dict(json.loads(rec["sub-00"]["dropped_channels"]))
     assert "ECG ECG" in dropped and len(rec["sub-00"]["channels"]) == 19
     # a re-run finds everything done
-    again = run_ingest("bids", root, out, source_options={"events": "rest:0,arithmetic:1", "label_column": "group",
-                                                          "labels": "control:0,patient:1"})
+    again = run_ingest(
+        "bids",
+        root,
+        out,
+        source_options={
+            "events": "rest:0,arithmetic:1",
+            "label_column": "group",
+            "labels": "control:0,patient:1",
+        },
+    )
     assert again.n_reused == 3 and again.n_processed == 0 and again.n_failed == 0
 
 
@@ -136,4 +223,6 @@ def test_bids_refuses_an_unmapped_participant(samples_dir: Path, tmp_path: Path)
     root = tmp_path / "bids"
     _write_bids(samples_dir, root)
     with pytest.raises(ValueError, match="sub-01 has group='patient'"):
-        run_ingest("bids", root, tmp_path / "out", source_options={"label_column": "group", "labels": "control:0"})
+        run_ingest(
+            "bids", root, tmp_path / "out", source_options={"label_column": "group", "labels": "control:0"}
+        )

@@ -33,15 +33,22 @@ CASES = {
     "seed_family": (False, {"data_format": "int16"}, 7, None, 50.0),
     "siena": (True, {}, 2, 19, 50.0),
 }
-BUILDERS = {"sleep_edf": build_sleep_edf, "eegmmidb": build_eegmmidb, "tusz": build_tusz,
-            "seed_family": build_seed_family, "siena": build_siena}
+BUILDERS = {
+    "sleep_edf": build_sleep_edf,
+    "eegmmidb": build_eegmmidb,
+    "tusz": build_tusz,
+    "seed_family": build_seed_family,
+    "siena": build_siena,
+}
 
 
 @pytest.mark.parametrize("source", sorted(CASES))
 def test_pretrain_source_end_to_end(source: str, tmp_path: Path, eegmat_dir: Path) -> None:
     needs_eegmat, opts, n_rec, n_ch, mains = CASES[source]
-    BUILDERS[source](tmp_path / "root", *( [eegmat_dir] if needs_eegmat else []))
-    ledger, recs, wins = ingest_split_shard(source, tmp_path / "root", tmp_path / "out", "pretrain", "pretrain", opts)
+    BUILDERS[source](tmp_path / "root", *([eegmat_dir] if needs_eegmat else []))
+    ledger, recs, wins = ingest_split_shard(
+        source, tmp_path / "root", tmp_path / "out", "pretrain", "pretrain", opts
+    )
     assert (ledger["status"] == "done").all(), ledger.filter(pl.col("status") != "done")["reason"].to_list()
     assert recs.height == n_rec
     cfg = json.loads((tmp_path / "out" / "ingest_config.json").read_text())["config"]
@@ -100,5 +107,10 @@ def _siena(recs: pl.DataFrame, ledger: pl.DataFrame) -> None:
     assert np.isclose(recs["duration_s"][0], 60.0, atol=0.01)
 
 
-CHECKS = {"sleep_edf": _sleep_edf, "eegmmidb": _eegmmidb, "tusz": _tusz, "seed_family": _seed_family,
-          "siena": _siena}
+CHECKS = {
+    "sleep_edf": _sleep_edf,
+    "eegmmidb": _eegmmidb,
+    "tusz": _tusz,
+    "seed_family": _seed_family,
+    "siena": _siena,
+}

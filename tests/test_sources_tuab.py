@@ -73,13 +73,16 @@ def test_tuab_v2_layout_discovers_the_same_recordings(tmp_path: Path, eegmat_dir
     files = build_tuab(tmp_path, eegmat_dir, specs=DEFAULT_TUAB[:3] + DEFAULT_TUAB[7:9], layout="v2")
     stray = tmp_path / "edf" / "train" / "stray.edf"
     stray.write_bytes(files[0].path.read_bytes())
-    assert get_source("tuab").skipped(tmp_path) == [(stray, "path is outside the TUAB layout "
-                                                     "edf/{train,eval}/{normal,abnormal}/...")]
+    assert get_source("tuab").skipped(tmp_path) == [
+        (stray, "path is outside the TUAB layout edf/{train,eval}/{normal,abnormal}/...")
+    ]
     refs = get_source("tuab").discover(tmp_path)
     assert [r.extra["layout"] for r in refs] == ["v2"] * 5
     got = {(r.subject, r.session, r.run, r.label, r.official_split) for r in refs}
-    assert got == {(f.subject, f.path.stem.split("_")[1], f.path.stem.split("_")[2], f.label, f.official_split)
-                   for f in files}
+    assert got == {
+        (f.subject, f.path.stem.split("_")[1], f.path.stem.split("_")[2], f.label, f.official_split)
+        for f in files
+    }
     sig = get_source("tuab").read(refs[0])
     assert sig.data.shape == (23, 20 * 250) and sig.sfreq == 250.0
 

@@ -33,16 +33,19 @@ def test_tueg_layout_ingests_with_vocabulary_indices(tueg_ingest):
     root, files, out, summary = tueg_ingest
     assert (summary.n_done, summary.n_failed, summary.n_skipped) == (5, 0, 1)
     rows = {r["path"]: r for r in pq.read_table(out / "recordings.parquet").to_pylist()}
-    for f, spec in zip(files, sorted(DEFAULT_TUEG_SPECS, key=lambda s: (s.group, s.subject, s.session, s.token)),
-                       strict=True):
+    for f, spec in zip(
+        files, sorted(DEFAULT_TUEG_SPECS, key=lambda s: (s.group, s.subject, s.session, s.token)), strict=True
+    ):
         r = rows[f.path.relative_to(root).as_posix()]
         assert (r["subject"], r["session"], r["run"]) == (spec.subject, spec.session, spec.token)
         assert r["recording_id"] == f"tueg_{spec.subject}_{spec.session}_{spec.token}"
         assert r["channels"] == f.eeg_names
         assert r["channel_indices"] == [STANDARD_1020.index(n) for n in f.eeg_names]
         assert r["montage"] == {"REF": "REF", "LE": "LE", "AR_A": "REF"}[f.montage]  # LE files are kept
-        assert json.loads(r["extra"])["montage_folder"] == {"REF": "01_tcp_ar", "LE": "02_tcp_le",
-                                                            "AR_A": "03_tcp_ar_a"}[f.montage]
+        assert (
+            json.loads(r["extra"])["montage_folder"]
+            == {"REF": "01_tcp_ar", "LE": "02_tcp_le", "AR_A": "03_tcp_ar_a"}[f.montage]
+        )
         assert r["n_samples"] == int(spec.seconds * 200) and r["sfreq"] == 200.0
         dropped = dict(map(tuple, json.loads(r["dropped_channels"])))
         assert "sampling rate 1 Hz differs from the EEG rate" in dropped["IBI"]

@@ -57,8 +57,10 @@ def test_tuev_one_window_per_event_time_six_classes(tuev) -> None:
     n_rows = sum(len(rows) for _, _, _, rows in DEFAULT_TUEV.values())
     assert wins.height < n_rows  # near-duplicate rows collapsed
     for subj, (_, _, _, rows) in DEFAULT_TUEV.items():
-        got = {int(round(s * 200)): lab for s, lab in
-               wins.filter(pl.col("subject") == subj).select("start_s", "label").rows()}
+        got = {
+            int(round(s * 200)): lab
+            for s, lab in wins.filter(pl.col("subject") == subj).select("start_s", "label").rows()
+        }
         assert got == expected_windows(rows), subj
 
 
@@ -72,7 +74,7 @@ def test_tuev_edge_windows_do_not_wrap(tuev) -> None:
         a = int(round(meta["start_s"] * 200))
         full = np.load(out / store[meta["recording"]], mmap_mode="r")
         assert 0 <= a and a + 1000 <= n_samples[meta["recording"]]
-        assert np.array_equal(x, np.asarray(full[:, a:a + 1000]))  # a real slice, never a wrapped copy
+        assert np.array_equal(x, np.asarray(full[:, a : a + 1000]))  # a real slice, never a wrapped copy
         starts.append((meta["subject"], a))
     # aaaaaaar has events at 0.2 s and 18.6 s: their windows sit at the first and last 5 s
     assert ("aaaaaaar", 0) in starts and ("aaaaaaar", TUEV_SECONDS * 200 - 1000) in starts
@@ -93,16 +95,22 @@ def test_tuev_split_rules(tuev) -> None:
 def test_malformed_rec_files_fail_per_file_and_the_rest_completes(tmp_path: Path, eegmat_dir: Path) -> None:
     spec = {k: DEFAULT_TUEV[k] for k in ("aaaaaaar", "aaaaaaas", "aaaaaaat", "aaaaaaan", "aaaaaaav")}
     files = {f.subject: f for f in build_tuev(tmp_path / "root", eegmat_dir, spec)}
-    write_rec(files["aaaaaaas"].annotation, [(2, 3.0, 4.0, 7)])                       # unknown label id
-    write_rec(files["aaaaaaat"].annotation, [(1, 18.0, 21.0, 3)])                     # past the end (20 s)
-    write_rec(files["aaaaaaan"].annotation, [(6, 4.0, 6.0, 1), (6, 5.0, 7.0, 4)])     # overlap on one channel
-    files["aaaaaaav"].annotation.unlink()                                             # missing partner
+    write_rec(files["aaaaaaas"].annotation, [(2, 3.0, 4.0, 7)])  # unknown label id
+    write_rec(files["aaaaaaat"].annotation, [(1, 18.0, 21.0, 3)])  # past the end (20 s)
+    write_rec(files["aaaaaaan"].annotation, [(6, 4.0, 6.0, 1), (6, 5.0, 7.0, 4)])  # overlap on one channel
+    files["aaaaaaav"].annotation.unlink()  # missing partner
     ledger, recs, wins = ingest_split_shard("tuev", tmp_path / "root", tmp_path / "out", "tuev")
     reasons = dict(ledger.filter(pl.col("status") == "failed").select("recording_id", "reason").rows())
-    assert set(reasons) == {"tuev_aaaaaaas_00000001", "tuev_aaaaaaat_00000001", "tuev_aaaaaaan_00000001",
-                            "tuev_aaaaaaav_00000001"}
+    assert set(reasons) == {
+        "tuev_aaaaaaas_00000001",
+        "tuev_aaaaaaat_00000001",
+        "tuev_aaaaaaan_00000001",
+        "tuev_aaaaaaav_00000001",
+    }
     assert "aaaaaaas_00000001.rec: line 1: unknown label id 7" in reasons["tuev_aaaaaaas_00000001"]
     assert "event past the end of the signal" in reasons["tuev_aaaaaaat_00000001"]
     assert "overlapping events on channel T4-T6" in reasons["tuev_aaaaaaan_00000001"]
     assert "aaaaaaav_00000001.rec: annotation file is missing" in reasons["tuev_aaaaaaav_00000001"]
-    assert recs["subject"].to_list() == ["aaaaaaar"] and wins.height == len(expected_windows(spec["aaaaaaar"][3]))
+    assert recs["subject"].to_list() == ["aaaaaaar"] and wins.height == len(
+        expected_windows(spec["aaaaaaar"][3])
+    )

@@ -37,7 +37,9 @@ def test_tusl_windows_follow_the_segments(tusl) -> None:
     assert all(x.shape == (23, 2000) and x.dtype == np.float32 for x, _ in samples.values())
     assert set(wins["label"].to_list()) == {0, 1, 2}
     for subj, (_, _, _, rows) in DEFAULT_TUSL.items():
-        expected = sorted((float(a + 10 * k), CLASSES[lab]) for a, b, lab in rows for k in range(int((b - a) // 10)))
+        expected = sorted(
+            (float(a + 10 * k), CLASSES[lab]) for a, b, lab in rows for k in range(int((b - a) // 10))
+        )
         got = sorted(wins.filter(pl.col("subject") == subj).select("start_s", "label").rows())
         assert got == expected, subj
 
@@ -68,12 +70,19 @@ def test_tusl_malformed_annotations_cost_only_their_events(tmp_path: Path, eegma
     assert "annotation file is missing" in failed["tusl_aaaaaakg_s001_t000"]
     warn = dict(ledger.select("recording_id", "warnings").rows())
     assert warn["tusl_aaaaaaka_s001_t000"] == [
-        "aaaaaaka_s001_t000.tse_agg: unknown label 'spsw' at 10.0000 s (known: bckg, seiz, slow) (event left out)"]
+        "aaaaaaka_s001_t000.tse_agg: unknown label 'spsw' at 10.0000 s (known: bckg, seiz, slow) (event left out)"
+    ]
     assert warn["tusl_aaaaaakb_s001_t000"] == []  # a gap is not a problem
     assert len(warn["tusl_aaaaaakk_s001_t000"]) == 1
-    assert "event past the end of the signal: 'bckg' 10.0000-31.0000 s on FP1-F7" in warn["tusl_aaaaaakk_s001_t000"][0]
+    assert (
+        "event past the end of the signal: 'bckg' 10.0000-31.0000 s on FP1-F7"
+        in warn["tusl_aaaaaakk_s001_t000"][0]
+    )
     assert recs["subject"].to_list() == ["aaaaaaka", "aaaaaakb", "aaaaaakc", "aaaaaakk"]
-    got = {s: sorted(wins.filter(pl.col("subject") == s).select("start_s", "label").rows()) for s in set(wins["subject"])}
+    got = {
+        s: sorted(wins.filter(pl.col("subject") == s).select("start_s", "label").rows())
+        for s in set(wins["subject"])
+    }
     assert got["aaaaaaka"] == [(0.0, 0), (20.0, 1)]  # the spsw row's 10 s are left out
     assert got["aaaaaakb"] == [(0.0, 2), (15.0, 0)]
     assert got["aaaaaakk"] == [(0.0, 2), (10.0, 0), (20.0, 0)]  # the other channels still label 10-30 s

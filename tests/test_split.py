@@ -57,7 +57,10 @@ def test_workload_protocol_explicit_lists(workload_out: Path, tmp_path: Path) ->
 
 
 def test_hash_rule_adding_subjects_moves_no_one(workload_out: Path, tmp_path: Path) -> None:
-    proto = load_protocol(_protocol(tmp_path / "h.toml", """
+    proto = load_protocol(
+        _protocol(
+            tmp_path / "h.toml",
+            """
 version = 1
 name = "h"
 source = "workload"
@@ -69,7 +72,9 @@ salt = "test-salt"
 train = 0.6
 val = 0.2
 test = 0.2
-"""))
+""",
+        )
+    )
     rec = pl.read_parquet(workload_out / "recordings.parquet")
     base = compute_splits(rec, proto)
     assert set(base["split"]) == {"train", "val", "test"}
@@ -97,7 +102,8 @@ def test_leakage_audit_fails_split_command(workload_out: Path, tmp_path: Path) -
     out = _out_with_recordings(workload_out, tmp_path / "out")
     body = Path(load_protocol("workload").path).read_text()
     leaky = body.replace('name = "workload"', 'name = "leaky"').replace(
-        'test = [\n', 'test = [\n    "Subject05",\n')
+        "test = [\n", 'test = [\n    "Subject05",\n'
+    )
     path = _protocol(tmp_path / "leaky.toml", leaky)
     with pytest.raises(LeakageError, match="Subject05") as err:
         run_split(out, path)
@@ -112,9 +118,13 @@ def test_official_rule_val_carving_and_leak(workload_out: Path, tmp_path: Path) 
     rec = pl.read_parquet(workload_out / "recordings.parquet")
     # Give the real recordings an official split: Subject00-27 "train", 28-35 "eval" (a TUAB-like layout).
     official = rec.with_columns(
-        official_split=pl.when(pl.col("subject") < "Subject28").then(pl.lit("train")).otherwise(pl.lit("eval"))
+        official_split=pl.when(pl.col("subject") < "Subject28")
+        .then(pl.lit("train"))
+        .otherwise(pl.lit("eval"))
     )
-    path = _protocol(tmp_path / "off.toml", """
+    path = _protocol(
+        tmp_path / "off.toml",
+        """
 version = 3
 name = "off"
 source = "workload"
@@ -126,7 +136,8 @@ val_fraction = 0.25
 [split.official]
 train = "train"
 eval = "test"
-""")
+""",
+    )
     out = _out_with_recordings(workload_out, tmp_path / "out", official)
     run_split(out, path)
     table, _ = read_splits(out)
@@ -140,14 +151,18 @@ eval = "test"
     # One recording of Subject03 in the official eval set: the subject would sit in train/val and test.
     leaky = official.with_columns(
         official_split=pl.when(pl.col("recording_id").str.contains("Subject03_2"))
-        .then(pl.lit("eval")).otherwise(pl.col("official_split"))
+        .then(pl.lit("eval"))
+        .otherwise(pl.col("official_split"))
     )
     out2 = _out_with_recordings(workload_out, tmp_path / "out2", leaky)
     with pytest.raises(LeakageError, match="Subject03"):
         run_split(out2, path)
     # Unmapped official values are refused, naming the recording.
-    odd = official.with_columns(official_split=pl.when(pl.col("subject") == "Subject04")
-                                .then(pl.lit("dev")).otherwise(pl.col("official_split")))
+    odd = official.with_columns(
+        official_split=pl.when(pl.col("subject") == "Subject04")
+        .then(pl.lit("dev"))
+        .otherwise(pl.col("official_split"))
+    )
     with pytest.raises(SplitError, match="Subject04"):
         run_split(_out_with_recordings(workload_out, tmp_path / "out3", odd), path)
 
@@ -156,8 +171,12 @@ def test_unlisted_subjects(workload_out: Path, tmp_path: Path) -> None:
     out = _out_with_recordings(workload_out, tmp_path / "out")
     body = Path(load_protocol("workload").path).read_text().replace('"Subject35",', "")
     with pytest.raises(SplitError, match="Subject35"):
-        run_split(out, _protocol(tmp_path / "short.toml", body.replace('name = "workload"', 'name = "short"')))
-    dropping = body.replace('name = "workload"', 'name = "drop"').replace('unlisted = "error"', 'unlisted = "drop"')
+        run_split(
+            out, _protocol(tmp_path / "short.toml", body.replace('name = "workload"', 'name = "short"'))
+        )
+    dropping = body.replace('name = "workload"', 'name = "drop"').replace(
+        'unlisted = "error"', 'unlisted = "drop"'
+    )
     res = run_split(out, _protocol(tmp_path / "drop.toml", dropping))
     assert res.dropped == ["workload/Subject35"] and res.subjects["test"] == 4
 
@@ -190,7 +209,9 @@ def test_unknown_protocol_name_lists_known() -> None:
 def test_window_audit_catches_straddling_windows(workload_out: Path) -> None:
     rec = pl.read_parquet(workload_out / "recordings.parquet")
     splits, _ = read_splits(workload_out)
-    plan = plan_windows(workload_out, rec.filter(pl.col("subject") == "Subject00"), splits, get_task("workload"))
+    plan = plan_windows(
+        workload_out, rec.filter(pl.col("subject") == "Subject00"), splits, get_task("workload")
+    )
     audit_windows(plan.windows)  # clean
     assert len(plan.windows) == 58
     moved = list(plan.windows)

@@ -46,8 +46,11 @@ def _edf_cues(path: Path) -> list[tuple[float, int]]:
     """(onset s, label) of every T1/T2 annotation whose 4 s fit in the file, read by MNE (not our reader)."""
     raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
     end = raw.n_times / raw.info["sfreq"]
-    return [(float(a["onset"]), {"T1": 0, "T2": 1}[a["description"]]) for a in raw.annotations
-            if a["description"] in ("T1", "T2") and a["onset"] + 4.0 <= end + 1e-9]
+    return [
+        (float(a["onset"]), {"T1": 0, "T2": 1}[a["description"]])
+        for a in raw.annotations
+        if a["description"] in ("T1", "T2") and a["onset"] + 4.0 <= end + 1e-9
+    ]
 
 
 def test_mi_one_window_per_cue_of_r04_r08(mi_out: Path, samples_dir: Path) -> None:
@@ -93,7 +96,9 @@ def test_mi_skips_runs_that_are_not_fist_imagery(samples_dir: Path, tmp_path: Pa
     shutil.copy(src, root / "S001R12.edf")
     for s in ("S002", "S003"):
         (tmp_path / "root" / "files" / s).mkdir()
-        shutil.copy(samples_dir / "eegmmidb-mi" / "files" / s / f"{s}R04.edf", tmp_path / "root" / "files" / s)
+        shutil.copy(
+            samples_dir / "eegmmidb-mi" / "files" / s / f"{s}R04.edf", tmp_path / "root" / "files" / s
+        )
     out = tmp_path / "out"
     assert run_ingest("eegmmidb", tmp_path / "root", out, workers=1).n_failed == 0
     res = run_shard(out, "mi", protocol="mi_cv")

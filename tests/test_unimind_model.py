@@ -24,8 +24,16 @@ from neurolm_train.prompts import answer_ids, task_id
 torch.set_num_threads(1)
 WL = task_id("workload")
 #: A small random GPT-2 for the LoRA mechanics (no weights exist on the machine; LoRA must be forced).
-RANDOM_GPT2 = dict(model_type="gpt2", n_layer=2, n_head=2, n_embd=32, n_positions=256, resid_pdrop=0.0,
-                   embd_pdrop=0.0, attn_pdrop=0.0)
+RANDOM_GPT2 = dict(
+    model_type="gpt2",
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    n_positions=256,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +49,17 @@ def windows(eegmat_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
     for r in recs.iter_rows(named=True):
         arr = np.load(out / r["store_path"])
         for w in range(6):
-            eeg = np.ascontiguousarray(arr[:, w * 800: (w + 1) * 800], dtype=np.float32)
-            wins.append(dict(eeg=eeg, shape=eeg.shape, idx=list(r["channel_indices"]), key=f"{r['recording_id']}_{w}",
-                             label=int(r["recording_id"].endswith("_2")), task=WL))
+            eeg = np.ascontiguousarray(arr[:, w * 800 : (w + 1) * 800], dtype=np.float32)
+            wins.append(
+                dict(
+                    eeg=eeg,
+                    shape=eeg.shape,
+                    idx=list(r["channel_indices"]),
+                    key=f"{r['recording_id']}_{w}",
+                    label=int(r["recording_id"].endswith("_2")),
+                    task=WL,
+                )
+            )
     return wins
 
 
@@ -57,13 +73,22 @@ def _batch(windows: list[dict], idx: list[int], seconds: int = 4, chans: slice =
 
 
 def _eeg(b: dict) -> tuple:
-    return b["x"], b["chans"], b["times"], b["mask"], b["n_chans"], torch.zeros(len(b["key"]), dtype=torch.long)
+    return (
+        b["x"],
+        b["chans"],
+        b["times"],
+        b["mask"],
+        b["n_chans"],
+        torch.zeros(len(b["key"]), dtype=torch.long),
+    )
 
 
 def _step(model: UniMind, b: dict, lr: float = 1e-2) -> float:
     """One AdamW step of the answer loss on batch ``b``; returns the loss."""
     C, T = int(b["n_chans"][0]), int(b["mask"][0].sum()) // int(b["n_chans"][0])
-    ids, pos, tgt = (torch.from_numpy(a) for a in instruction_batch(WL, b["label"].numpy(), model.cfg.n_eeg_tokens(C, T)))
+    ids, pos, tgt = (
+        torch.from_numpy(a) for a in instruction_batch(WL, b["label"].numpy(), model.cfg.n_eeg_tokens(C, T))
+    )
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     out = model(*_eeg(b), ids, pos, tgt)
     out["loss"].backward()
@@ -121,7 +146,9 @@ def test_official_query_pairing_mixes_samples(windows):
     assert not torch.allclose(out, alone, atol=1e-4)
 
 
-@pytest.mark.parametrize(("seconds", "chans"), [(4, slice(None)), (2, slice(None)), (3, slice(0, 7)), (1, slice(0, 1))])
+@pytest.mark.parametrize(
+    ("seconds", "chans"), [(4, slice(None)), (2, slice(None)), (3, slice(0, 7)), (1, slice(0, 1))]
+)
 def test_connector_emits_1_plus_2T_plus_2C_tokens(windows, seconds, chans):
     torch.manual_seed(0)
     model = UniMind(unimind_config("tiny", tasks=["workload"]))
@@ -143,8 +170,19 @@ def test_mixed_window_shapes_in_one_batch_are_refused(windows):
 # ------------------------------------------------------------------------------------------ acceptance 2
 def _lora_model(**kw) -> UniMind:
     torch.manual_seed(0)
-    return UniMind(unimind_config("tiny", tasks=["workload"], lm="hf", lm_random=RANDOM_GPT2, lora=True,
-                                  lora_r=4, lora_alpha=8, force_random_lora=True, **kw))
+    return UniMind(
+        unimind_config(
+            "tiny",
+            tasks=["workload"],
+            lm="hf",
+            lm_random=RANDOM_GPT2,
+            lora=True,
+            lora_r=4,
+            lora_alpha=8,
+            force_random_lora=True,
+            **kw,
+        )
+    )
 
 
 @pytest.mark.parametrize("freeze_encoder", [False, True])
@@ -201,7 +239,7 @@ def test_candidate_scores_equal_hand_summed_token_loglikelihoods(windows, lm):
         for i in range(3):
             for k, cand in enumerate(cands):
                 ids = torch.tensor([list(p) + cand])
-                emb = model.splice(ids, torch.tensor([list(pos) + [False] * len(cand)]), eeg[i: i + 1])
+                emb = model.splice(ids, torch.tensor([list(pos) + [False] * len(cand)]), eeg[i : i + 1])
                 logp = torch.log_softmax(model.lm(emb)[0].double(), dim=-1)
                 hand = sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(cand))
                 assert abs(float(lp[i, k]) - hand) < 1e-3 * max(1.0, abs(hand)), (i, k, float(lp[i, k]), hand)
@@ -218,4 +256,4 @@ def test_instruction_text_supervises_the_answer_only():
         sup = np.flatnonzero(tgt[i] >= 0)
         assert sup.tolist() == list(range(len(p) - 1, len(p) - 1 + len(ans)))
         assert tgt[i, sup].tolist() == list(ans)
-        assert int(pos[i].sum()) == n_eeg and not pos[i, len(p):].any()
+        assert int(pos[i].sum()) == n_eeg and not pos[i, len(p) :].any()

@@ -9,10 +9,26 @@ def test_unimind_table_rows_carry_their_source_tag_and_caveats():
     rows = load_file(DEFAULT_DIR / "unimind.toml")
     assert len(rows) == 9 * 10  # nine columns x ten datasets
     um = {r.task: r for r in rows if r.model == "UniMind"}
-    assert set(um) == {"seed", "hmc", "tuab", "tuev", "workload", "tusl", "seed_iv", "sleep_edf", "shhs", "shu_mi"}
-    assert um["workload"].metrics["bacc"].value == 0.7867 and um["workload"].metrics["f1_weighted"].value == 0.7865
+    assert set(um) == {
+        "seed",
+        "hmc",
+        "tuab",
+        "tuev",
+        "workload",
+        "tusl",
+        "seed_iv",
+        "sleep_edf",
+        "shhs",
+        "shu_mi",
+    }
+    assert (
+        um["workload"].metrics["bacc"].value == 0.7867
+        and um["workload"].metrics["f1_weighted"].value == 0.7865
+    )
     assert um["tuev"].metrics["bacc"].value == 0.6319 and um["shu_mi"].metrics["bacc"].value == 0.6577
-    assert all(set(r.metrics) == {"bacc", "f1_weighted"} for r in rows)  # no AUROC: decoded text, no probabilities
+    assert all(
+        set(r.metrics) == {"bacc", "f1_weighted"} for r in rows
+    )  # no AUROC: decoded text, no probabilities
     assert {r.metrics[m].tag for r in rows for m in r.metrics} == {"fig"}
     assert all(r.metrics[m].std is None for r in rows for m in r.metrics)  # no ± or seeds in the table
     assert "2506.18962" in um["workload"].citation and "protocol unknown" in um["workload"].note

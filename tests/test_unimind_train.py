@@ -42,15 +42,24 @@ def shards3(workload_out: Path, samples_dir: Path, tmp_path_factory: pytest.Temp
 
 
 def _cfg(shards: str, out: Path, **kw):
-    data = {"shards": shards, "tasks": TASKS3, "batch_size": 4, "eval_batch_size": 16, "val_limit": 8,
-            "mixing": "uniform", **kw.pop("data", {})}
+    data = {
+        "shards": shards,
+        "tasks": TASKS3,
+        "batch_size": 4,
+        "eval_batch_size": 16,
+        "val_limit": 8,
+        "mixing": "uniform",
+        **kw.pop("data", {}),
+    }
     kw.setdefault("steps", 6)
     kw.setdefault("eval_every", 0)
     return run_config("tiny", out=str(out), data=data, log_every=1, **kw)
 
 
 def _steps(run: Path) -> list[dict]:
-    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("kind") != "val"]
+    return [
+        r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("kind") != "val"
+    ]
 
 
 def test_step_task_draws_follow_the_mixing_weights():
@@ -94,8 +103,15 @@ def test_multitask_run_writes_per_task_results_from_one_checkpoint(shards3, tmp_
 
 def test_beam_decoding_reports_its_parse_failure_rate(shards3, tmp_path):
     train(_cfg(shards3, tmp_path / "run", steps=2, data={"tasks": ["workload"]}))
-    res = evaluate(tmp_path / "run" / "ckpt.pt", shards3, ["workload"], tmp_path / "ev", splits=("test",),
-                   beam=True, limit=3)
+    res = evaluate(
+        tmp_path / "run" / "ckpt.pt",
+        shards3,
+        ["workload"],
+        tmp_path / "ev",
+        splits=("test",),
+        beam=True,
+        limit=3,
+    )
     g = res["scores"]["workload"]["test"]["generation"]
     assert 0.0 <= g["parse_failure_rate"] <= 1.0 and 0.0 <= g["bacc"] <= 1.0
 
@@ -116,10 +132,35 @@ def test_resume_is_bit_identical(shards3, tmp_path):
 def test_two_gloo_ranks_run_the_multitask_stage(shards3, tmp_path, gpt2_tokenizer_dir):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NEUROLM_GPT2_TOKENIZER": str(gpt2_tokenizer_dir)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "neurolm_train", "unimind-train", "--shards", shards3, "--tasks", ",".join(TASKS3), "--out", str(run),
-           "--steps", "4", "-b", "2", "--eval-every", "0", "--mixing", "uniform",
-           "--set", "data.val_limit=4", "--set", "data.eval_batch_size=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "neurolm_train",
+        "unimind-train",
+        "--shards",
+        shards3,
+        "--tasks",
+        ",".join(TASKS3),
+        "--out",
+        str(run),
+        "--steps",
+        "4",
+        "-b",
+        "2",
+        "--eval-every",
+        "0",
+        "--mixing",
+        "uniform",
+        "--set",
+        "data.val_limit=4",
+        "--set",
+        "data.eval_batch_size=4",
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     ranks = [json.loads((run / "ranks" / f"rank{r}.json").read_text()) for r in range(2)]
@@ -127,15 +168,38 @@ def test_two_gloo_ranks_run_the_multitask_stage(shards3, tmp_path, gpt2_tokenize
     assert ranks[0]["batches"] == ranks[1]["batches"] == 4
     ck = checkpoint.load(run / "ckpt.pt")
     assert ck["world"] == 2 and len(ck["rng"]) == 2
-    out = cli("unimind-evaluate", "--checkpoint", str(run / "best.pt"), "--shards", shards3, "--out",
-              str(tmp_path / "ev"), "--splits", "test", "--limit", "4")
+    out = cli(
+        "unimind-evaluate",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--shards",
+        shards3,
+        "--out",
+        str(tmp_path / "ev"),
+        "--splits",
+        "test",
+        "--limit",
+        "4",
+    )
     for task in TASKS3:
         assert f"{task} test n=4" in out
 
 
 def test_cli_says_when_lm_weights_are_missing(shards3, tmp_path):
-    out = cli("unimind-train", "--shards", shards3, "--out", str(tmp_path / "r"), "--config", "small",
-              "--lm", str(tmp_path / "no-such-lm"), "--steps", "1", ok=False)
+    out = cli(
+        "unimind-train",
+        "--shards",
+        shards3,
+        "--out",
+        str(tmp_path / "r"),
+        "--config",
+        "small",
+        "--lm",
+        str(tmp_path / "no-such-lm"),
+        "--steps",
+        "1",
+        ok=False,
+    )
     assert "no weights for the language model" in out
 
 
@@ -148,8 +212,14 @@ def test_leaderboard_multitask_row_trains_once_and_scores_each_task(shards3, tmp
     metas = {}
     for task in ("workload", "mi"):
         others = [t for t in TASKS3 if t != task]
-        sets = {"also_tasks": ",".join(others), "also_shards": ",".join(roots[t] for t in others),
-                "shared_run": str(tmp_path / "mt"), "steps": "3", "val_limit": "4", "batch_size": "4"}
+        sets = {
+            "also_tasks": ",".join(others),
+            "also_shards": ",".join(roots[t] for t in others),
+            "shared_run": str(tmp_path / "mt"),
+            "steps": "3",
+            "val_limit": "4",
+            "batch_size": "4",
+        }
         specs = resolve_models(["unimind-tiny-multitask"], {"unimind-tiny-multitask": sets})
         (o,) = run_leaderboard(Path(roots[task]).parent, specs, (0,), [task], tmp_path / f"res-{task}")
         assert o.status == "ran" and 0.0 <= o.scores["bacc"] <= 1.0

@@ -39,8 +39,9 @@ def require_channels(path: Path, sig: RawSignal, wanted: tuple[str, ...], corpus
     missing = [w for w in wanted if w not in have]
     if missing or have != list(wanted):
         raise RecordingError(
-            path, f"missing channel(s) {missing} of the {len(wanted)} {corpus} channels "
-                  f"(kept {sig.ch_names}; dropped {[d for d, _ in sig.dropped]})"
+            path,
+            f"missing channel(s) {missing} of the {len(wanted)} {corpus} channels "
+            f"(kept {sig.ch_names}; dropped {[d for d, _ in sig.dropped]})",
         )
     return sig
 
@@ -58,8 +59,14 @@ def select_channels(path: Path, sig: RawSignal, wanted: tuple[str, ...], corpus:
         raise RecordingError(
             path, f"missing channel(s) {missing} of the {len(wanted)} {corpus} channels (has {sig.ch_names})"
         )
-    return RawSignal(data=sig.data[cm.picks], ch_names=[sig.ch_names[p] for p in cm.picks], sfreq=sig.sfreq,
-                     events=list(sig.events), dropped=list(sig.dropped) + list(cm.dropped), meta=dict(sig.meta))
+    return RawSignal(
+        data=sig.data[cm.picks],
+        ch_names=[sig.ch_names[p] for p in cm.picks],
+        sfreq=sig.sfreq,
+        events=list(sig.events),
+        dropped=list(sig.dropped) + list(cm.dropped),
+        meta=dict(sig.meta),
+    )
 
 
 def notch_option(options: dict[str, Any], default_hz: float) -> float:

@@ -36,8 +36,25 @@ from neurolm_data.sources.base import RawSignal, RecordingError, RecordingRef, S
 
 #: Column order of every file (the release's ``Channel_Labels.docx``), 10-10 names.
 ADHD_CHANNELS: tuple[str, ...] = (
-    "Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2",
-    "F7", "F8", "T7", "T8", "P7", "P8", "Fz", "Cz", "Pz",
+    "Fp1",
+    "Fp2",
+    "F3",
+    "F4",
+    "C3",
+    "C4",
+    "P3",
+    "P4",
+    "O1",
+    "O2",
+    "F7",
+    "F8",
+    "T7",
+    "T8",
+    "P7",
+    "P8",
+    "Fz",
+    "Cz",
+    "Pz",
 )
 #: Sampling rate of the release, Hz (dataset description).
 ADHD_SFREQ: float = 128.0
@@ -64,8 +81,10 @@ class AdhdSource(Source):
     channels: ClassVar[tuple[str, ...]] = tuple(c.upper() for c in ADHD_CHANNELS)
     #: One window of the ``adhd`` task: 4 s.
     min_duration_s: ClassVar[float] = 4.0
-    citation: ClassVar[str] = ("Motie Nasrabadi A, Allahverdy A, Samavati M, Mohammadi MR. EEG data for ADHD / "
-                               "Control children. IEEE DataPort (2020), doi:10.21227/rzfh-zn36")
+    citation: ClassVar[str] = (
+        "Motie Nasrabadi A, Allahverdy A, Samavati M, Mohammadi MR. EEG data for ADHD / "
+        "Control children. IEEE DataPort (2020), doi:10.21227/rzfh-zn36"
+    )
     license: ClassVar[str] = "open access (IEEE DataPort); cite the DOI"
 
     def __init__(self, **options):
@@ -93,16 +112,30 @@ class AdhdSource(Source):
             if subject in seen:
                 raise ValueError(f"{p}: child id {subject!r} also in {seen[subject]}")
             seen[subject] = p
-            refs.append(RecordingRef(source=self.name, subject=subject, session="", run="", path=p,
-                                     label=GROUP_LABELS[group], extra={"group": group, "folder": p.parent.name}))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session="",
+                    run="",
+                    path=p,
+                    label=GROUP_LABELS[group],
+                    extra={"group": group, "folder": p.parent.name},
+                )
+            )
         if not refs:
-            raise FileNotFoundError(f"{root}: no ADHD/Control .mat file (ADHD_partN/*.mat, Control_partN/*.mat)")
+            raise FileNotFoundError(
+                f"{root}: no ADHD/Control .mat file (ADHD_partN/*.mat, Control_partN/*.mat)"
+            )
         return refs
 
     def skipped(self, root: Path) -> list[tuple[Path, str]]:
         """``.mat`` files outside an ``ADHD_partN`` / ``Control_partN`` folder (no label can be given)."""
-        return [(p, "not inside an ADHD_partN or Control_partN folder: no diagnosis label")
-                for p in sorted(Path(root).rglob("*.mat")) if p.is_file() and not GROUP_FOLDER.match(p.parent.name)]
+        return [
+            (p, "not inside an ADHD_partN or Control_partN folder: no diagnosis label")
+            for p in sorted(Path(root).rglob("*.mat"))
+            if p.is_file() and not GROUP_FOLDER.match(p.parent.name)
+        ]
 
     def read_native(self, ref: RecordingRef) -> RawSignal:
         """The file's values as float64 µV ``(19, n_samples)`` at 128 Hz, channels in ``ADHD_CHANNELS`` order.
@@ -122,14 +155,26 @@ class AdhdSource(Source):
         if name is None:
             raise RecordingError(ref.path, f"expected one variable named {ref.path.stem!r}, found {names}")
         x = mat[name]
-        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != len(ADHD_CHANNELS) or x.dtype.kind not in "iuf":
-            raise RecordingError(ref.path, f"variable {name!r} is {getattr(x, 'dtype', type(x))} "
-                                           f"{getattr(x, 'shape', '')}, expected (n_samples, 19) numbers")
+        if (
+            not isinstance(x, np.ndarray)
+            or x.ndim != 2
+            or x.shape[1] != len(ADHD_CHANNELS)
+            or x.dtype.kind not in "iuf"
+        ):
+            raise RecordingError(
+                ref.path,
+                f"variable {name!r} is {getattr(x, 'dtype', type(x))} "
+                f"{getattr(x, 'shape', '')}, expected (n_samples, 19) numbers",
+            )
         data = np.ascontiguousarray(x.T, dtype=np.float64)  # (19, n) µV
         if not np.all(np.isfinite(data)):
             raise RecordingError(ref.path, "non-finite values in the signal")
-        return RawSignal(data=data, ch_names=list(ADHD_CHANNELS), sfreq=ADHD_SFREQ,
-                         meta={"reader": "scipy.io.loadmat", "variable": name, "dtype": str(x.dtype)})
+        return RawSignal(
+            data=data,
+            ch_names=list(ADHD_CHANNELS),
+            sfreq=ADHD_SFREQ,
+            meta={"reader": "scipy.io.loadmat", "variable": name, "dtype": str(x.dtype)},
+        )
 
     def read(self, ref: RecordingRef) -> RawSignal:
         """``read_native`` up-sampled to 200 Hz (``resample_poly(x, 25, 16)``): float64 µV ``(19, ceil(n*25/16))``.
@@ -144,4 +189,3 @@ class AdhdSource(Source):
         sig.sfreq = UPSAMPLED_SFREQ
         sig.meta["upsampled_from_hz"] = ADHD_SFREQ
         return sig
-

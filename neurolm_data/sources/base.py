@@ -117,8 +117,11 @@ class DigitalSamples:
         These determine the decoded µV signal exactly (``decode``); this is the ``signal_hash`` of a recording
         read from integer samples (docs/architecture.md).
         """
-        return content_hash(np.ascontiguousarray(self.samples, self.samples.dtype.newbyteorder("<")),
-                            np.ascontiguousarray(self.gain, "<f8"), np.ascontiguousarray(self.offset, "<f8"))
+        return content_hash(
+            np.ascontiguousarray(self.samples, self.samples.dtype.newbyteorder("<")),
+            np.ascontiguousarray(self.gain, "<f8"),
+            np.ascontiguousarray(self.offset, "<f8"),
+        )
 
 
 class RawSignal:
@@ -142,10 +145,18 @@ class RawSignal:
             the ledger's ``warnings`` column.
     """
 
-    def __init__(self, data: np.ndarray | None = None, ch_names: list[str] | None = None, sfreq: float = 0.0,
-                 events: list[Event] | None = None, dropped: list[tuple[str, str]] | None = None,
-                 meta: dict[str, Any] | None = None, *, digital: DigitalSamples | None = None,
-                 warnings: list[str] | None = None):
+    def __init__(
+        self,
+        data: np.ndarray | None = None,
+        ch_names: list[str] | None = None,
+        sfreq: float = 0.0,
+        events: list[Event] | None = None,
+        dropped: list[tuple[str, str]] | None = None,
+        meta: dict[str, Any] | None = None,
+        *,
+        digital: DigitalSamples | None = None,
+        warnings: list[str] | None = None,
+    ):
         if (data is None) == (digital is None):
             raise ValueError("RawSignal needs exactly one of data (float64 µV) and digital (integer samples)")
         self._data = data
@@ -183,8 +194,10 @@ class RawSignal:
 
     def __repr__(self) -> str:
         kind = "digital" if self._data is None else "float64"
-        return (f"RawSignal({self.n_channels} x {self.n_samples} {kind}, sfreq={self.sfreq:g}, "
-                f"ch_names={self.ch_names}, events={len(self.events)}, dropped={len(self.dropped)})")
+        return (
+            f"RawSignal({self.n_channels} x {self.n_samples} {kind}, sfreq={self.sfreq:g}, "
+            f"ch_names={self.ch_names}, events={len(self.events)}, dropped={len(self.dropped)})"
+        )
 
 
 class Source(ABC):
@@ -262,8 +275,10 @@ def canonical_source(name: str) -> str:
         return key
     close = get_close_matches(name.lower(), [*_REGISTRY, *SOURCE_ALIASES], n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(SOURCE_ALIASES.get(c, c)) for c in close)}?" if close else ""
-    raise KeyError(f"unknown source {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))}; "
-                   f"aliases: {', '.join(f'{a}={t}' for a, t in SOURCE_ALIASES.items())})")
+    raise KeyError(
+        f"unknown source {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))}; "
+        f"aliases: {', '.join(f'{a}={t}' for a, t in SOURCE_ALIASES.items())})"
+    )
 
 
 def get_source(name: str, **options: Any) -> Source:

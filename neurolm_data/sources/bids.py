@@ -105,12 +105,14 @@ class BidsSource(Source):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"BIDS folder {root} does not exist")
-        paths = find_matching_paths(root, tasks=self.task, datatypes="eeg", suffixes="eeg",
-                                    extensions=list(EXTENSIONS))
+        paths = find_matching_paths(
+            root, tasks=self.task, datatypes="eeg", suffixes="eeg", extensions=list(EXTENSIONS)
+        )
         paths = sorted(paths, key=lambda b: Path(b.fpath).relative_to(root).as_posix())
         if not paths:
-            raise FileNotFoundError(f"no EEG-BIDS recording (sub-*/[ses-*/]eeg/*_eeg{{{','.join(EXTENSIONS)}}}) "
-                                    f"under {root}")
+            raise FileNotFoundError(
+                f"no EEG-BIDS recording (sub-*/[ses-*/]eeg/*_eeg{{{','.join(EXTENSIONS)}}}) under {root}"
+            )
         participants = read_participants(root)
         refs = []
         for b in paths:
@@ -120,17 +122,35 @@ class BidsSource(Source):
             if self.label_column:
                 value = info.get(self.label_column)
                 if value not in self.labels:
-                    raise ValueError(f"{root / 'participants.tsv'}: {pid} has {self.label_column}={value!r}, "
-                                     f"not one of {sorted(self.labels)}")
+                    raise ValueError(
+                        f"{root / 'participants.tsv'}: {pid} has {self.label_column}={value!r}, "
+                        f"not one of {sorted(self.labels)}"
+                    )
                 label = self.labels[value]
-            run = "_".join(x for x in (f"task-{b.task}" if b.task else "", f"run-{b.run}" if b.run else "",
-                                       f"acq-{b.acquisition}" if b.acquisition else "") if x)
-            refs.append(RecordingRef(
-                source=self.name, subject=safe_key(pid), session=safe_key(f"ses-{b.session}") if b.session else "",
-                run=safe_key(run), path=Path(b.fpath), label=label,
-                extra={"bids_path": Path(b.fpath).relative_to(root).as_posix(), "participant": info,
-                       "task": b.task},
-            ))
+            run = "_".join(
+                x
+                for x in (
+                    f"task-{b.task}" if b.task else "",
+                    f"run-{b.run}" if b.run else "",
+                    f"acq-{b.acquisition}" if b.acquisition else "",
+                )
+                if x
+            )
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=safe_key(pid),
+                    session=safe_key(f"ses-{b.session}") if b.session else "",
+                    run=safe_key(run),
+                    path=Path(b.fpath),
+                    label=label,
+                    extra={
+                        "bids_path": Path(b.fpath).relative_to(root).as_posix(),
+                        "participant": info,
+                        "task": b.task,
+                    },
+                )
+            )
         return refs
 
     def read(self, ref: RecordingRef) -> RawSignal:
@@ -150,7 +170,13 @@ class BidsSource(Source):
         bads = set(raw.info["bads"])
         if bads:
             raw.drop_channels(sorted(bads))
-        sig = raw_to_signal(raw, ref.path, rename=self.rename, events=self.events, merge_synonyms=self.merge_synonyms,
-                            meta={"reader": "mne-bids", "format": ref.path.suffix.lower().lstrip(".")})
+        sig = raw_to_signal(
+            raw,
+            ref.path,
+            rename=self.rename,
+            events=self.events,
+            merge_synonyms=self.merge_synonyms,
+            meta={"reader": "mne-bids", "format": ref.path.suffix.lower().lstrip(".")},
+        )
         sig.dropped += [(b, "marked bad in channels.tsv") for b in sorted(bads)]
         return sig

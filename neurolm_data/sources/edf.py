@@ -67,7 +67,9 @@ class EdfSource(Source):
         try:
             self.subject_regex = re.compile(pattern) if pattern else None
         except re.error as e:
-            raise ValueError(f"source 'edf': subject_regex {pattern!r} is not a regular expression: {e}") from None
+            raise ValueError(
+                f"source 'edf': subject_regex {pattern!r} is not a regular expression: {e}"
+            ) from None
 
     def _subject_run(self, path: Path) -> tuple[str, str]:
         """(subject, run) of a file: the stem and "" by default, or the ``subject_regex`` match and the stem."""
@@ -76,7 +78,11 @@ class EdfSource(Source):
         m = self.subject_regex.search(path.stem)
         if m is None:
             raise ValueError(f"{path}: file name does not match subject_regex {self.subject_regex.pattern!r}")
-        subject = m.group("subject") if "subject" in self.subject_regex.groupindex else m.group(1 if m.groups() else 0)
+        subject = (
+            m.group("subject")
+            if "subject" in self.subject_regex.groupindex
+            else m.group(1 if m.groups() else 0)
+        )
         return safe_key(subject), safe_key(path.stem)
 
     def discover(self, root: Path) -> list[RecordingRef]:
@@ -84,18 +90,26 @@ class EdfSource(Source):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"EDF folder {root} does not exist")
-        files = sorted((p for p in root.rglob("*") if p.suffix.lower() in _SUFFIXES and p.is_file()),
-                       key=lambda p: p.relative_to(root).as_posix())
+        files = sorted(
+            (p for p in root.rglob("*") if p.suffix.lower() in _SUFFIXES and p.is_file()),
+            key=lambda p: p.relative_to(root).as_posix(),
+        )
         if not files:
             raise FileNotFoundError(f"no .edf/.bdf files under {root}")
         refs = []
         for p in files:
             folder = p.parent.relative_to(root).as_posix()
             subject, run = self._subject_run(p)
-            refs.append(RecordingRef(
-                source=self.name, subject=subject, session="" if folder == "." else safe_key(folder),
-                run=run, path=p, extra={"format": p.suffix.lower().lstrip(".")},
-            ))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session="" if folder == "." else safe_key(folder),
+                    run=run,
+                    path=p,
+                    extra={"format": p.suffix.lower().lstrip(".")},
+                )
+            )
         return refs
 
     def read(self, ref: RecordingRef) -> RawSignal:

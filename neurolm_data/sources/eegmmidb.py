@@ -55,8 +55,10 @@ class EegmmidbSource(Source):
     name = "eegmmidb"
     mains_hz = EEGMMIDB_MAINS_HZ
     channels = None
-    citation = ("Schalk G et al. BCI2000: A General-Purpose Brain-Computer Interface (BCI) System. IEEE Trans. "
-                "Biomed. Eng. 51(6):1034-1043 (2004); PhysioNet EEGMMIDB, doi:10.13026/C28G6P")
+    citation = (
+        "Schalk G et al. BCI2000: A General-Purpose Brain-Computer Interface (BCI) System. IEEE Trans. "
+        "Biomed. Eng. 51(6):1034-1043 (2004); PhysioNet EEGMMIDB, doi:10.13026/C28G6P"
+    )
     license = "Open Data Commons Attribution License v1.0 (ODC-By 1.0)"
 
     def __init__(self, **options):
@@ -77,8 +79,15 @@ class EegmmidbSource(Source):
         for p in edf_files(root):
             m = RUN_NAME.match(p.stem)
             if m:
-                refs.append(RecordingRef(source=self.name, subject=m["subject"].upper(), session="",
-                                         run=m["run"].upper(), path=p))
+                refs.append(
+                    RecordingRef(
+                        source=self.name,
+                        subject=m["subject"].upper(),
+                        session="",
+                        run=m["run"].upper(),
+                        path=p,
+                    )
+                )
         if not refs:
             raise FileNotFoundError(f"{root}: no EEGMMIDB run file (SxxxRyy.edf)")
         return refs
@@ -91,8 +100,11 @@ class EegmmidbSource(Source):
         """
         sig = read_edf(ref.path, annotations=True)
         end = duration_s(sig) + 1e-6
-        sig.events = [Event(e.onset_s, e.duration_s, EEGMMIDB_EVENTS[e.description], e.description)
-                      for e in sig.events if e.description in EEGMMIDB_EVENTS and e.onset_s + e.duration_s <= end]
+        sig.events = [
+            Event(e.onset_s, e.duration_s, EEGMMIDB_EVENTS[e.description], e.description)
+            for e in sig.events
+            if e.description in EEGMMIDB_EVENTS and e.onset_s + e.duration_s <= end
+        ]
         return sig
 
 
@@ -105,8 +117,9 @@ def mne_eegbci_sums() -> dict[str, str]:
     return {name: digest for name, digest in (line.split() for line in text.splitlines() if line.strip())}
 
 
-def fetch_eegmmidb(dest: str | Path, subjects: tuple[int, ...] = EEGMMIDB_SUBJECTS,
-                   runs: tuple[int, ...] = MI_DOWNLOAD_RUNS) -> Path:
+def fetch_eegmmidb(
+    dest: str | Path, subjects: tuple[int, ...] = EEGMMIDB_SUBJECTS, runs: tuple[int, ...] = MI_DOWNLOAD_RUNS
+) -> Path:
     """Download EEGMMIDB runs from PhysioNet into ``dest`` (PhysioNet's layout ``SXXX/SXXXRYY.edf`` under
     MNE's ``MNE-eegbci-data/files/eegmmidb/1.0.0`` folder), each verified against its published SHA-256 (MNE's registry);
     files already there with the right sum are not downloaded again.

@@ -56,10 +56,14 @@ class HmcSource(Source):
     mains_hz = HMC_MAINS_HZ
     channels = HMC_CHANNELS
     min_duration_s = 30.0  # one 30-s epoch (reference §2.5)
-    citation = ("Alvarez-Estevez D, Rijsman RM. Inter-database validation of a deep learning approach for "
-                "automatic sleep scoring. PLoS ONE 16(8):e0256111 (2021); PhysioNet HMC v1.1, "
-                "doi:10.13026/t79q-fr32")
-    license = "PhysioNet open access, attribution required (ODC-By 1.0 or CC BY 4.0; confirm on the v1.1 page)"
+    citation = (
+        "Alvarez-Estevez D, Rijsman RM. Inter-database validation of a deep learning approach for "
+        "automatic sleep scoring. PLoS ONE 16(8):e0256111 (2021); PhysioNet HMC v1.1, "
+        "doi:10.13026/t79q-fr32"
+    )
+    license = (
+        "PhysioNet open access, attribution required (ODC-By 1.0 or CC BY 4.0; confirm on the v1.1 page)"
+    )
 
     def __init__(self, **options):
         check_options(self.name, options, {"scoring", "notch_hz"})
@@ -70,7 +74,7 @@ class HmcSource(Source):
             raise ValueError(f"scoring must be 'edf' or 'txt', got {self.scoring!r}")
 
     def _scoring_path(self, psg: Path) -> Path:
-        first, second = (("edf", "txt") if self.scoring == "edf" else ("txt", "edf"))
+        first, second = ("edf", "txt") if self.scoring == "edf" else ("txt", "edf")
         a = psg.with_name(f"{psg.stem}_sleepscoring.{first}")
         b = psg.with_name(f"{psg.stem}_sleepscoring.{second}")
         return a if a.is_file() or not b.is_file() or self.scoring == "txt" else b
@@ -84,9 +88,18 @@ class HmcSource(Source):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: not a folder")
-        refs = [RecordingRef(source=self.name, subject=p.stem.upper(), session="", run="", path=p,
-                             annotation_path=self._scoring_path(p))
-                for p in sorted(root.rglob("*")) if p.is_file() and HMC_NAME.match(p.name)]
+        refs = [
+            RecordingRef(
+                source=self.name,
+                subject=p.stem.upper(),
+                session="",
+                run="",
+                path=p,
+                annotation_path=self._scoring_path(p),
+            )
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and HMC_NAME.match(p.name)
+        ]
         if not refs:
             raise FileNotFoundError(f"{root}: no HMC recording (SNxxx.edf)")
         return refs

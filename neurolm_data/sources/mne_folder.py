@@ -71,7 +71,9 @@ def parse_mapping(value: str | dict | None, what: str, *, integer: bool) -> dict
         for item in value.split(","):
             key, sep, val = item.rpartition(":")
             if not sep or not key.strip():
-                raise ValueError(f"option {what}: expected NAME:VALUE[,NAME:VALUE...] or a .json file, got {item!r}")
+                raise ValueError(
+                    f"option {what}: expected NAME:VALUE[,NAME:VALUE...] or a .json file, got {item!r}"
+                )
             raw[key.strip()] = val.strip()
     if not integer:
         return {str(k): str(v) for k, v in raw.items()}
@@ -90,8 +92,15 @@ def _as_bool(v: Any) -> bool:
     raise ValueError(f"expected a boolean, got {v!r}")
 
 
-def raw_to_signal(raw, path: Path, *, rename: dict[str, str], events: dict[str, int], merge_synonyms: bool,
-                  meta: dict[str, Any]) -> RawSignal:
+def raw_to_signal(
+    raw,
+    path: Path,
+    *,
+    rename: dict[str, str],
+    events: dict[str, int],
+    merge_synonyms: bool,
+    meta: dict[str, Any],
+) -> RawSignal:
     """An ``mne.io.Raw`` as a :class:`RawSignal`: vocabulary EEG channels in µV (float64), annotations as events.
 
     Raises:
@@ -106,8 +115,11 @@ def raw_to_signal(raw, path: Path, *, rename: dict[str, str], events: dict[str, 
     cmap = map_channels(names, merge_synonyms=merge_synonyms)
     dropped += cmap.dropped
     if not cmap.picks:
-        raise RecordingError(path, f"no usable EEG channel: none of {names} maps to the standard_1020 vocabulary "
-                                   "(map them with -o rename=OLD:NEW,...)")
+        raise RecordingError(
+            path,
+            f"no usable EEG channel: none of {names} maps to the standard_1020 vocabulary "
+            "(map them with -o rename=OLD:NEW,...)",
+        )
     picks = [eeg[p] for p in cmap.picks]
     try:
         data = raw.get_data(picks=picks) * 1e6  # (C, N) float64 µV (MNE stores volts)
@@ -125,10 +137,23 @@ def raw_to_signal(raw, path: Path, *, rename: dict[str, str], events: dict[str, 
         sfreq = sfreq * ratio.numerator / ratio.denominator
     # onsets count from the measurement start when the annotations have an orig_time, else from the first sample
     start = raw.first_time if raw.annotations.orig_time is not None else 0.0
-    evs = [Event(float(a["onset"]) - start, float(a["duration"]), events.get(str(a["description"]), -1),
-                 str(a["description"])) for a in raw.annotations]
-    return RawSignal(data=np.ascontiguousarray(data), ch_names=[raw.ch_names[i] for i in picks], sfreq=sfreq,
-                     events=evs, dropped=dropped, meta=meta)
+    evs = [
+        Event(
+            float(a["onset"]) - start,
+            float(a["duration"]),
+            events.get(str(a["description"]), -1),
+            str(a["description"]),
+        )
+        for a in raw.annotations
+    ]
+    return RawSignal(
+        data=np.ascontiguousarray(data),
+        ch_names=[raw.ch_names[i] for i in picks],
+        sfreq=sfreq,
+        events=evs,
+        dropped=dropped,
+        meta=meta,
+    )
 
 
 def read_raw_mne(path: Path, *, data_format: str | None = None):
@@ -177,13 +202,17 @@ class MneFolderSource(Source):
         self.rename = parse_mapping(options.get("rename"), "rename", integer=False)
         self.data_format = options.get("data_format") or None
         if self.data_format not in (None, "auto", "int16", "int32"):
-            raise ValueError(f"source 'mne': data_format must be auto, int16 or int32, got {self.data_format!r}")
+            raise ValueError(
+                f"source 'mne': data_format must be auto, int16 or int32, got {self.data_format!r}"
+            )
         self.merge_synonyms = _as_bool(options.get("merge_synonyms", False))
         pattern = options.get("subject_regex")
         try:
             self.subject_regex = re.compile(pattern) if pattern else None
         except re.error as e:
-            raise ValueError(f"source 'mne': subject_regex {pattern!r} is not a regular expression: {e}") from None
+            raise ValueError(
+                f"source 'mne': subject_regex {pattern!r} is not a regular expression: {e}"
+            ) from None
 
     def _stem(self, path: Path) -> str:
         name = path.name
@@ -202,8 +231,10 @@ class MneFolderSource(Source):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"folder {root} does not exist")
-        files = sorted((p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES)),
-                       key=lambda p: p.relative_to(root).as_posix())
+        files = sorted(
+            (p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES)),
+            key=lambda p: p.relative_to(root).as_posix(),
+        )
         if not files:
             raise FileNotFoundError(f"no file MNE reads ({', '.join(SUFFIXES)}) under {root}")
         refs = []
@@ -214,14 +245,25 @@ class MneFolderSource(Source):
             else:
                 m = self.subject_regex.search(stem)
                 if m is None:
-                    raise ValueError(f"{p}: file name does not match subject_regex {self.subject_regex.pattern!r}")
+                    raise ValueError(
+                        f"{p}: file name does not match subject_regex {self.subject_regex.pattern!r}"
+                    )
                 g = self.subject_regex.groupindex
-                subject, run = safe_key(m.group("subject") if "subject" in g else m.group(1 if m.groups() else 0)), \
-                    safe_key(stem)
+                subject, run = (
+                    safe_key(m.group("subject") if "subject" in g else m.group(1 if m.groups() else 0)),
+                    safe_key(stem),
+                )
             folder = p.parent.relative_to(root).as_posix()
-            refs.append(RecordingRef(source=self.name, subject=subject, session="" if folder == "." else safe_key(folder),
-                                     run=run or safe_key(p.suffix.lstrip(".")), path=p,
-                                     extra={"format": p.suffix.lower().lstrip(".")}))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session="" if folder == "." else safe_key(folder),
+                    run=run or safe_key(p.suffix.lstrip(".")),
+                    path=p,
+                    extra={"format": p.suffix.lower().lstrip(".")},
+                )
+            )
         return refs
 
     def read(self, ref: RecordingRef) -> RawSignal:
@@ -231,5 +273,11 @@ class MneFolderSource(Source):
             RecordingError: MNE cannot read the file, no channel maps to the vocabulary, non-finite samples.
         """
         raw = read_raw_mne(ref.path, data_format=self.data_format)
-        return raw_to_signal(raw, ref.path, rename=self.rename, events=self.events,
-                             merge_synonyms=self.merge_synonyms, meta={"reader": "mne", "format": ref.extra["format"]})
+        return raw_to_signal(
+            raw,
+            ref.path,
+            rename=self.rename,
+            events=self.events,
+            merge_synonyms=self.merge_synonyms,
+            meta={"reader": "mne", "format": ref.extra["format"]},
+        )

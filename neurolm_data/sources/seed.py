@@ -67,9 +67,11 @@ SESSION_NAME = re.compile(r"^(?P<subject>\d+)_(?P<date>\d{8})$")
 #: Trial variables of the ``.mat`` releases: ``<initials>_eeg<k>`` (SEED, SEED-IV ``eeg_raw_data``).
 TRIAL_VAR = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)_eeg(?P<k>\d+)$")
 
-SEED_CITATION = ("Zheng W-L, Lu B-L. Investigating Critical Frequency Bands and Channels for EEG-based Emotion "
-                 "Recognition with Deep Neural Networks. IEEE Trans. Auton. Ment. Dev. 7(3):162-175 (2015), "
-                 "doi:10.1109/TAMD.2015.2431497")
+SEED_CITATION = (
+    "Zheng W-L, Lu B-L. Investigating Critical Frequency Bands and Channels for EEG-based Emotion "
+    "Recognition with Deep Neural Networks. IEEE Trans. Auton. Ment. Dev. 7(3):162-175 (2015), "
+    "doi:10.1109/TAMD.2015.2431497"
+)
 SEED_LICENSE = "BCMI/SJTU SEED license agreement (academic use on application; no redistribution)"
 
 
@@ -87,13 +89,20 @@ def read_cnt(path: Path, data_format: str) -> RawSignal:
     try:
         raw = mne.io.read_raw_cnt(str(path), data_format=data_format, preload=True, verbose="error")
     except Exception as e:  # noqa: BLE001 - MNE raises many types on a bad header
-        raise RecordingError(path, f"cannot read CNT with data_format={data_format!r}: {type(e).__name__}: {e} "
-                                   "(SEED raw files are int32; 'auto' fails when the header sample count is 0)") from None
+        raise RecordingError(
+            path,
+            f"cannot read CNT with data_format={data_format!r}: {type(e).__name__}: {e} "
+            "(SEED raw files are int32; 'auto' fails when the header sample count is 0)",
+        ) from None
     data = raw.get_data() * 1e6
     if not np.all(np.isfinite(data)):
         raise RecordingError(path, "CNT decodes to non-finite samples")
-    return RawSignal(data, list(raw.ch_names), float(raw.info["sfreq"]),
-                     meta={"reader": "mne", "file_type": "CNT", "data_format": data_format})
+    return RawSignal(
+        data,
+        list(raw.ch_names),
+        float(raw.info["sfreq"]),
+        meta={"reader": "mne", "file_type": "CNT", "data_format": data_format},
+    )
 
 
 def mat_variables(path: Path) -> list[str]:
@@ -218,13 +227,25 @@ class SeedSource(Source):
             raise FileNotFoundError(f"{root}: not a folder")
         kind = self._input(root)
         refs: list[RecordingRef] = []
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() == f".{kind}"
-                       and SESSION_NAME.match(p.stem))
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and p.suffix.lower() == f".{kind}" and SESSION_NAME.match(p.stem)
+        )
         for p in files:
             m = SESSION_NAME.match(p.stem)
             if kind == "cnt":
-                refs.append(RecordingRef(source=self.name, subject=m["subject"], session=m["date"], run="",
-                                         path=p, annotation_path=self.trial_table, extra={"input": "cnt"}))
+                refs.append(
+                    RecordingRef(
+                        source=self.name,
+                        subject=m["subject"],
+                        session=m["date"],
+                        run="",
+                        path=p,
+                        annotation_path=self.trial_table,
+                        extra={"input": "cnt"},
+                    )
+                )
                 continue
             labels = self._mat_labels(p.parent / "label.mat")
             try:
@@ -232,15 +253,34 @@ class SeedSource(Source):
             except RecordingError:
                 trials = []
             if not trials:  # unreadable or no trial variable: one ref that read() reports as failed
-                refs.append(RecordingRef(source=self.name, subject=m["subject"], session=m["date"], run="",
-                                         path=p, extra={"input": "mat", "trial": -1, "variable": ""}))
+                refs.append(
+                    RecordingRef(
+                        source=self.name,
+                        subject=m["subject"],
+                        session=m["date"],
+                        run="",
+                        path=p,
+                        extra={"input": "mat", "trial": -1, "variable": ""},
+                    )
+                )
             for k, var in trials:
                 lab = labels[k] if 0 <= k < len(labels) else None
-                refs.append(RecordingRef(
-                    source=self.name, subject=m["subject"], session=m["date"], run=f"trial{k:02d}", path=p,
-                    label=lab, extra={"input": "mat", "trial": k, "variable": var,
-                                      "label_source": "label.mat" if (p.parent / "label.mat").is_file() else "spec"},
-                ))
+                refs.append(
+                    RecordingRef(
+                        source=self.name,
+                        subject=m["subject"],
+                        session=m["date"],
+                        run=f"trial{k:02d}",
+                        path=p,
+                        label=lab,
+                        extra={
+                            "input": "mat",
+                            "trial": k,
+                            "variable": var,
+                            "label_source": "label.mat" if (p.parent / "label.mat").is_file() else "spec",
+                        },
+                    )
+                )
         if not refs:
             raise FileNotFoundError(f"{root}: no SEED {kind} file named <subject>_<yyyymmdd>.{kind}")
         return refs
@@ -278,12 +318,18 @@ class SeedSource(Source):
             raise RecordingError(ref.path, "no '<initials>_eeg<k>' trial variable in the file")
         label_file = ref.path.parent / "label.mat"
         if ref.label is None:
-            raise RecordingError(label_file, f"no label for trial {k + 1}: label.mat must hold 15 values in {{1, 0, -1}}")
+            raise RecordingError(
+                label_file, f"no label for trial {k + 1}: label.mat must hold 15 values in {{1, 0, -1}}"
+            )
         x = read_mat_variable(ref.path, var)
         if x.ndim != 2 or x.shape[0] != len(SEED_CHANNELS):
             raise RecordingError(ref.path, f"variable {var!r} has shape {x.shape}, expected (62, n_samples)")
         if not np.all(np.isfinite(x)):
             raise RecordingError(ref.path, f"variable {var!r} holds non-finite samples")
         dur = x.shape[1] / SEED_MAT_SFREQ
-        return RawSignal(data=x, ch_names=list(SEED_CHANNELS), sfreq=SEED_MAT_SFREQ,
-                         events=[Event(0.0, dur, int(ref.label), f"trial{k}")])
+        return RawSignal(
+            data=x,
+            ch_names=list(SEED_CHANNELS),
+            sfreq=SEED_MAT_SFREQ,
+            events=[Event(0.0, dur, int(ref.label), f"trial{k}")],
+        )

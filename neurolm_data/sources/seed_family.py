@@ -61,8 +61,10 @@ class SeedFamilySource(Source):
     name = "seed_family"
     mains_hz = SEED_MAINS_HZ
     channels = None
-    citation = ("Zheng W-L et al. EmotionMeter. IEEE Trans. Cybern. 49(3):1110-1122 (2019) (SEED-IV); Liu W et al. "
-                "IEEE Trans. Cogn. Dev. Syst. 14(2):715-729 (2022) (SEED-V)")
+    citation = (
+        "Zheng W-L et al. EmotionMeter. IEEE Trans. Cybern. 49(3):1110-1122 (2019) (SEED-IV); Liu W et al. "
+        "IEEE Trans. Cogn. Dev. Syst. 14(2):715-729 (2022) (SEED-V)"
+    )
     license = SEED_LICENSE
 
     def __init__(self, **options):
@@ -89,24 +91,47 @@ class SeedFamilySource(Source):
                 continue
             session = m["session"] or (p.parent.name if p.parent.name.isdigit() else m["date"])
             if p.suffix.lower() == ".cnt":
-                refs.append(RecordingRef(source=self.name, subject=m["subject"], session=session,
-                                         run="" if session == m["date"] else m["date"], path=p,
-                                         extra={"input": "cnt"}))
+                refs.append(
+                    RecordingRef(
+                        source=self.name,
+                        subject=m["subject"],
+                        session=session,
+                        run="" if session == m["date"] else m["date"],
+                        path=p,
+                        extra={"input": "cnt"},
+                    )
+                )
                 continue
             try:
                 trials = trial_variables(p)
             except RecordingError:
                 trials = []
             if not trials:
-                refs.append(RecordingRef(source=self.name, subject=m["subject"], session=session, run="",
-                                         path=p, extra={"input": "mat", "variable": ""}))
+                refs.append(
+                    RecordingRef(
+                        source=self.name,
+                        subject=m["subject"],
+                        session=session,
+                        run="",
+                        path=p,
+                        extra={"input": "mat", "variable": ""},
+                    )
+                )
             for k, var in trials:
-                refs.append(RecordingRef(source=self.name, subject=m["subject"], session=session,
-                                         run=f"trial{k:02d}" if session == m["date"] else f"{m['date']}_trial{k:02d}",
-                                         path=p,
-                                         extra={"input": "mat", "variable": var, "trial": k}))
+                refs.append(
+                    RecordingRef(
+                        source=self.name,
+                        subject=m["subject"],
+                        session=session,
+                        run=f"trial{k:02d}" if session == m["date"] else f"{m['date']}_trial{k:02d}",
+                        path=p,
+                        extra={"input": "mat", "variable": var, "trial": k},
+                    )
+                )
         if not refs:
-            raise FileNotFoundError(f"{root}: no SEED-family file (<subject>_[<session>_]<yyyymmdd>.cnt/.mat)")
+            raise FileNotFoundError(
+                f"{root}: no SEED-family file (<subject>_[<session>_]<yyyymmdd>.cnt/.mat)"
+            )
         return refs
 
     def read(self, ref: RecordingRef) -> RawSignal:

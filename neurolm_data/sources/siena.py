@@ -40,9 +40,11 @@ class SienaSource(Source):
     name = "siena"
     mains_hz = SIENA_MAINS_HZ
     channels = None
-    citation = ("Detti P, Vatti G, Zabalo Manrique de Lara G. EEG Synchronization Analysis for Seizure "
-                "Prediction: A Study on Data of Noninvasive Recordings. Processes 8(7):846 (2020); PhysioNet "
-                "Siena Scalp EEG, doi:10.13026/5d4a-j060")
+    citation = (
+        "Detti P, Vatti G, Zabalo Manrique de Lara G. EEG Synchronization Analysis for Seizure "
+        "Prediction: A Study on Data of Noninvasive Recordings. Processes 8(7):846 (2020); PhysioNet "
+        "Siena Scalp EEG, doi:10.13026/5d4a-j060"
+    )
     license = "Creative Commons Attribution 4.0 International (CC BY 4.0)"
 
     def __init__(self, **options):
@@ -63,8 +65,11 @@ class SienaSource(Source):
         for p in edf_files(root):
             m = SIENA_NAME.match(p.stem)
             if m:
-                refs.append(RecordingRef(source=self.name, subject=m["subject"].upper(), session="",
-                                         run=m["run"], path=p))
+                refs.append(
+                    RecordingRef(
+                        source=self.name, subject=m["subject"].upper(), session="", run=m["run"], path=p
+                    )
+                )
         if not refs:
             raise FileNotFoundError(f"{root}: no Siena file (PNxx-k.edf)")
         return refs

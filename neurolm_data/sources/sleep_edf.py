@@ -79,9 +79,18 @@ def read_derivations(path: Path) -> RawSignal:
         raise RecordingError(path, f"cannot decode EDF signals: {type(e).__name__}: {e}") from None
     finally:
         r.close()
-    dropped = [(lab, "not one of the Sleep-EDF EEG derivations") for lab in labels if lab not in SLEEP_EDF_DERIVATIONS]
-    return RawSignal(data, list(SLEEP_EDF_DERIVATIONS.values()), rates.pop(), dropped=dropped,
-                     meta={"reader": "pyedflib", "derivations": dict(SLEEP_EDF_DERIVATIONS)})
+    dropped = [
+        (lab, "not one of the Sleep-EDF EEG derivations")
+        for lab in labels
+        if lab not in SLEEP_EDF_DERIVATIONS
+    ]
+    return RawSignal(
+        data,
+        list(SLEEP_EDF_DERIVATIONS.values()),
+        rates.pop(),
+        dropped=dropped,
+        meta={"reader": "pyedflib", "derivations": dict(SLEEP_EDF_DERIVATIONS)},
+    )
 
 
 @register_source
@@ -95,9 +104,11 @@ class SleepEdfSource(Source):
     name = "sleep_edf"
     mains_hz = SLEEP_EDF_MAINS_HZ
     channels = SLEEP_EDF_CHANNELS
-    citation = ("Kemp B et al. Analysis of a sleep-dependent neuronal feedback loop: the slow-wave "
-                "microcontinuity of the EEG. IEEE Trans. Biomed. Eng. 47(9):1185-1194 (2000); PhysioNet "
-                "Sleep-EDF Expanded, doi:10.13026/C2X676")
+    citation = (
+        "Kemp B et al. Analysis of a sleep-dependent neuronal feedback loop: the slow-wave "
+        "microcontinuity of the EEG. IEEE Trans. Biomed. Eng. 47(9):1185-1194 (2000); PhysioNet "
+        "Sleep-EDF Expanded, doi:10.13026/C2X676"
+    )
     license = "Open Data Commons Attribution License v1.0 (ODC-By 1.0)"
 
     def __init__(self, **options):
@@ -120,9 +131,17 @@ class SleepEdfSource(Source):
             if not m:
                 continue
             hyp = sorted(p.parent.glob(f"{p.stem[:7]}*-Hypnogram.edf"))
-            refs.append(RecordingRef(source=self.name, subject=m["subject"].upper(), session=m["night"], run="",
-                                     path=p, annotation_path=hyp[0] if hyp else None,
-                                     extra={"derivations": {"FPZ": "Fpz-Cz", "PZ": "Pz-Oz"}}))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=m["subject"].upper(),
+                    session=m["night"],
+                    run="",
+                    path=p,
+                    annotation_path=hyp[0] if hyp else None,
+                    extra={"derivations": {"FPZ": "Fpz-Cz", "PZ": "Pz-Oz"}},
+                )
+            )
         if not refs:
             raise FileNotFoundError(f"{root}: no Sleep-EDF PSG (*-PSG.edf)")
         return refs

@@ -40,8 +40,29 @@ from neurolm_data.sources.base import RawSignal, RecordingRef, Source, register_
 
 #: The 23 channels of ``prepare_TUAB.py`` (docs/neurolm-reference.md §2.2), canonical ``standard_1020`` names, in order.
 TUAB_CHANNELS: tuple[str, ...] = (
-    "FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8",
-    "T3", "T4", "T5", "T6", "A1", "A2", "FZ", "CZ", "PZ", "T1", "T2",
+    "FP1",
+    "FP2",
+    "F3",
+    "F4",
+    "C3",
+    "C4",
+    "P3",
+    "P4",
+    "O1",
+    "O2",
+    "F7",
+    "F8",
+    "T3",
+    "T4",
+    "T5",
+    "T6",
+    "A1",
+    "A2",
+    "FZ",
+    "CZ",
+    "PZ",
+    "T1",
+    "T2",
 )
 #: Class folders -> label (reference §2.2: abnormal = 1, normal = 0).
 TUAB_LABELS: dict[str, int] = {"normal": 0, "abnormal": 1}
@@ -52,8 +73,10 @@ TUH_MAINS_HZ: float = 60.0
 #: The paper's / official maker's notch for TUAB and TUEV (reference §1.1).
 PAPER_NOTCH_HZ: float = 50.0
 
-TUH_CITATION = ("Obeid I, Picone J. The Temple University Hospital EEG Data Corpus. Front. Neurosci. 10:196 "
-                "(2016), doi:10.3389/fnins.2016.00196")
+TUH_CITATION = (
+    "Obeid I, Picone J. The Temple University Hospital EEG Data Corpus. Front. Neurosci. 10:196 "
+    "(2016), doi:10.3389/fnins.2016.00196"
+)
 TUH_LICENSE = "TUH EEG Corpus data-use agreement (registration with Temple NEDC; no redistribution)"
 
 
@@ -70,7 +93,10 @@ class TuabSource(Source):
     channels = TUAB_CHANNELS
     min_duration_s = 10.0  # one 10-s TUAB window (reference §2.2)
     subject_namespace: ClassVar[str] = "tuh"
-    citation = TUH_CITATION + "; Lopez de Diego S, Automated Interpretation of Abnormal Adult EEGs, MS thesis, Temple University (2017)"
+    citation = (
+        TUH_CITATION
+        + "; Lopez de Diego S, Automated Interpretation of Abnormal Adult EEGs, MS thesis, Temple University (2017)"
+    )
     license = TUH_LICENSE
 
     def __init__(self, **options):
@@ -95,15 +121,24 @@ class TuabSource(Source):
             split = next(x for x in parts if x in TUAB_SPLITS)
             cls = next(x for x in parts if x in TUAB_LABELS)
             subject, session, run = tuh_ids(p)
-            after = parts[parts.index(cls) + 1:]
+            after = parts[parts.index(cls) + 1 :]
             layout = "v3" if len(after) <= 1 else "v2"
-            refs.append(RecordingRef(
-                source=self.name, subject=subject, session=session, run=run, path=p, label=TUAB_LABELS[cls],
-                official_split=split,
-                extra={"layout": layout, "montage_folder": after[0] if after else "", "class": cls},
-            ))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session=session,
+                    run=run,
+                    path=p,
+                    label=TUAB_LABELS[cls],
+                    official_split=split,
+                    extra={"layout": layout, "montage_folder": after[0] if after else "", "class": cls},
+                )
+            )
         if not refs:
-            raise FileNotFoundError(f"{root}: no TUAB file (expected edf/{{train,eval}}/{{normal,abnormal}}/01_tcp_ar/*.edf)")
+            raise FileNotFoundError(
+                f"{root}: no TUAB file (expected edf/{{train,eval}}/{{normal,abnormal}}/01_tcp_ar/*.edf)"
+            )
         return sorted(refs, key=lambda r: str(r.path))
 
     @staticmethod
@@ -116,8 +151,11 @@ class TuabSource(Source):
     def skipped(self, root: Path) -> list[tuple[Path, str]]:
         """EDF files under ``root`` outside ``{train,eval}/{normal,abnormal}`` (no label or split to give)."""
         root = Path(root)
-        return [(p, "path is outside the TUAB layout edf/{train,eval}/{normal,abnormal}/...")
-                for p in edf_files(root) if not self._in_layout([x.lower() for x in p.relative_to(root).parts[:-1]])]
+        return [
+            (p, "path is outside the TUAB layout edf/{train,eval}/{normal,abnormal}/...")
+            for p in edf_files(root)
+            if not self._in_layout([x.lower() for x in p.relative_to(root).parts[:-1]])
+        ]
 
     def read(self, ref: RecordingRef) -> RawSignal:
         """The 23 TUAB channels in µV at the file's EEG rate (1-Hz channels and extras dropped, listed).

@@ -39,8 +39,9 @@ class TuegSource(Source):
     mains_hz: ClassVar[float] = 60.0
     channels: ClassVar[tuple[str, ...] | None] = None
     min_duration_s: ClassVar[float] = 1.0
-    citation: ClassVar[str] = ("Obeid & Picone, The Temple University Hospital EEG Data Corpus, "
-                               "Front. Neurosci. 10:196, 2016")
+    citation: ClassVar[str] = (
+        "Obeid & Picone, The Temple University Hospital EEG Data Corpus, Front. Neurosci. 10:196, 2016"
+    )
     license: ClassVar[str] = "TUH EEG data-sharing agreement (NEDC)"
 
     def __init__(self, **options: Any):
@@ -53,8 +54,11 @@ class TuegSource(Source):
 
     @staticmethod
     def _edfs(root: Path) -> list[tuple[str, Path]]:
-        return sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*")
-                      if p.suffix.lower() == ".edf" and p.is_file())
+        return sorted(
+            (p.relative_to(root).as_posix(), p)
+            for p in root.rglob("*")
+            if p.suffix.lower() == ".edf" and p.is_file()
+        )
 
     def discover(self, root: Path) -> list[RecordingRef]:
         """Every EDF that follows the TUEG layout under ``root`` (the folder holding ``edf/``), sorted by path."""
@@ -66,13 +70,21 @@ class TuegSource(Source):
             m = _LAYOUT.search(rel)
             if not m or not m["session"].lower().startswith(m["sess"].lower()):
                 continue
-            refs.append(RecordingRef(
-                source=self.name, subject=m["subject"], session=m["session"], run=m["token"], path=p,
-                extra={"group": m["group"], "montage_folder": m["montage"].lower()},
-            ))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=m["subject"],
+                    session=m["session"],
+                    run=m["token"],
+                    path=p,
+                    extra={"group": m["group"], "montage_folder": m["montage"].lower()},
+                )
+            )
         if not refs:
-            raise FileNotFoundError(f"no EDF in the TUEG layout (edf/NNN/subject/sNNN_YYYY/NN_tcp_xx/"
-                                    f"subject_sNNN_tNNN.edf) under {root}")
+            raise FileNotFoundError(
+                f"no EDF in the TUEG layout (edf/NNN/subject/sNNN_YYYY/NN_tcp_xx/"
+                f"subject_sNNN_tNNN.edf) under {root}"
+            )
         return refs
 
     def skipped(self, root: Path) -> list[tuple[Path, str]]:
@@ -81,8 +93,13 @@ class TuegSource(Source):
         for rel, p in self._edfs(Path(root)):
             m = _LAYOUT.search(rel)
             if not m or not m["session"].lower().startswith(m["sess"].lower()):
-                out.append((p, "path does not follow the TUEG layout "
-                               "edf/NNN/subject/sNNN_YYYY/NN_tcp_xx/subject_sNNN_tNNN.edf"))
+                out.append(
+                    (
+                        p,
+                        "path does not follow the TUEG layout "
+                        "edf/NNN/subject/sNNN_YYYY/NN_tcp_xx/subject_sNNN_tNNN.edf",
+                    )
+                )
         return out
 
     def read(self, ref: RecordingRef) -> RawSignal:
@@ -98,8 +115,10 @@ class TuegSource(Source):
         expected = MONTAGE_REFERENCE.get(ref.extra.get("montage_folder", ""))
         refs = {normalize_channel(c).reference for c in sig.ch_names}
         if expected is not None and refs != {expected}:
-            sig.meta["montage_mismatch"] = (f"channel references {sorted(refs)} but folder "
-                                            f"{ref.extra['montage_folder']} implies -{expected}")
+            sig.meta["montage_mismatch"] = (
+                f"channel references {sorted(refs)} but folder "
+                f"{ref.extra['montage_folder']} implies -{expected}"
+            )
         with open(ref.path, "rb") as f:
             m = _AGE.search(f.read(256)[8:88])
         if m:

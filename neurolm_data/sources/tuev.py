@@ -49,8 +49,10 @@ class TuevSource(Source):
     channels = TUAB_CHANNELS
     min_duration_s = 5.0  # one 5-s TUEV window (reference §2.3)
     subject_namespace: ClassVar[str] = "tuh"
-    citation = ("Harati A et al. Improved EEG Event Classification Using Differential Energy. IEEE SPMB 2015, "
-                "doi:10.1109/SPMB.2015.7405421; " + TUH_CITATION)
+    citation = (
+        "Harati A et al. Improved EEG Event Classification Using Differential Energy. IEEE SPMB 2015, "
+        "doi:10.1109/SPMB.2015.7405421; " + TUH_CITATION
+    )
     license = TUH_LICENSE
 
     def __init__(self, **options):
@@ -74,11 +76,18 @@ class TuevSource(Source):
                 continue
             split = parts[-2]
             subject = p.parent.name
-            run = p.stem[len(subject) + 1:] if p.stem.startswith(subject + "_") else p.stem
-            refs.append(RecordingRef(
-                source=self.name, subject=subject, session="", run=run, path=p, official_split=split,
-                annotation_path=p.with_suffix(".rec"),
-            ))
+            run = p.stem[len(subject) + 1 :] if p.stem.startswith(subject + "_") else p.stem
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session="",
+                    run=run,
+                    path=p,
+                    official_split=split,
+                    annotation_path=p.with_suffix(".rec"),
+                )
+            )
         if not refs:
             raise FileNotFoundError(f"{root}: no TUEV file (expected edf/{{train,eval}}/<subject>/*.edf)")
         return sorted(refs, key=lambda r: str(r.path))
@@ -91,8 +100,11 @@ class TuevSource(Source):
     def skipped(self, root: Path) -> list[tuple[Path, str]]:
         """EDF files under ``root`` not in a ``{train,eval}/<subject>/`` folder."""
         root = Path(root)
-        return [(p, "path is outside the TUEV layout edf/{train,eval}/<subject>/*.edf")
-                for p in edf_files(root) if not self._in_layout([x.lower() for x in p.relative_to(root).parts[:-1]])]
+        return [
+            (p, "path is outside the TUEV layout edf/{train,eval}/<subject>/*.edf")
+            for p in edf_files(root)
+            if not self._in_layout([x.lower() for x in p.relative_to(root).parts[:-1]])
+        ]
 
     def read(self, ref: RecordingRef) -> RawSignal:
         """The 23 channels in µV plus one ``Event`` per event time from the ``.rec`` partner.

@@ -54,8 +54,13 @@ TUSL_ANNOTATIONS: tuple[str, ...] = (".tse_agg", ".tse", ".csv", ".csv_bi", ".lb
 TUSL_PRIORITY: tuple[str, ...] = ("seiz", "slow", "bckg")
 
 
-def read_tuh_term_events(path: Path, duration_s: float, classes: dict[str, int], priority: tuple[str, ...],
-                         problems: list[str] | None = None):
+def read_tuh_term_events(
+    path: Path,
+    duration_s: float,
+    classes: dict[str, int],
+    priority: tuple[str, ...],
+    problems: list[str] | None = None,
+):
     """Parse any TUH annotation file (``.tse*``, ``.csv*``, ``.lbl*``) into whole-recording term events.
 
     ``problems``: None fails on any problem; a list collects per-event problems and leaves those events out
@@ -99,8 +104,10 @@ class TuslSource(Source):
     channels = TUAB_CHANNELS
     min_duration_s = 10.0  # one 10-s TUSL window (reference §2.4)
     subject_namespace: ClassVar[str] = "tuh"
-    citation = ("von Weltin E et al. Electroencephalographic Slowing: A Primary Source of Error in Automatic "
-                "Seizure Detection. IEEE SPMB 2017, doi:10.1109/SPMB.2017.8257018; " + TUH_CITATION)
+    citation = (
+        "von Weltin E et al. Electroencephalographic Slowing: A Primary Source of Error in Automatic "
+        "Seizure Detection. IEEE SPMB 2017, doi:10.1109/SPMB.2017.8257018; " + TUH_CITATION
+    )
     license = TUH_LICENSE
 
     def __init__(self, **options):
@@ -124,8 +131,16 @@ class TuslSource(Source):
         refs = []
         for p in edf_files(root):
             subject, session, run = tuh_ids(p)
-            refs.append(RecordingRef(source=self.name, subject=subject, session=session, run=run, path=p,
-                                     annotation_path=partner(p, self.exts)))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session=session,
+                    run=run,
+                    path=p,
+                    annotation_path=partner(p, self.exts),
+                )
+            )
         if not refs:
             raise FileNotFoundError(f"{root}: no EDF file")
         return refs

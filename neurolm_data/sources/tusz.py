@@ -54,8 +54,10 @@ class TuszSource(Source):
     mains_hz = TUH_MAINS_HZ
     channels = None
     subject_namespace: ClassVar[str] = "tuh"
-    citation = ("Shah V et al. The Temple University Hospital Seizure Detection Corpus. Front. Neuroinform. "
-                "12:83 (2018), doi:10.3389/fninf.2018.00083")
+    citation = (
+        "Shah V et al. The Temple University Hospital Seizure Detection Corpus. Front. Neuroinform. "
+        "12:83 (2018), doi:10.3389/fninf.2018.00083"
+    )
     license = TUH_LICENSE
 
     def __init__(self, **options):
@@ -85,9 +87,18 @@ class TuszSource(Source):
             subject, session, run = tuh_ids(p)
             ann = next((p.with_suffix(e) for e in TUSZ_ANNOTATIONS if p.with_suffix(e).is_file()), None)
             montage = next((x for x in parts if x[:2].isdigit() and "_tcp_" in x), "")
-            refs.append(RecordingRef(source=self.name, subject=subject, session=session, run=run, path=p,
-                                     official_split=split, annotation_path=ann,
-                                     extra={"montage_folder": montage}))
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session=session,
+                    run=run,
+                    path=p,
+                    official_split=split,
+                    annotation_path=ann,
+                    extra={"montage_folder": montage},
+                )
+            )
         if not refs:
             raise FileNotFoundError(f"{root}: no EDF file")
         return refs
@@ -100,5 +111,7 @@ class TuszSource(Source):
         """
         sig = read_edf(ref.path)
         if self.with_annotations and ref.annotation_path is not None:
-            sig.events = read_tuh_term_events(ref.annotation_path, duration_s(sig), TUSZ_CLASSES, TUSZ_PRIORITY)
+            sig.events = read_tuh_term_events(
+                ref.annotation_path, duration_s(sig), TUSZ_CLASSES, TUSZ_PRIORITY
+            )
         return sig

@@ -21,8 +21,25 @@ _NAME = re.compile(r"^(?P<subject>Subject\d+)_(?P<run>[12])\.edf$", re.IGNORECAS
 
 #: The 19 channels of the official Workload maker, in its order (reference §2.6), as ``standard_1020`` names.
 WORKLOAD_CHANNELS: tuple[str, ...] = (
-    "FP1", "FP2", "F3", "F4", "F7", "F8", "T3", "T4", "C3", "C4",
-    "T5", "T6", "P3", "P4", "O1", "O2", "FZ", "CZ", "PZ",
+    "FP1",
+    "FP2",
+    "F3",
+    "F4",
+    "F7",
+    "F8",
+    "T3",
+    "T4",
+    "C3",
+    "C4",
+    "T5",
+    "T6",
+    "P3",
+    "P4",
+    "O1",
+    "O2",
+    "FZ",
+    "CZ",
+    "PZ",
 )
 
 #: Run -> (label, condition): ``_1`` rest = 0, ``_2`` task = 1 (reference §2.6; the maker reads ``fname[-5]``).
@@ -38,8 +55,10 @@ class WorkloadSource(Source):
     channels: ClassVar[tuple[str, ...]] = WORKLOAD_CHANNELS
     #: One Workload window: 4 s (reference §2.6).
     min_duration_s: ClassVar[float] = 4.0
-    citation: ClassVar[str] = ("Zyma et al., Electroencephalograms during Mental Arithmetic Task Performance, "
-                               "Data 4(1):14, 2019; PhysioNet EEGMAT 1.0.0, doi:10.13026/C2JQ1P")
+    citation: ClassVar[str] = (
+        "Zyma et al., Electroencephalograms during Mental Arithmetic Task Performance, "
+        "Data 4(1):14, 2019; PhysioNet EEGMAT 1.0.0, doi:10.13026/C2JQ1P"
+    )
     license: ClassVar[str] = "ODC-By 1.0"
 
     def __init__(self, **options):
@@ -62,18 +81,29 @@ class WorkloadSource(Source):
                 continue
             run = m["run"]
             label, condition = RUN_LABELS[run]
-            subject = "Subject" + m["subject"][len("Subject"):]
-            refs.append(RecordingRef(source=self.name, subject=subject, session="", run=run, path=p,
-                                     label=label, extra={"condition": condition}))
+            subject = "Subject" + m["subject"][len("Subject") :]
+            refs.append(
+                RecordingRef(
+                    source=self.name,
+                    subject=subject,
+                    session="",
+                    run=run,
+                    path=p,
+                    label=label,
+                    extra={"condition": condition},
+                )
+            )
         if not refs:
             raise FileNotFoundError(f"no EEGMAT files (SubjectNN_1.edf / SubjectNN_2.edf) in {root}")
         return refs
 
     def skipped(self, root: Path) -> list[tuple[Path, str]]:
         """EDF files in ``root`` whose name is not ``SubjectNN_1.edf`` / ``SubjectNN_2.edf``."""
-        return [(p, "file name is not SubjectNN_1.edf / SubjectNN_2.edf (EEGMAT layout)")
-                for p in sorted(Path(root).iterdir())
-                if p.is_file() and p.suffix.lower() == ".edf" and not _NAME.match(p.name)]
+        return [
+            (p, "file name is not SubjectNN_1.edf / SubjectNN_2.edf (EEGMAT layout)")
+            for p in sorted(Path(root).iterdir())
+            if p.is_file() and p.suffix.lower() == ".edf" and not _NAME.match(p.name)
+        ]
 
     def read(self, ref: RecordingRef) -> RawSignal:
         """The 19 Workload channels in the maker's order, µV at 500 Hz.

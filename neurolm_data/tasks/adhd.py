@@ -20,8 +20,25 @@ from neurolm_data.tasks.base import SFREQ, Recording, TaskConfig, TaskError, Tas
 
 #: The 19 channels of the release, in its column order (``Channel_Labels.docx``), canonical names.
 ADHD_CHANNELS: tuple[str, ...] = (
-    "FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2",
-    "F7", "F8", "T7", "T8", "P7", "P8", "FZ", "CZ", "PZ",
+    "FP1",
+    "FP2",
+    "F3",
+    "F4",
+    "C3",
+    "C4",
+    "P3",
+    "P4",
+    "O1",
+    "O2",
+    "F7",
+    "F8",
+    "T7",
+    "T8",
+    "P7",
+    "P8",
+    "FZ",
+    "CZ",
+    "PZ",
 )
 
 

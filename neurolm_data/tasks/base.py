@@ -223,8 +223,10 @@ class TaskSpec(ABC):
         Raises:
             TaskError: the task defines no window groups (the default), so it cannot follow such a protocol.
         """
-        raise TaskError(f"{rec.recording_id}: task {self.name!r} defines no window groups, which a protocol "
-                        "with rule 'group' needs")
+        raise TaskError(
+            f"{rec.recording_id}: task {self.name!r} defines no window groups, which a protocol "
+            "with rule 'group' needs"
+        )
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description saved in ``shards.json``: name, version, channels, classes, config."""

@@ -63,8 +63,10 @@ class HmcTask(TaskSpec):
             if not 0 <= e.label < len(HMC_CLASSES):
                 raise TaskError(f"{rec.recording_id}: stage label {e.label} outside 0..4 at {e.onset_s} s")
             if abs(e.duration_s - self.config.epoch_s) > 1.0 / SFREQ:
-                raise TaskError(f"{rec.recording_id}: epoch at {e.onset_s} s lasts {e.duration_s} s, "
-                                f"expected {self.config.epoch_s} s")
+                raise TaskError(
+                    f"{rec.recording_id}: epoch at {e.onset_s} s lasts {e.duration_s} s, "
+                    f"expected {self.config.epoch_s} s"
+                )
             start = int(round(e.onset_s * SFREQ))
             over = start + length - rec.n_samples
             if over > EDGE_TOLERANCE:

@@ -67,8 +67,10 @@ class MiTask(TaskSpec):
         """
         run = rec.run.upper()
         if run not in self.config.runs:
-            raise TaskError(f"{rec.recording_id}: run {rec.run or '?'} is not a left/right fist imagery run "
-                            f"({', '.join(self.config.runs)}); its T1/T2 mean other movements")
+            raise TaskError(
+                f"{rec.recording_id}: run {rec.run or '?'} is not a left/right fist imagery run "
+                f"({', '.join(self.config.runs)}); its T1/T2 mean other movements"
+            )
         length = self.config.window_s * SFREQ
         out = {}
         for e in rec.events:
@@ -79,5 +81,7 @@ class MiTask(TaskSpec):
             if 0 <= start and start + length <= rec.n_samples:
                 out.setdefault(start, label)
         if not out:
-            raise TaskError(f"{rec.recording_id}: no T1/T2 cue with {self.config.window_s} s of signal after it")
+            raise TaskError(
+                f"{rec.recording_id}: no T1/T2 cue with {self.config.window_s} s of signal after it"
+            )
         return [Window(s, length, lab) for s, lab in sorted(out.items())]

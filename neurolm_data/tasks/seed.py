@@ -32,7 +32,9 @@ from neurolm_data.tasks.tusl import segment_windows
 SEED_CLASSES: tuple[str, ...] = ("positive", "neutral", "negative")
 #: The paper's within-subject trial split (``trial_end_percentage = 0.6``; reference §2.7).
 SEED_TRIAL_SPLIT: dict[str, tuple[int, ...]] = {
-    "train": tuple(range(0, 9)), "val": (9, 10, 11), "test": (12, 13, 14),
+    "train": tuple(range(0, 9)),
+    "val": (9, 10, 11),
+    "test": (12, 13, 14),
 }
 _TRIAL = re.compile(r"^trial(\d+)$")
 

@@ -48,6 +48,8 @@ class TuabTask(TaskSpec):
             TaskError: the recording label is not 0 or 1.
         """
         if rec.label not in (0, 1):
-            raise TaskError(f"{rec.recording_id}: TUAB needs label 0 (normal) or 1 (abnormal), got {rec.label}")
+            raise TaskError(
+                f"{rec.recording_id}: TUAB needs label 0 (normal) or 1 (abnormal), got {rec.label}"
+            )
         step = self.config.window_s * SFREQ
         return [Window(s, step, rec.label) for s in range(0, rec.n_samples - step + 1, step)]

@@ -34,7 +34,9 @@ def segment_windows(rec: Recording, window_s: int, n_classes: int, what: str) ->
     out = []
     for e in rec.events:
         if not 0 <= e.label < n_classes:
-            raise TaskError(f"{rec.recording_id}: event label {e.label} outside 0..{n_classes - 1} at {e.onset_s} s")
+            raise TaskError(
+                f"{rec.recording_id}: event label {e.label} outside 0..{n_classes - 1} at {e.onset_s} s"
+            )
         a = int(round(e.onset_s * SFREQ))
         b = min(int(round((e.onset_s + e.duration_s) * SFREQ)), rec.n_samples)
         out += [Window(s, length, e.label) for s in range(a, b - length + 1, length)]

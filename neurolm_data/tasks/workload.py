@@ -16,8 +16,25 @@ from neurolm_data.tasks.base import SFREQ, Recording, TaskConfig, TaskError, Tas
 
 #: The 19 channels of ``prepare_workload.py``, in its order (docs/neurolm-reference.md §2.6).
 WORKLOAD_CHANNELS: tuple[str, ...] = (
-    "FP1", "FP2", "F3", "F4", "F7", "F8", "T3", "T4", "C3", "C4",
-    "T5", "T6", "P3", "P4", "O1", "O2", "FZ", "CZ", "PZ",
+    "FP1",
+    "FP2",
+    "F3",
+    "F4",
+    "F7",
+    "F8",
+    "T3",
+    "T4",
+    "C3",
+    "C4",
+    "T5",
+    "T6",
+    "P3",
+    "P4",
+    "O1",
+    "O2",
+    "FZ",
+    "CZ",
+    "PZ",
 )
 
 
@@ -58,7 +75,9 @@ class WorkloadTask(TaskSpec):
         """
         cfg = self.config
         if rec.label not in (0, 1):
-            raise TaskError(f"{rec.recording_id}: workload needs label 0 (_1, rest) or 1 (_2, task), got {rec.label}")
+            raise TaskError(
+                f"{rec.recording_id}: workload needs label 0 (_1, rest) or 1 (_2, task), got {rec.label}"
+            )
         first = rec.n_samples - cfg.last_s * SFREQ
         n = (cfg.last_s - cfg.window_s) // cfg.stride_s + 1
         return [Window(first + k * cfg.stride_s * SFREQ, cfg.window_s * SFREQ, rec.label) for k in range(n)]

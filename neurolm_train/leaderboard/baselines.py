@@ -46,8 +46,9 @@ def _full_proba(clf: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
     return prob
 
 
-def fit_chance(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int,
-               config: ChanceConfig) -> Fit:
+def fit_chance(
+    train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int, config: ChanceConfig
+) -> Fit:
     """``DummyClassifier(strategy=config.strategy, random_state=seed)`` fitted on the train labels."""
     clf = DummyClassifier(strategy=config.strategy, random_state=seed)
     clf.fit(np.zeros((train.y.size, 1)), train.y)
@@ -77,8 +78,14 @@ def band_power_features(x: np.ndarray, config: BandPowerConfig) -> np.ndarray:
     return np.log10(power + 1e-12).reshape(x.shape[0], -1)
 
 
-def fit_bandpower(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int,
-                  config: BandPowerConfig) -> Fit:
+def fit_bandpower(
+    train: WindowSplit,
+    val: WindowSplit,
+    test: WindowSplit,
+    n_classes: int,
+    seed: int,
+    config: BandPowerConfig,
+) -> Fit:
     """Standardised logistic regression on :func:`band_power_features`, ``C`` chosen on val.
 
     Ties on the val metric go to the smaller ``C`` (stronger regularisation). lbfgs is deterministic, so
@@ -92,7 +99,9 @@ def fit_bandpower(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_cla
     for c in config.c_grid:
         clf = make_pipeline(
             StandardScaler(),
-            LogisticRegression(C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed),
+            LogisticRegression(
+                C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed
+            ),
         )
         clf.fit(f_train, train.y)
         val_score = score(config.select_metric, val.y, _full_proba(clf, f_val, n_classes))

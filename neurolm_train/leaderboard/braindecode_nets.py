@@ -51,8 +51,13 @@ def build_model(name: str, n_chans: int, n_times: int, n_classes: int) -> nn.Mod
         if name == "EEGNetv4":
             return EEGNetv4(n_chans=n_chans, n_outputs=n_classes, n_times=n_times)
         if name == "ShallowFBCSPNet":
-            return ShallowFBCSPNet(n_chans=n_chans, n_outputs=n_classes, n_times=n_times,
-                                   final_conv_length="auto", add_log_softmax=False)
+            return ShallowFBCSPNet(
+                n_chans=n_chans,
+                n_outputs=n_classes,
+                n_times=n_times,
+                final_conv_length="auto",
+                add_log_softmax=False,
+            )
     raise ValueError(f"unknown braindecode model {name!r}; known: {MODELS}")
 
 
@@ -73,19 +78,29 @@ def prepare(x: np.ndarray, resample_hz: int) -> np.ndarray:
 @torch.no_grad()
 def _predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     model.eval()
-    out = [torch.softmax(model(torch.from_numpy(x[i:i + batch_size])), dim=1).double().numpy()
-           for i in range(0, x.shape[0], batch_size)]
+    out = [
+        torch.softmax(model(torch.from_numpy(x[i : i + batch_size])), dim=1).double().numpy()
+        for i in range(0, x.shape[0], batch_size)
+    ]
     return np.concatenate(out)
 
 
-def fit_braindecode(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int,
-                    config: BraindecodeConfig) -> Fit:
+def fit_braindecode(
+    train: WindowSplit,
+    val: WindowSplit,
+    test: WindowSplit,
+    n_classes: int,
+    seed: int,
+    config: BraindecodeConfig,
+) -> Fit:
     """Train ``config.model`` for up to ``config.epochs``; keep the epoch with the best val ``select_metric``
     (ties keep the earlier epoch); stop after ``config.patience`` epochs without improvement."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x_train, x_val, x_test = (prepare(s.x, config.resample_hz) for s in (train, val, test))
-    scale = float(x_train.std()) or 1.0  # one scalar from train: unit-variance input, amplitudes kept relative
+    scale = (
+        float(x_train.std()) or 1.0
+    )  # one scalar from train: unit-variance input, amplitudes kept relative
     x_train, x_val, x_test = (x / np.float32(scale) for x in (x_train, x_val, x_test))
     model = build_model(config.model, x_train.shape[1], x_train.shape[2], n_classes)
     counts = np.bincount(train.y, minlength=n_classes).astype(np.float64)
@@ -101,7 +116,7 @@ def fit_braindecode(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_c
         order = rng.permutation(train.y.size)
         total = 0.0
         for i in range(0, order.size, config.batch_size):
-            idx = order[i:i + config.batch_size]
+            idx = order[i : i + config.batch_size]
             if idx.size < 2:  # BatchNorm needs two samples
                 continue
             loss = loss_fn(model(torch.from_numpy(x_train[idx])), y_train[idx])
@@ -121,7 +136,15 @@ def fit_braindecode(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_c
     model.load_state_dict(best_state)
     import braindecode
 
-    return Fit(_predict(model, x_test), {config.select_metric: float(best_score)},
-               {"best_epoch": best_epoch, "history": history, "braindecode": braindecode.__version__,
-                "n_params": int(sum(p.numel() for p in model.parameters())), "input_hz": config.resample_hz,
-                "input_scale_100uv": scale})
+    return Fit(
+        _predict(model, x_test),
+        {config.select_metric: float(best_score)},
+        {
+            "best_epoch": best_epoch,
+            "history": history,
+            "braindecode": braindecode.__version__,
+            "n_params": int(sum(p.numel() for p in model.parameters())),
+            "input_hz": config.resample_hz,
+            "input_scale_100uv": scale,
+        },
+    )

@@ -237,7 +237,9 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
         ModelSpec("riemann-ts-lr", "riemann", RiemannConfig()),
         ModelSpec("csp-lda", "csp", CSPConfig()),
         ModelSpec("eegnet", "braindecode", BraindecodeConfig("EEGNetv4", resample_hz=128, lr=1e-3)),
-        ModelSpec("shallow-fbcsp", "braindecode", BraindecodeConfig("ShallowFBCSPNet", resample_hz=200, lr=6.25e-4)),
+        ModelSpec(
+            "shallow-fbcsp", "braindecode", BraindecodeConfig("ShallowFBCSPNet", resample_hz=200, lr=6.25e-4)
+        ),
         ModelSpec("smallnet", "smallnet", SmallNetConfig()),
         ModelSpec("neurolm-tiny", "neurolm", NeuroLMRowConfig()),
     )
@@ -292,7 +294,9 @@ def with_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
         if key not in names:
             raise KeyError(f"{spec.name}: no config field {key!r}; fields: {sorted(names)}")
         current = getattr(spec.config, key)
-        changes[key] = _coerce(value, current, f"{spec.name}.{key}") if isinstance(value, str) else _tuplify(value)
+        changes[key] = (
+            _coerce(value, current, f"{spec.name}.{key}") if isinstance(value, str) else _tuplify(value)
+        )
     return ModelSpec(spec.name, spec.kind, dataclasses.replace(spec.config, **changes))
 
 
@@ -357,8 +361,9 @@ def config_hash(spec: ModelSpec, data: DataConfig) -> str:
     return stable_hash(config_payload(spec, data))
 
 
-def resolve_models(names: list[str] | None, sets: dict[str, dict[str, str]] | None = None,
-                   config_file: Path | None = None) -> list[ModelSpec]:
+def resolve_models(
+    names: list[str] | None, sets: dict[str, dict[str, str]] | None = None, config_file: Path | None = None
+) -> list[ModelSpec]:
     """The rows to run: built-in ``names`` (default: all of :data:`DEFAULT_MODELS`, in order; the rows of
     :data:`OPTIONAL_MODELS` only when named) with overrides.
 
@@ -386,5 +391,7 @@ def resolve_models(names: list[str] | None, sets: dict[str, dict[str, str]] | No
     specs = [with_overrides(known[n], overrides.get(n, {})) for n in chosen]
     for spec in specs:
         if spec.name in OPTIONAL_MODELS and spec.kind == "neurolm" and not spec.config.checkpoint:
-            raise ValueError(f"{spec.name} scores published files: add --set {spec.name}.checkpoint=VQ.pt,NeuroLM-B.pt")
+            raise ValueError(
+                f"{spec.name} scores published files: add --set {spec.name}.checkpoint=VQ.pt,NeuroLM-B.pt"
+            )
     return specs

@@ -70,16 +70,29 @@ class LaBraMRowConfig:
     requires_checkpoint: bool = False
 
 
-def _stage(name: str, cfg: LaBraMRowConfig, run: Path, shards: str, tasks: list[str], seed: int,
-           init: str | None, bpe: int | None = None) -> tuple[Path, dict[str, Any]]:
+def _stage(
+    name: str,
+    cfg: LaBraMRowConfig,
+    run: Path,
+    shards: str,
+    tasks: list[str],
+    seed: int,
+    init: str | None,
+    bpe: int | None = None,
+) -> tuple[Path, dict[str, Any]]:
     from neurolm_train.models.labram.run import config_hash, stage_config
     from neurolm_train.models.labram.train import train
 
     data: dict[str, Any] = {"shards": shards, "tasks": tasks}
     if cfg.batch_size is not None:
         data["batch_size"] = cfg.batch_size
-    over: dict[str, Any] = {"out": str(run / name), "seed": seed, "data": data,
-                            "epochs": getattr(cfg, f"{name}_epochs"), "steps": getattr(cfg, f"{name}_steps")}
+    over: dict[str, Any] = {
+        "out": str(run / name),
+        "seed": seed,
+        "data": data,
+        "epochs": getattr(cfg, f"{name}_epochs"),
+        "steps": getattr(cfg, f"{name}_steps"),
+    }
     if init is not None:
         over["init"] = init
     if name == "finetune":
@@ -93,8 +106,14 @@ def _stage(name: str, cfg: LaBraMRowConfig, run: Path, shards: str, tasks: list[
     run_cfg = stage_config(name, cfg.model, **over)
     t0 = time.perf_counter()
     path = train(run_cfg)
-    return path, {"stage": name, "config_hash": config_hash(run_cfg), "wall_s": round(time.perf_counter() - t0, 3),
-                  "steps": run_cfg.steps, "epochs": run_cfg.epochs, "out": str(run / name)}
+    return path, {
+        "stage": name,
+        "config_hash": config_hash(run_cfg),
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "steps": run_cfg.steps,
+        "epochs": run_cfg.epochs,
+        "out": str(run / name),
+    }
 
 
 def fit_labram(ctx: Any, cfg: LaBraMRowConfig) -> Fit:
@@ -106,8 +125,10 @@ def fit_labram(ctx: Any, cfg: LaBraMRowConfig) -> Fit:
     from neurolm_train.models.labram.run import stage_config
 
     if cfg.requires_checkpoint and not cfg.checkpoint:
-        raise ValueError("this row fine-tunes the published weights: add --set "
-                         "labram-base-official.checkpoint=PATH/labram-base.pth")
+        raise ValueError(
+            "this row fine-tunes the published weights: add --set "
+            "labram-base-official.checkpoint=PATH/labram-base.pth"
+        )
     task, run = ctx.manifest.task, Path(ctx.run_dir)
     shards = str(Path(ctx.out_dir) / "shards")
     details: dict[str, Any] = {"stages": []}
@@ -128,8 +149,12 @@ def fit_labram(ctx: Any, cfg: LaBraMRowConfig) -> Fit:
     t0 = time.perf_counter()
     result = evaluate(best, shards, [task], run / "eval", ("test",))
     details["eval_wall_s"] = round(time.perf_counter() - t0, 3)
-    details["checkpoint"] = {"path": str(best), "sha256": file_sha256(best), "step": result["step"],
-                             "selection": result["selection"]}
+    details["checkpoint"] = {
+        "path": str(best),
+        "sha256": file_sha256(best),
+        "step": result["step"],
+        "selection": result["selection"],
+    }
     if cfg.checkpoint:
         details["init_sha256"] = checkpoint_sha256(cfg.checkpoint)
     preds = pl.read_parquet(run / "eval" / "predictions.parquet").filter(pl.col("split") == "test")
@@ -143,11 +168,17 @@ def fit_labram(ctx: Any, cfg: LaBraMRowConfig) -> Fit:
         stale = run / name / "ckpt.pt"
         if stale.is_file() and best.is_file():
             stale.unlink()
-    kept = [p for p in sorted(run.rglob("*")) if p.is_file() and p.suffix in (".pt", ".json", ".jsonl", ".parquet")]
+    kept = [
+        p
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.suffix in (".pt", ".json", ".jsonl", ".parquet")
+    ]
     details["files"] = {str(p.relative_to(run)): file_sha256(p) for p in kept}
     record = (result["selection"] or {}).get("record") or {}
     val_task = (record.get("val") or {}).get(task) or {}
-    val = {m: float(val_task[m]) for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted") if m in val_task}
+    val = {
+        m: float(val_task[m]) for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted") if m in val_task
+    }
     return Fit(prob, val, details)
 
 
@@ -157,4 +188,7 @@ lb_runner.FITTERS["labram"] = fit_labram
 lb_config.OPTIONAL_MODELS["labram-tiny"] = ModelSpec("labram-tiny", "labram", LaBraMRowConfig())
 #: Run only when named, with the published weights: ``--set labram-base-official.checkpoint=labram-base.pth``.
 lb_config.OPTIONAL_MODELS["labram-base-official"] = ModelSpec(
-    "labram-base-official", "labram", LaBraMRowConfig(model="base", finetune_epochs=5, requires_checkpoint=True))
+    "labram-base-official",
+    "labram",
+    LaBraMRowConfig(model="base", finetune_epochs=5, requires_checkpoint=True),
+)

@@ -31,8 +31,9 @@ from neurolm_train.leaderboard.baselines import Fit
 from neurolm_train.leaderboard.config import NeuroLMRowConfig, checkpoint_sha256, file_sha256
 
 
-def _stage(name: str, cfg: NeuroLMRowConfig, run: Path, shards: Path, task: str, seed: int,
-           init: Path | None) -> tuple[Path, dict[str, Any]]:
+def _stage(
+    name: str, cfg: NeuroLMRowConfig, run: Path, shards: Path, task: str, seed: int, init: Path | None
+) -> tuple[Path, dict[str, Any]]:
     """Train one stage; returns its ``ckpt.pt`` and a JSON-able summary (config hash, wall time, steps)."""
     from neurolm_train.config import config_hash, stage_config
     from neurolm_train.train import train
@@ -40,8 +41,14 @@ def _stage(name: str, cfg: NeuroLMRowConfig, run: Path, shards: Path, task: str,
     data: dict[str, Any] = {"shards": str(shards), "tasks": [task]}
     if cfg.batch_size is not None:
         data["batch_size"] = cfg.batch_size
-    over: dict[str, Any] = {"out": str(run / name), "seed": seed, "features": cfg.features, "data": data,
-                            "epochs": getattr(cfg, f"{name}_epochs"), "steps": getattr(cfg, f"{name}_steps")}
+    over: dict[str, Any] = {
+        "out": str(run / name),
+        "seed": seed,
+        "features": cfg.features,
+        "data": data,
+        "epochs": getattr(cfg, f"{name}_epochs"),
+        "steps": getattr(cfg, f"{name}_steps"),
+    }
     if init is not None:
         over["init"] = str(init)
     if name == "vq":  # probe the finished tokenizer on the task's labels (RUN/vq/probe.json)
@@ -52,8 +59,13 @@ def _stage(name: str, cfg: NeuroLMRowConfig, run: Path, shards: Path, task: str,
     run_cfg = stage_config(name, cfg.model, **over)
     t0 = time.perf_counter()
     path = train(run_cfg)
-    return path, {"config_hash": config_hash(run_cfg), "wall_s": round(time.perf_counter() - t0, 3),
-                  "steps": run_cfg.steps, "epochs": run_cfg.epochs, "out": str(run / name)}
+    return path, {
+        "config_hash": config_hash(run_cfg),
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "steps": run_cfg.steps,
+        "epochs": run_cfg.epochs,
+        "out": str(run / name),
+    }
 
 
 def fit_neurolm(ctx: Any, cfg: NeuroLMRowConfig) -> Fit:
@@ -79,11 +91,24 @@ def fit_neurolm(ctx: Any, cfg: NeuroLMRowConfig) -> Fit:
     if cfg.checkpoint is None and probe.is_file():
         details["probe"] = json.loads(probe.read_text())
     splits = ("val", "test") if ctx.manifest.n_classes == 2 else ("test",)
-    result = evaluate(best, str(shards), [task], run / "eval", splits, generate=cfg.paper_decoding,
-                      hard_label=True, config=cfg.checkpoint_config if cfg.checkpoint else None)
+    result = evaluate(
+        best,
+        str(shards),
+        [task],
+        run / "eval",
+        splits,
+        generate=cfg.paper_decoding,
+        hard_label=True,
+        config=cfg.checkpoint_config if cfg.checkpoint else None,
+    )
     details["eval_wall_s"] = round(time.perf_counter() - t0, 3)
-    details["checkpoint"] = {"path": best, "sha256": checkpoint_sha256(best), "step": result["step"],
-                             "stage": result["stage"], "selection": result["selection"]}
+    details["checkpoint"] = {
+        "path": best,
+        "sha256": checkpoint_sha256(best),
+        "step": result["step"],
+        "stage": result["stage"],
+        "selection": result["selection"],
+    }
     test_scores = result["scores"][task]["test"]
     details["trainer_test_scores"] = test_scores  # incl. paper decoding (parse_failure_rate) and hard labels
     all_preds = pl.read_parquet(run / "eval" / "predictions.parquet")
@@ -100,11 +125,17 @@ def fit_neurolm(ctx: Any, cfg: NeuroLMRowConfig) -> Fit:
         stale = run / name / "ckpt.pt"
         if cfg.checkpoint is None and stale.is_file() and (name != "instruct" or Path(best).is_file()):
             stale.unlink()
-    kept = [p for p in sorted(run.rglob("*")) if p.is_file() and p.suffix in (".pt", ".json", ".jsonl", ".parquet")]
+    kept = [
+        p
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.suffix in (".pt", ".json", ".jsonl", ".parquet")
+    ]
     details["files"] = {str(p.relative_to(run)): file_sha256(p) for p in kept}
     record = (result["selection"] or {}).get("record") or {}  # the trainer's best-on-val record
     val_task = (record.get("val") or {}).get(task) or {}
-    val = {m: float(val_task[m]) for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted") if m in val_task}
+    val = {
+        m: float(val_task[m]) for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted") if m in val_task
+    }
     return Fit(prob, val, details)
 
 
@@ -119,9 +150,12 @@ def _val_threshold(preds: pl.DataFrame) -> dict[str, float]:
     d = {s: log_odds(np.asarray(p["probs"].to_list())) for s, p in part.items()}
     y = {s: p["label"].to_numpy() for s, p in part.items()}
     t, val_bacc = calibrated_threshold(d["val"], y["val"])
-    return {"threshold": t, "val_bacc": val_bacc,
-            "test_bacc": float(balanced_accuracy_score(y["test"], (d["test"] > t).astype(int))),
-            "test_bacc_argmax": float(balanced_accuracy_score(y["test"], (d["test"] > 0).astype(int)))}
+    return {
+        "threshold": t,
+        "val_bacc": val_bacc,
+        "test_bacc": float(balanced_accuracy_score(y["test"], (d["test"] > t).astype(int))),
+        "test_bacc_argmax": float(balanced_accuracy_score(y["test"], (d["test"] > 0).astype(int))),
+    }
 
 
 def clear_run_dir(run: Path) -> None:

@@ -47,12 +47,17 @@ def _evidence(row: Row) -> str:
     ev = row.evidence
     subset = f", ≤{ev['max_windows_per_split']} win/split" if ev["max_windows_per_split"] else ""
     dirty = "+dirty" if ev["dirty"] else ""
-    parse = (f" · paper decoding: {100 * ev['parse_failure_rate']:.1f}% unparsed"
-             if "parse_failure_rate" in ev else "")
+    parse = (
+        f" · paper decoding: {100 * ev['parse_failure_rate']:.1f}% unparsed"
+        if "parse_failure_rate" in ev
+        else ""
+    )
     folds = f" · {ev['n_folds']}-fold CV, pooled" if ev.get("n_folds") else ""
-    return (f"cfg {ev['config_hash'][:8]} · manifest {ev['manifest_hash'][:8]} · code "
-            f"{'/'.join(c[:8] for c in ev['commits'])}{dirty} · {ev['n_test_subjects']} subj / "
-            f"{ev['n_test_windows']} win{subset}{folds} · {ev['wall_s_per_seed']:.1f} s/seed{parse}")
+    return (
+        f"cfg {ev['config_hash'][:8]} · manifest {ev['manifest_hash'][:8]} · code "
+        f"{'/'.join(c[:8] for c in ev['commits'])}{dirty} · {ev['n_test_subjects']} subj / "
+        f"{ev['n_test_windows']} win{subset}{folds} · {ev['wall_s_per_seed']:.1f} s/seed{parse}"
+    )
 
 
 def _headers(board: Leaderboard, task: str) -> list[str]:
@@ -62,8 +67,13 @@ def _headers(board: Leaderboard, task: str) -> list[str]:
 def _cells(board: Leaderboard, task: str, row: Row) -> list[str]:
     model = row.model + (f" ({row.params})" if row.params else "")
     seeds = str(row.n_seeds) if row.n_seeds is not None else ""
-    return [model, row.origin, seeds, *[format_cell(row.metrics.get(m)) for m in board.metrics[task]],
-            _evidence(row)]
+    return [
+        model,
+        row.origin,
+        seeds,
+        *[format_cell(row.metrics.get(m)) for m in board.metrics[task]],
+        _evidence(row),
+    ]
 
 
 def _footnotes(board: Leaderboard) -> list[str]:
@@ -100,24 +110,36 @@ def to_markdown(board: Leaderboard) -> str:
         out.append("")
         subj = [r for r in rows if r.subject_metrics]
         if subj:
-            out += [f"Per subject on {task} (each subject's mean class probability over its windows, one "
-                    "prediction per subject; mean ± std over seeds [95% bootstrap CI over subjects]):", ""]
+            out += [
+                f"Per subject on {task} (each subject's mean class probability over its windows, one "
+                "prediction per subject; mean ± std over seeds [95% bootstrap CI over subjects]):",
+                "",
+            ]
             names = [m for m in board.metrics[task] if m in subj[0].subject_metrics]
             out.append("| Model | Seeds | " + " | ".join(METRIC_LABELS[m] for m in names) + " |")
             out.append("|" + "|".join("---" for _ in range(len(names) + 2)) + "|")
             for row in subj:
-                out.append(f"| {row.model} | {row.n_seeds} | "
-                           + " | ".join(format_cell(row.subject_metrics.get(m)) for m in names) + " |")
+                out.append(
+                    f"| {row.model} | {row.n_seeds} | "
+                    + " | ".join(format_cell(row.subject_metrics.get(m)) for m in names)
+                    + " |"
+                )
             out.append("")
         comps = [c for c in board.comparisons if c.task == task]
         if comps:
-            out += [f"Paired comparisons on {task} (Wilcoxon signed-rank over test subjects, two-sided, "
-                    "per-subject score averaged over seeds):", "",
-                    "| A | B | metric | subjects | median A−B | W | p | note |", "|---|---|---|---|---|---|---|---|"]
+            out += [
+                f"Paired comparisons on {task} (Wilcoxon signed-rank over test subjects, two-sided, "
+                "per-subject score averaged over seeds):",
+                "",
+                "| A | B | metric | subjects | median A−B | W | p | note |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
             for c in comps:
                 r = c.result
-                out.append(f"| {c.model_a} | {c.model_b} | {METRIC_LABELS[r.metric]} | {len(r.subjects)} | "
-                           f"{r.median_diff:+.3f} | {r.statistic:g} | {r.p:.3g} | {r.note} |")
+                out.append(
+                    f"| {c.model_a} | {c.model_b} | {METRIC_LABELS[r.metric]} | {len(r.subjects)} | "
+                    f"{r.median_diff:+.3f} | {r.statistic:g} | {r.p:.3g} | {r.note} |"
+                )
             out.append("")
     out += ["Notes:", ""] + [f"- {n}" for n in _footnotes(board)]
     if board.excluded:
@@ -137,14 +159,20 @@ def print_rich(board: Leaderboard, console: Console | None = None) -> None:
         for h in _headers(board, task)[:-1]:
             table.add_column(h, overflow="fold")
         for row in rows:
-            table.add_row(*(Text(c) for c in _cells(board, task, row)[:-1]), style=None if row.computed else "dim")
+            table.add_row(
+                *(Text(c) for c in _cells(board, task, row)[:-1]), style=None if row.computed else "dim"
+            )
         console.print(table)
         for row in (r for r in rows if r.computed):
             console.print(Text(f"  {row.model}: {_evidence(row)}", style="dim"))
         for c in (c for c in board.comparisons if c.task == task):
             r = c.result
-            console.print(Text(f"  {c.model_a} vs {c.model_b} ({METRIC_LABELS[r.metric]}, {len(r.subjects)} subjects): "
-                               f"median diff {r.median_diff:+.3f}, Wilcoxon W={r.statistic:g}, p={r.p:.3g} {r.note}"))
+            console.print(
+                Text(
+                    f"  {c.model_a} vs {c.model_b} ({METRIC_LABELS[r.metric]}, {len(r.subjects)} subjects): "
+                    f"median diff {r.median_diff:+.3f}, Wilcoxon W={r.statistic:g}, p={r.p:.3g} {r.note}"
+                )
+            )
     for note in _footnotes(board):
         console.print(Text(note, style="dim"))
     for e in board.excluded:
@@ -175,8 +203,13 @@ def to_png(board: Leaderboard, path: Path, metric: str = "bacc") -> Path:
         raise ValueError(f"no row reports {metric!r}")
     n_cols = max(len(board.metrics[t]) for t in tasks) + 1
     heights = [max(2, sum(bool(r.metrics) for r in board.task_rows(t))) for t in tasks]
-    fig, axes = plt.subplots(len(tasks), n_cols, figsize=(4.2 * n_cols, 1.2 + 0.42 * sum(heights) + 0.8 * len(tasks)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(tasks),
+        n_cols,
+        figsize=(4.2 * n_cols, 1.2 + 0.42 * sum(heights) + 0.8 * len(tasks)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     for ti, task in enumerate(tasks):
         rows = board.task_rows(task)
         names = board.metrics[task]
@@ -190,7 +223,11 @@ def to_png(board: Leaderboard, path: Path, metric: str = "bacc") -> Path:
             labels, means, lows, highs, colors = [], [], [], [], []
             for r in shown:
                 cell = r.metrics[m]
-                src = "computed" if r.computed else r.origin.removeprefix("reported (").removeprefix("not retrieved (")[:-1]
+                src = (
+                    "computed"
+                    if r.computed
+                    else r.origin.removeprefix("reported (").removeprefix("not retrieved (")[:-1]
+                )
                 seeds = f", {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''}" if r.computed else ""
                 labels.append(f"{r.model} ({src}{seeds})" if mi == 0 else "")
                 means.append(cell.mean)
@@ -204,8 +241,13 @@ def to_png(board: Leaderboard, path: Path, metric: str = "bacc") -> Path:
             for bar, r, v, hi in zip(bars, shown, means, highs, strict=True):
                 if not r.computed:
                     bar.set_hatch("//")
-                ax.text(min(v + hi, 1.0) + 0.01, bar.get_y() + bar.get_height() / 2, f"{v:.3f}", va="center",
-                        fontsize=7)
+                ax.text(
+                    min(v + hi, 1.0) + 0.01,
+                    bar.get_y() + bar.get_height() / 2,
+                    f"{v:.3f}",
+                    va="center",
+                    fontsize=7,
+                )
             ax.set_yticks(y, labels, fontsize=7)
             ax.invert_yaxis()
             chance = _chance(task, m, board)
@@ -223,8 +265,13 @@ def to_png(board: Leaderboard, path: Path, metric: str = "bacc") -> Path:
         per = [subject_scores(list(r.runs), metric) for r in computed]
         subjects = sorted(set().union(*per))
         for s in subjects:
-            ax.plot([per[i].get(s, float("nan")) for i in range(len(computed))], range(len(computed)),
-                    color="0.8", linewidth=0.5, zorder=1)
+            ax.plot(
+                [per[i].get(s, float("nan")) for i in range(len(computed))],
+                range(len(computed)),
+                color="0.8",
+                linewidth=0.5,
+                zorder=1,
+            )
         for i, scores in enumerate(per):
             vals = np.array(list(scores.values()), dtype=float)
             ax.scatter(vals, np.full(vals.size, i), s=12, color="tab:blue", alpha=0.6, zorder=2)
@@ -236,10 +283,12 @@ def to_png(board: Leaderboard, path: Path, metric: str = "bacc") -> Path:
         ax.set_yticks(range(len(computed)), [r.model for r in computed], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlim(-0.02, 1.02)
-        ax.set_title(f"{task}: {METRIC_LABELS[metric]} per subject ({len(subjects)} subjects; bar = mean)",
-                     fontsize=9)
-    fig.suptitle("computed: blue, 95% subject-bootstrap CI; reported: hatched; numbers = mean over seeds",
-                 fontsize=9)
+        ax.set_title(
+            f"{task}: {METRIC_LABELS[metric]} per subject ({len(subjects)} subjects; bar = mean)", fontsize=9
+        )
+    fig.suptitle(
+        "computed: blue, 95% subject-bootstrap CI; reported: hatched; numbers = mean over seeds", fontsize=9
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

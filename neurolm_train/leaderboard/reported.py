@@ -72,7 +72,9 @@ def _value(raw: object, where: str) -> ReportedValue:
     if raw["tag"] not in TAGS:
         raise ReportedFormatError(f"{where}: tag {raw['tag']!r} not in {TAGS}")
     std = raw.get("std")
-    return ReportedValue(value, None if std is None else float(std), str(raw["tag"]), bool(raw.get("hard_labels", False)))
+    return ReportedValue(
+        value, None if std is None else float(std), str(raw["tag"]), bool(raw.get("hard_labels", False))
+    )
 
 
 def load_file(path: Path) -> list[ReportedRow]:
@@ -97,13 +99,25 @@ def load_file(path: Path) -> list[ReportedRow]:
         metrics = {m: _value(raw[m], f"{where} {m}") for m in METRICS if m in raw}
         missing = raw.get("missing")
         if bool(metrics) == bool(missing):
-            raise ReportedFormatError(f"{where}: give either metrics or `missing = \"why\"`, not both or neither")
+            raise ReportedFormatError(
+                f'{where}: give either metrics or `missing = "why"`, not both or neither'
+            )
         src = sources[raw["source"]]
-        rows.append(ReportedRow(
-            model=raw["model"], task=raw["task"], source=raw["source"], citation=src["citation"],
-            via=src.get("via", ""), params=raw.get("params"), note=raw.get("note") or src.get("note"),
-            metrics=metrics, file=str(path), file_sha256=hashlib.sha256(blob).hexdigest(), missing=missing,
-        ))
+        rows.append(
+            ReportedRow(
+                model=raw["model"],
+                task=raw["task"],
+                source=raw["source"],
+                citation=src["citation"],
+                via=src.get("via", ""),
+                params=raw.get("params"),
+                note=raw.get("note") or src.get("note"),
+                metrics=metrics,
+                file=str(path),
+                file_sha256=hashlib.sha256(blob).hexdigest(),
+                missing=missing,
+            )
+        )
     return rows
 
 

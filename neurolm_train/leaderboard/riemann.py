@@ -53,8 +53,9 @@ def covariances(x: np.ndarray, estimator: str) -> np.ndarray:
     return Covariances(estimator=estimator).fit_transform(x)
 
 
-def fit_riemann(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int,
-                config: RiemannConfig) -> Fit:
+def fit_riemann(
+    train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int, config: RiemannConfig
+) -> Fit:
     """Tangent-space features at the Riemannian mean of the train covariances + logistic regression, C on val.
 
     lbfgs is deterministic: seeds give identical results (``seed`` is passed as ``random_state``).
@@ -69,20 +70,28 @@ def fit_riemann(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_class
     history: list[dict[str, float]] = []
     best: tuple[float, float, Any] | None = None
     for c in config.c_grid:
-        clf = make_pipeline(StandardScaler(), LogisticRegression(
-            C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed))
+        clf = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(
+                C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed
+            ),
+        )
         clf.fit(f_train, train.y)
         v = score(config.select_metric, val.y, _full_proba(clf, f_val, n_classes))
         history.append({"C": c, config.select_metric: v})
         if best is None or v > best[0]:
             best = (v, c, clf)
     v, c, clf = best  # type: ignore[misc]
-    return Fit(_full_proba(clf, f_test, n_classes), {config.select_metric: v},
-               {"chosen_C": c, "val_history": history, "n_features": int(f_train.shape[1])})
+    return Fit(
+        _full_proba(clf, f_test, n_classes),
+        {config.select_metric: v},
+        {"chosen_C": c, "val_history": history, "n_features": int(f_train.shape[1])},
+    )
 
 
-def fit_csp(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int,
-            config: CSPConfig) -> Fit:
+def fit_csp(
+    train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int, config: CSPConfig
+) -> Fit:
     """``mne.decoding.CSP`` (log-variance of ``n_components`` filters) + shrinkage LDA, on band-passed windows.
 
     Deterministic (no random state): seeds give identical results.

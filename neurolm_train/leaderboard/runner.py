@@ -144,8 +144,13 @@ def seed_independent(spec: ModelSpec) -> bool:
 SEED_INDEPENDENT_KINDS = {"bandpower", "riemann", "csp"}
 
 
-def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False,
-            reuse: dict[tuple[str, int | None], tuple[int, Fit]] | None = None) -> Outcome:
+def run_one(
+    ctx: FitContext,
+    spec: ModelSpec,
+    results: Path,
+    force: bool = False,
+    reuse: dict[tuple[str, int | None], tuple[int, Fit]] | None = None,
+) -> Outcome:
     """Fit ``spec`` on ``ctx`` (task, seed) unless a current record exists; store and return the outcome.
 
     ``reuse``: a cache shared over seeds for :func:`seed_independent` rows, ``(model, fold) -> (seed, Fit)``.
@@ -156,14 +161,22 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
     old = store.load_record(store.record_dir(results, task, spec.name, seed, fold))
     if not force and store.is_current(old, chash, ctx.manifest.manifest_hash):
         meta = old.meta  # type: ignore[union-attr]
-        return Outcome(task, spec.name, seed, "skipped", 0.0, {m: meta["scores"][m] for m in meta["metrics"]}, fold)
+        return Outcome(
+            task, spec.name, seed, "skipped", 0.0, {m: meta["scores"][m] for m in meta["metrics"]}, fold
+        )
     if spec.kind not in FITTERS:
         raise KeyError(f"no fitter for model kind {spec.kind!r}; known: {sorted(FITTERS)}")
     if spec.kind in WINDOW_KINDS:  # read the windows before the clock starts: wall_s is fitting only
         for name in ("train", "val"):
             ctx.split(name)
     test = ctx.test
-    ctx.run_dir = Path(results) / "runs" / task / spec.name / store.record_dir(results, task, spec.name, seed, fold).name
+    ctx.run_dir = (
+        Path(results)
+        / "runs"
+        / task
+        / spec.name
+        / store.record_dir(results, task, spec.name, seed, fold).name
+    )
     clear_run_dir(ctx.run_dir)
     if spec.kind not in WINDOW_KINDS:
         ctx.run_dir.mkdir(parents=True)
@@ -171,14 +184,18 @@ def run_one(ctx: FitContext, spec: ModelSpec, results: Path, force: bool = False
     t0 = time.perf_counter()
     cached = reuse.get((spec.name, fold)) if reuse is not None and seed_independent(spec) else None
     if cached is not None:
-        fit = Fit(cached[1].test_prob, cached[1].val_scores, {**cached[1].details, "reused_fit_of_seed": cached[0]})
+        fit = Fit(
+            cached[1].test_prob, cached[1].val_scores, {**cached[1].details, "reused_fit_of_seed": cached[0]}
+        )
     else:
         fit = FITTERS[spec.kind](ctx, spec.config)
         if reuse is not None and seed_independent(spec):
             reuse[(spec.name, fold)] = (seed, fit)
     wall = time.perf_counter() - t0
     if fit.test_prob.shape != (test.y.size, ctx.n_classes):
-        raise ValueError(f"{spec.name}: test probabilities {fit.test_prob.shape}, expected {(test.y.size, ctx.n_classes)}")
+        raise ValueError(
+            f"{spec.name}: test probabilities {fit.test_prob.shape}, expected {(test.y.size, ctx.n_classes)}"
+        )
     if not np.all(np.isfinite(fit.test_prob)):
         raise ValueError(f"{spec.name}: non-finite test probabilities")
     scores = score_all(test.y, fit.test_prob)

@@ -24,7 +24,13 @@ from neurolm_train.metrics import metrics as _task_metrics
 BINARY_METRICS = ("bacc", "auroc", "auc_pr")
 MULTICLASS_METRICS = ("bacc", "kappa", "f1_weighted")
 #: Display names.
-METRIC_LABELS = {"bacc": "BAcc", "auroc": "AUROC", "auc_pr": "AUC-PR", "kappa": "Cohen κ", "f1_weighted": "W-F1"}
+METRIC_LABELS = {
+    "bacc": "BAcc",
+    "auroc": "AUROC",
+    "auc_pr": "AUC-PR",
+    "kappa": "Cohen κ",
+    "f1_weighted": "W-F1",
+}
 
 
 def task_kind(n_classes: int) -> str:

@@ -34,12 +34,20 @@ class ShallowNet(nn.Module):
             raise ValueError(f"window of {n_times} samples is shorter than the pooling window {config.pool}")
         n_feat = config.n_spatial * config.n_temporal
         self.spatial = nn.Conv1d(n_chans, config.n_spatial, 1, bias=False)
-        self.temporal = nn.Conv1d(config.n_spatial, n_feat, config.kernel, padding=config.kernel // 2,
-                                  groups=config.n_spatial, bias=False)
+        self.temporal = nn.Conv1d(
+            config.n_spatial,
+            n_feat,
+            config.kernel,
+            padding=config.kernel // 2,
+            groups=config.n_spatial,
+            bias=False,
+        )
         self.norm = nn.BatchNorm1d(n_feat)
         self.pool = nn.AvgPool1d(config.pool, config.pool_stride)
         self.drop = nn.Dropout(config.dropout)
-        n_pooled = (n_times + 2 * (config.kernel // 2) - config.kernel + 1 - config.pool) // config.pool_stride + 1
+        n_pooled = (
+            n_times + 2 * (config.kernel // 2) - config.kernel + 1 - config.pool
+        ) // config.pool_stride + 1
         self.head = nn.Linear(n_feat * n_pooled, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,13 +62,14 @@ def _predict(model: nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, x.shape[0], batch_size):
-        xb = torch.from_numpy(x[i:i + batch_size] / INPUT_SCALE_UV)
+        xb = torch.from_numpy(x[i : i + batch_size] / INPUT_SCALE_UV)
         out.append(torch.softmax(model(xb), dim=1).double().numpy())
     return np.concatenate(out)
 
 
-def fit_smallnet(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int,
-                 config: SmallNetConfig) -> Fit:
+def fit_smallnet(
+    train: WindowSplit, val: WindowSplit, test: WindowSplit, n_classes: int, seed: int, config: SmallNetConfig
+) -> Fit:
     """Train :class:`ShallowNet` for up to ``config.epochs``; keep the epoch with the best val ``select_metric``.
 
     Stops early after ``config.patience`` epochs without a val improvement.
@@ -84,7 +93,7 @@ def fit_smallnet(train: WindowSplit, val: WindowSplit, test: WindowSplit, n_clas
         order = rng.permutation(train.y.size)
         total = 0.0
         for i in range(0, order.size, config.batch_size):
-            idx = order[i:i + config.batch_size]
+            idx = order[i : i + config.batch_size]
             if idx.size < 2:  # BatchNorm needs two samples
                 continue
             loss = loss_fn(model(torch.from_numpy(x_train[idx])), y_train[idx])

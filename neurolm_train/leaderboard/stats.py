@@ -30,8 +30,9 @@ class Interval:
     n_subjects: int
 
 
-def bootstrap_cis(runs: Sequence[Run], n_resamples: int = 1000, confidence: float = 0.95,
-                  seed: int = 0) -> dict[str, Interval]:
+def bootstrap_cis(
+    runs: Sequence[Run], n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, Interval]:
     """95% (``confidence``) percentile bootstrap CIs over test subjects of every seed-averaged metric.
 
     Each resample draws the test subjects with replacement (``scipy.stats.bootstrap``, percentile method,
@@ -62,12 +63,19 @@ def bootstrap_cis(runs: Sequence[Run], n_resamples: int = 1000, confidence: floa
         return np.mean(values, axis=0)
 
     res = bootstrap(
-        (np.arange(subjects.size),), statistic, n_resamples=n_resamples, confidence_level=confidence,
-        method="percentile", vectorized=False, rng=np.random.default_rng(seed),
+        (np.arange(subjects.size),),
+        statistic,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
     )
     low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
-    return {m: Interval(float(lo), float(hi), confidence, n_resamples, int(subjects.size))
-            for m, lo, hi in zip(names, low, high, strict=True)}
+    return {
+        m: Interval(float(lo), float(hi), confidence, n_resamples, int(subjects.size))
+        for m, lo, hi in zip(names, low, high, strict=True)
+    }
 
 
 def subject_scores(runs: Sequence[Run], metric: str) -> dict[str, float]:
@@ -119,5 +127,14 @@ def paired_wilcoxon(a: dict[str, float], b: dict[str, float], metric: str) -> Pa
         stat, p, note = float(res.statistic), float(res.pvalue), ""
     if min_p > 0.05 and n > 0:
         note = (note + "; " if note else "") + f"{n} non-zero pairs cannot reach p<0.05 (min p={min_p:.3f})"
-    return Paired(metric, tuple(common), tuple(va.tolist()), tuple(vb.tolist()), stat, p,
-                  float(np.median(d)), min_p, note)
+    return Paired(
+        metric,
+        tuple(common),
+        tuple(va.tolist()),
+        tuple(vb.tolist()),
+        stat,
+        p,
+        float(np.median(d)),
+        min_p,
+        note,
+    )

@@ -40,7 +40,12 @@ class Record:
     def key(self) -> tuple[str, str, int, int]:
         """``(task, model, seed, fold)``; fold -1 for a fixed split."""
         fold = self.meta.get("fold")
-        return self.meta["task"], self.meta["model"], int(self.meta["seed"]), -1 if fold is None else int(fold)
+        return (
+            self.meta["task"],
+            self.meta["model"],
+            int(self.meta["seed"]),
+            -1 if fold is None else int(fold),
+        )
 
     def predictions(self) -> pl.DataFrame:
         """The per-window predictions, key order."""
@@ -56,7 +61,13 @@ class Record:
 
 def record_dir(results: Path, task: str, model: str, seed: int, fold: int | None = None) -> Path:
     """Folder of one record (``seed-SEED``, or ``seed-SEED-fold-F`` for CV fold ``fold``)."""
-    return Path(results) / "records" / task / model / (f"seed-{seed}" if fold is None else f"seed-{seed}-fold-{fold}")
+    return (
+        Path(results)
+        / "records"
+        / task
+        / model
+        / (f"seed-{seed}" if fold is None else f"seed-{seed}-fold-{fold}")
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -83,7 +94,9 @@ def is_current(record: Record | None, config_hash: str, manifest_hash: str) -> b
     )
 
 
-def predictions_frame(keys: np.ndarray, subjects: np.ndarray, labels: np.ndarray, prob: np.ndarray) -> pl.DataFrame:
+def predictions_frame(
+    keys: np.ndarray, subjects: np.ndarray, labels: np.ndarray, prob: np.ndarray
+) -> pl.DataFrame:
     """Per-window predictions: ``key``, ``subject``, ``label``, ``pred`` (argmax), ``prob_0..prob_{K-1}``."""
     cols: dict[str, Any] = {
         "key": [str(k) for k in keys],

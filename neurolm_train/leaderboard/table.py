@@ -93,28 +93,40 @@ class Leaderboard:
         return [r for r in self.rows if r.task == task]
 
 
-def _select_current(task: str, model: str, records: list[Record], manifest_hash: str | None,
-                    excluded: list[str]) -> list[Record]:
+def _select_current(
+    task: str, model: str, records: list[Record], manifest_hash: str | None, excluded: list[str]
+) -> list[Record]:
     """Records of (task, model) made on the current manifest with the most recently run config."""
     if manifest_hash is None:
-        excluded.extend(f"{task}/{model}/seed-{r.meta['seed']}: no shards for task {task!r} here, cannot "
-                        "verify its windows manifest" for r in records)
+        excluded.extend(
+            f"{task}/{model}/seed-{r.meta['seed']}: no shards for task {task!r} here, cannot "
+            "verify its windows manifest"
+            for r in records
+        )
         return []
     fresh = [r for r in records if r.meta["manifest_hash"] == manifest_hash]
-    excluded.extend(f"{task}/{model}/seed-{r.meta['seed']}: stale windows manifest "
-                    f"{r.meta['manifest_hash'][:12]} (current {manifest_hash[:12]}); re-run `leaderboard run`"
-                    for r in records if r not in fresh)
+    excluded.extend(
+        f"{task}/{model}/seed-{r.meta['seed']}: stale windows manifest "
+        f"{r.meta['manifest_hash'][:12]} (current {manifest_hash[:12]}); re-run `leaderboard run`"
+        for r in records
+        if r not in fresh
+    )
     if not fresh:
         return []
     latest = max(fresh, key=lambda r: r.meta.get("started_utc", "")).meta["config_hash"]
     keep = [r for r in fresh if r.meta["config_hash"] == latest]
-    excluded.extend(f"{task}/{model}/seed-{r.meta['seed']}: config {r.meta['config_hash'][:12]} differs from the "
-                    f"row's latest config {latest[:12]}; re-run `leaderboard run` with the seeds it lacks"
-                    for r in fresh if r not in keep)
+    excluded.extend(
+        f"{task}/{model}/seed-{r.meta['seed']}: config {r.meta['config_hash'][:12]} differs from the "
+        f"row's latest config {latest[:12]}; re-run `leaderboard run` with the seeds it lacks"
+        for r in fresh
+        if r not in keep
+    )
     return keep
 
 
-def pool_folds(records: list[Record], folds: list[int] | None, excluded: list[str]) -> dict[int, list[Record]]:
+def pool_folds(
+    records: list[Record], folds: list[int] | None, excluded: list[str]
+) -> dict[int, list[Record]]:
     """Group a row's records by seed. Under a ``kfold`` protocol (``folds`` = the folds with test windows) a
     seed enters only when it has a record for every fold, so that its pooled test predictions cover every
     subject of the corpus; an incomplete seed is listed in ``excluded``. Returns ``{seed: records}``."""
@@ -130,8 +142,10 @@ def pool_folds(records: list[Record], folds: list[int] | None, excluded: list[st
             out[s] = sorted(recs, key=lambda r: int(r.meta["fold"]))
         else:
             r0 = recs[0].meta
-            excluded.append(f"{r0['task']}/{r0['model']}/seed-{s}: folds {have} of {folds}; "
-                            "run `leaderboard run` for the missing folds")
+            excluded.append(
+                f"{r0['task']}/{r0['model']}/seed-{s}: folds {have} of {folds}; "
+                "run `leaderboard run` for the missing folds"
+            )
     return out
 
 
@@ -142,7 +156,9 @@ def pooled_run(records: list[Record]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
 
-def subject_level(run: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def subject_level(
+    run: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Per-subject predictions: each subject's mean class probability over its windows and its label, as a run
     with one row per subject; ``None`` when some subject's windows carry more than one label (then a
     subject-level score is not defined, e.g. Workload's rest and task recordings)."""
@@ -159,8 +175,9 @@ def subject_level(run: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.nd
     return np.asarray(ys, dtype=np.int64), np.stack(ps), names
 
 
-def _cells(names: tuple[str, ...], runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_resamples: int,
-           seed: int) -> dict[str, Cell]:
+def _cells(
+    names: tuple[str, ...], runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_resamples: int, seed: int
+) -> dict[str, Cell]:
     cis = bootstrap_cis(runs, n_resamples, seed=seed)
     cells = {}
     per_seed = [score_all(y, p) for y, p, _ in runs]
@@ -171,15 +188,19 @@ def _cells(names: tuple[str, ...], runs: list[tuple[np.ndarray, np.ndarray, np.n
     return cells
 
 
-def _computed_row(task: str, model: str, by_seed: dict[int, list[Record]], n_resamples: int, seed: int) -> Row:
+def _computed_row(
+    task: str, model: str, by_seed: dict[int, list[Record]], n_resamples: int, seed: int
+) -> Row:
     records = [r for recs in by_seed.values() for r in recs]
     runs = [pooled_run(recs) for recs in by_seed.values()]
     names = tuple(records[0].meta["metrics"])
     cells = _cells(names, runs, n_resamples, seed)
     subj_runs = [subject_level(r) for r in runs]
-    subject_cells = (_cells(names, subj_runs, n_resamples, seed)  # type: ignore[arg-type]
-                     if all(r is not None for r in subj_runs) and runs[0][2].size > np.unique(runs[0][2]).size
-                     else None)
+    subject_cells = (
+        _cells(names, subj_runs, n_resamples, seed)  # type: ignore[arg-type]
+        if all(r is not None for r in subj_runs) and runs[0][2].size > np.unique(runs[0][2]).size
+        else None
+    )
     meta = records[0].meta
     commits = sorted({str((r.meta.get("code") or {}).get("commit") or "unknown")[:12] for r in records})
     evidence = {
@@ -192,25 +213,49 @@ def _computed_row(task: str, model: str, by_seed: dict[int, list[Record]], n_res
         "n_test_subjects": int(np.unique(runs[0][2]).size),
         "n_test_windows": int(runs[0][0].size),
         # fits copied from another seed (seed-independent rows, ``details.reused_fit_of_seed``) cost no time
-        "wall_s_per_seed": float(np.mean([sum(r.meta["wall_s"] for r in recs) for recs in by_seed.values()
-                                          if not all("reused_fit_of_seed" in (r.meta.get("details") or {})
-                                                     for r in recs)] or [0.0])),
+        "wall_s_per_seed": float(
+            np.mean(
+                [
+                    sum(r.meta["wall_s"] for r in recs)
+                    for recs in by_seed.values()
+                    if not all("reused_fit_of_seed" in (r.meta.get("details") or {}) for r in recs)
+                ]
+                or [0.0]
+            )
+        ),
         "wall_s_total": float(sum(r.meta["wall_s"] for r in records)),
         "max_windows_per_split": meta["data"].get("max_windows_per_split"),
         "records": [str(r.path) for r in records],
     }
-    failures = [r.meta["details"]["trainer_test_scores"]["generation"]["parse_failure_rate"] for r in records
-                if "generation" in (r.meta.get("details") or {}).get("trainer_test_scores", {})]
+    failures = [
+        r.meta["details"]["trainer_test_scores"]["generation"]["parse_failure_rate"]
+        for r in records
+        if "generation" in (r.meta.get("details") or {}).get("trainer_test_scores", {})
+    ]
     if failures:  # the paper's decoding (reference §5.3): share of answers that could not be parsed
         evidence["parse_failure_rate"] = float(np.mean(failures))
-    return Row(task, model, "computed here", cells, len(by_seed), evidence, note=meta["kind"],
-               subject_metrics=subject_cells, runs=tuple(runs))
+    return Row(
+        task,
+        model,
+        "computed here",
+        cells,
+        len(by_seed),
+        evidence,
+        note=meta["kind"],
+        subject_metrics=subject_cells,
+        runs=tuple(runs),
+    )
 
 
 def _reported_row(row: ReportedRow) -> Row:
     cells = {m: Cell(v.value, v.std, None, v.tag, v.hard_labels) for m, v in row.metrics.items()}
-    evidence = {"citation": row.citation, "via": row.via, "file": row.file, "file_sha256": row.file_sha256,
-                "missing": row.missing}
+    evidence = {
+        "citation": row.citation,
+        "via": row.via,
+        "file": row.file,
+        "file_sha256": row.file_sha256,
+        "missing": row.missing,
+    }
     origin = f"reported ({row.source})" if row.missing is None else f"not retrieved ({row.source})"
     return Row(row.task, row.model, origin, cells, None, evidence, row.params, row.note)
 
@@ -245,8 +290,11 @@ def build_leaderboard(
     for rec in iter_records(results):
         if wanted is None or rec.meta["task"] in wanted:
             groups[(rec.meta["task"], rec.meta["model"])].append(rec)
-    reported = [r for r in (load_reported(reported_dir) if reported_dir is not None else [])
-                if wanted is None or r.task in wanted]
+    reported = [
+        r
+        for r in (load_reported(reported_dir) if reported_dir is not None else [])
+        if wanted is None or r.task in wanted
+    ]
     manifests: dict[str, str | None] = {}
     folds: dict[str, list[int] | None] = {}
     for task in {t for t, _ in groups}:
@@ -281,15 +329,20 @@ def build_leaderboard(
     return board
 
 
-def _comparisons(board: Leaderboard, compare: Sequence[tuple[str, str]] | None, metric: str) -> list[Comparison]:
+def _comparisons(
+    board: Leaderboard, compare: Sequence[tuple[str, str]] | None, metric: str
+) -> list[Comparison]:
     out = []
     for task in board.tasks:
         computed = {r.model: r for r in board.task_rows(task) if r.computed}
         if compare is not None:
             pairs = list(compare)
         else:  # every pair, except two chance rows against each other
-            pairs = [(a, b) for a, b in itertools.combinations(sorted(computed), 2)
-                     if not (computed[a].note == "chance" and computed[b].note == "chance")]
+            pairs = [
+                (a, b)
+                for a, b in itertools.combinations(sorted(computed), 2)
+                if not (computed[a].note == "chance" and computed[b].note == "chance")
+            ]
         for a, b in pairs:
             if a not in computed or b not in computed:
                 continue

@@ -28,9 +28,17 @@ from neurolm_train.leaderboard.table import Leaderboard
 
 #: Metric columns, in order (the union of the binary and multiclass sets).
 METRIC_COLUMNS = ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted")
-SCHEMA = {"task": pl.String, "fold": pl.Int64, "subject": pl.String, "model": pl.String, "seed": pl.Int64,
-          "n_windows": pl.Int64, **{m: pl.Float64 for m in METRIC_COLUMNS},
-          "subject_label": pl.Int64, "subject_prob": pl.Float64}
+SCHEMA = {
+    "task": pl.String,
+    "fold": pl.Int64,
+    "subject": pl.String,
+    "model": pl.String,
+    "seed": pl.Int64,
+    "n_windows": pl.Int64,
+    **{m: pl.Float64 for m in METRIC_COLUMNS},
+    "subject_label": pl.Int64,
+    "subject_prob": pl.Float64,
+}
 
 
 def tidy_table(board: Leaderboard) -> pl.DataFrame:
@@ -48,13 +56,19 @@ def tidy_table(board: Leaderboard) -> pl.DataFrame:
                 sel = subjects == subject
                 labels = np.unique(y[sel])
                 single = labels.size == 1
-                rows.append({
-                    "task": row.task, "fold": rec.meta.get("fold"), "subject": subject, "model": row.model,
-                    "seed": int(rec.meta["seed"]), "n_windows": int(sel.sum()),
-                    **{m: sc.get(m) for m in METRIC_COLUMNS},
-                    "subject_label": int(labels[0]) if single else None,
-                    "subject_prob": float(prob[sel, int(labels[0])].mean()) if single else None,
-                })
+                rows.append(
+                    {
+                        "task": row.task,
+                        "fold": rec.meta.get("fold"),
+                        "subject": subject,
+                        "model": row.model,
+                        "seed": int(rec.meta["seed"]),
+                        "n_windows": int(sel.sum()),
+                        **{m: sc.get(m) for m in METRIC_COLUMNS},
+                        "subject_label": int(labels[0]) if single else None,
+                        "subject_prob": float(prob[sel, int(labels[0])].mean()) if single else None,
+                    }
+                )
     df = pl.DataFrame(rows, schema=SCHEMA, orient="row")
     return df.sort("task", "model", "seed", "fold", "subject", nulls_last=False)
 

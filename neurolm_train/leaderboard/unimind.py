@@ -64,13 +64,27 @@ def _run_config(ctx: Any, cfg: UniMindRowConfig, out: Path):
 
     if len(cfg.also_tasks) != len(cfg.also_shards):
         raise ValueError(f"also_tasks {cfg.also_tasks} and also_shards {cfg.also_shards} must pair up")
-    pairs = sorted({(ctx.manifest.task, str(Path(ctx.out_dir).resolve() / "shards")),
-                    *((t, str(Path(s).resolve())) for t, s in zip(cfg.also_tasks, cfg.also_shards, strict=True))})
-    data: dict[str, Any] = {"shards": os.pathsep.join(dict.fromkeys(s for _, s in pairs)),
-                            "tasks": [t for t, _ in pairs], "batch_size": cfg.batch_size, "mixing": cfg.mixing,
-                            "val_limit": cfg.val_limit}
-    over: dict[str, Any] = {"out": str(out), "seed": ctx.seed, "epochs": cfg.epochs, "steps": cfg.steps,
-                            "eval_every": cfg.eval_every, "data": data}
+    pairs = sorted(
+        {
+            (ctx.manifest.task, str(Path(ctx.out_dir).resolve() / "shards")),
+            *((t, str(Path(s).resolve())) for t, s in zip(cfg.also_tasks, cfg.also_shards, strict=True)),
+        }
+    )
+    data: dict[str, Any] = {
+        "shards": os.pathsep.join(dict.fromkeys(s for _, s in pairs)),
+        "tasks": [t for t, _ in pairs],
+        "batch_size": cfg.batch_size,
+        "mixing": cfg.mixing,
+        "val_limit": cfg.val_limit,
+    }
+    over: dict[str, Any] = {
+        "out": str(out),
+        "seed": ctx.seed,
+        "epochs": cfg.epochs,
+        "steps": cfg.steps,
+        "eval_every": cfg.eval_every,
+        "data": data,
+    }
     if cfg.lm_path:
         over["model_overrides"] = {"lm_path": cfg.lm_path}
     rc = run_config(cfg.model, **over)
@@ -89,8 +103,10 @@ def fit_unimind(ctx: Any, cfg: UniMindRowConfig) -> Fit:
 
     task = ctx.manifest.task
     if getattr(ctx.manifest, "fold", None) is not None:
-        raise ValueError(f"unimind rows train on the fixed split of each task; {task} fold {ctx.manifest.fold} is a "
-                         "cross-validation fold (use the task's fixed-split protocol)")
+        raise ValueError(
+            f"unimind rows train on the fixed split of each task; {task} fold {ctx.manifest.fold} is a "
+            "cross-validation fold (use the task's fixed-split protocol)"
+        )
     if cfg.shared_run:
         run = Path(cfg.shared_run) / f"seed-{ctx.seed}"
     elif cfg.also_tasks:
@@ -101,8 +117,12 @@ def fit_unimind(ctx: Any, cfg: UniMindRowConfig) -> Fit:
     chash = config_hash(rc)
     done = run / "done.json"
     reused = done.is_file() and json.loads(done.read_text()).get("config_hash") == chash
-    details: dict[str, Any] = {"run": str(run), "tasks_trained": rc.data.tasks, "train_config_hash": chash,
-                               "reused_training": reused}
+    details: dict[str, Any] = {
+        "run": str(run),
+        "tasks_trained": rc.data.tasks,
+        "train_config_hash": chash,
+        "reused_training": reused,
+    }
     if not reused:
         shutil.rmtree(run, ignore_errors=True)  # never mix a stale run's checkpoints or metrics with this one
         t0 = time.perf_counter()
@@ -116,8 +136,12 @@ def fit_unimind(ctx: Any, cfg: UniMindRowConfig) -> Fit:
     ev = Path(ctx.run_dir) / "eval"
     result = evaluate(best, rc.data.shards, [task], ev, ("test",), beam=cfg.beam)
     details["eval_wall_s"] = round(time.perf_counter() - t0, 3)
-    details["checkpoint"] = {"path": str(best), "sha256": file_sha256(best), "step": result["step"],
-                             "selection": result["selection"]}
+    details["checkpoint"] = {
+        "path": str(best),
+        "sha256": file_sha256(best),
+        "step": result["step"],
+        "selection": result["selection"],
+    }
     details["trainer_test_scores"] = result["scores"][task]["test"]
     preds = pl.read_parquet(ev / "predictions.parquet").filter(pl.col("split") == "test")
     by_key = dict(zip(preds["key"].to_list(), preds["probs"].to_list(), strict=True))
@@ -127,7 +151,11 @@ def fit_unimind(ctx: Any, cfg: UniMindRowConfig) -> Fit:
         raise ValueError(f"evaluation of {best} lacks {len(missing)} test window(s), e.g. {missing[0]}")
     record = (result["selection"] or {}).get("record") or {}
     val_task = (record.get("val") or {}).get(task) or {}
-    val = {m: float(val_task[m]) for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted") if val_task.get(m) is not None}
+    val = {
+        m: float(val_task[m])
+        for m in ("bacc", "auroc", "auc_pr", "kappa", "f1_weighted")
+        if val_task.get(m) is not None
+    }
     return Fit(np.asarray([by_key[k] for k in keys], dtype=np.float64), val, details)
 
 
@@ -138,8 +166,10 @@ def register() -> None:
     if "unimind" not in KIND_CONFIGS:
         register_kind("unimind", UniMindRowConfig, fit_unimind)
     OPTIONAL_MODELS.setdefault("unimind-tiny", ModelSpec("unimind-tiny", "unimind", UniMindRowConfig()))
-    OPTIONAL_MODELS.setdefault("unimind-tiny-multitask", ModelSpec(
-        "unimind-tiny-multitask", "unimind", UniMindRowConfig(also_tasks=("mi", "adhd"))))
+    OPTIONAL_MODELS.setdefault(
+        "unimind-tiny-multitask",
+        ModelSpec("unimind-tiny-multitask", "unimind", UniMindRowConfig(also_tasks=("mi", "adhd"))),
+    )
 
 
 register()

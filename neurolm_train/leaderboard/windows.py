@@ -75,12 +75,18 @@ class TaskManifest:
         missing = [s for s in SPLITS if windows.filter(pl.col("split") == s).height == 0]
         if missing:
             raise ShardIntegrityError(f"task {self.task} fold {fold}: no windows in split(s) {missing}")
-        prov = dict(self.provenance, fold=fold, n_folds=self.n_folds,
-                    subjects={s: sorted(windows.filter(pl.col("split") == s)["subject"].unique().to_list())
-                              for s in SPLITS},
-                    n_windows={s: windows.filter(pl.col("split") == s).height for s in SPLITS})
-        return TaskManifest(self.task, self.root, windows, self.manifest_hash, self.n_classes, prov,
-                            self.n_folds, fold)
+        prov = dict(
+            self.provenance,
+            fold=fold,
+            n_folds=self.n_folds,
+            subjects={
+                s: sorted(windows.filter(pl.col("split") == s)["subject"].unique().to_list()) for s in SPLITS
+            },
+            n_windows={s: windows.filter(pl.col("split") == s).height for s in SPLITS},
+        )
+        return TaskManifest(
+            self.task, self.root, windows, self.manifest_hash, self.n_classes, prov, self.n_folds, fold
+        )
 
 
 @dataclass(frozen=True)
@@ -129,10 +135,13 @@ def _n_folds(out_dir: Path, task: str, info: dict[str, Any] | None) -> int:
     if want is not None and meta["protocol_hash"] != want:
         raise ShardIntegrityError(
             f"{out_dir}/splits.parquet (protocol {meta['protocol']['name']}) is not the split the {task} shards "
-            f"were built from; re-run `neurolm-data shard {out_dir} --task {task} --protocol NAME`")
+            f"were built from; re-run `neurolm-data shard {out_dir} --task {task} --protocol NAME`"
+        )
     n = int(meta["protocol"].get("n_folds") or 0)
     if n < 1:
-        raise ShardIntegrityError(f"{out_dir}/splits.parquet: windows carry folds but the protocol has no n_folds")
+        raise ShardIntegrityError(
+            f"{out_dir}/splits.parquet: windows carry folds but the protocol has no n_folds"
+        )
     return n
 
 
@@ -164,7 +173,9 @@ def load_manifest(out_dir: Path, task: str) -> TaskManifest:
     root = Path(out_dir) / "shards" / task
     path = root / "windows.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: build it with `neurolm-data shard {out_dir} --task {task}`")
+        raise FileNotFoundError(
+            f"{path} not found: build it with `neurolm-data shard {out_dir} --task {task}`"
+        )
     windows = pl.read_parquet(path).filter(pl.col("label").is_not_null()).sort("key")
     cv = "fold" in windows.columns
     missing = [] if cv else [s for s in SPLITS if windows.filter(pl.col("split") == s).height == 0]
@@ -230,8 +241,9 @@ def common_channels(manifest: TaskManifest) -> tuple[int, ...]:
     return tuple(sorted(common))
 
 
-def read_split(manifest: TaskManifest, split: str, keys: list[str] | None = None,
-               max_bytes: int = 8 << 30) -> WindowSplit:
+def read_split(
+    manifest: TaskManifest, split: str, keys: list[str] | None = None, max_bytes: int = 8 << 30
+) -> WindowSplit:
     """Read ``keys`` (default: all) of ``split`` from the tar shards, verifying each window's content hash.
 
     Rows of every window are reordered to :func:`common_channels`. ``max_bytes`` bounds the float32
@@ -280,7 +292,9 @@ def read_split(manifest: TaskManifest, split: str, keys: list[str] | None = None
     order = sorted(wanted)
     lengths = {found[k].shape[1] for k in order}
     if len(lengths) != 1:
-        raise ShardIntegrityError(f"task {manifest.task} split {split}: windows of different lengths {lengths}")
+        raise ShardIntegrityError(
+            f"task {manifest.task} split {split}: windows of different lengths {lengths}"
+        )
     return WindowSplit(
         split=split,
         x=np.stack([found[k] for k in order]),

@@ -163,8 +163,15 @@ def model_config(name: str, **overrides: Any) -> NeuroLMConfig:
     """
     if name == "tiny":
         vq = VQConfig(
-            n_embd=64, n_layer=2, n_head=4, decoder_layers=2, code_dim=32, n_codes=512, domain_hidden=64,
-            embed_std=0.02, dead_code_steps=20,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            decoder_layers=2,
+            code_dim=32,
+            n_codes=512,
+            domain_hidden=64,
+            embed_std=0.02,
+            dead_code_steps=20,
         )
         gpt = GPTConfig(n_layer=2, n_head=4, n_embd=128, init_from=None)
         return NeuroLMConfig(

@@ -322,9 +322,15 @@ class NeuroLM(nn.Module):
         with torch.no_grad():
             right = lg.masked_fill(~hit, float("-inf")).max(1).values
             other = lg.masked_fill(hit, float("-inf")).max(1).values
-            acc = ((lg.argmax(1) == hit.float().argmax(1)) & has).sum() + (rest.argmax(-1) == text_targets[later]).sum()
-        return {"loss": loss, "acc": (acc / n.clamp(min=1)).float(), "n_targets": n.float(),
-                "answer_margin": (right - other)[has].mean()}
+            acc = ((lg.argmax(1) == hit.float().argmax(1)) & has).sum() + (
+                rest.argmax(-1) == text_targets[later]
+            ).sum()
+        return {
+            "loss": loss,
+            "acc": (acc / n.clamp(min=1)).float(),
+            "n_targets": n.float(),
+            "answer_margin": (right - other)[has].mean(),
+        }
 
     # ---------------------------------------------------------------- inference
     def _prefix(

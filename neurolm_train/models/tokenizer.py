@@ -258,14 +258,16 @@ class NormEMAQuantizer(nn.Module):
         self.register_buffer("initted", torch.zeros(1))
         self.register_buffer("unused_steps", torch.zeros(n_codes))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:  # type: ignore[override]
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:  # type: ignore[override]
         # state dicts written before the restart existed (and official VQ.pt files) have no counters
         key = prefix + "unused_steps"
         if key not in state_dict and prefix + "codebook" in state_dict:
             state_dict[key] = torch.zeros(state_dict[prefix + "codebook"].shape[0])
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     @property
     def is_initialized(self) -> bool:
@@ -315,7 +317,11 @@ class NormEMAQuantizer(nn.Module):
         if M == 0:  # nothing to draw from on this rank: keep the rows (rank 0's choice wins under DDP)
             new = self.codebook[dead].clone()
         else:
-            pick = torch.randperm(M, device=z.device)[:n] if M >= n else torch.randint(0, M, (n,), device=z.device)
+            pick = (
+                torch.randperm(M, device=z.device)[:n]
+                if M >= n
+                else torch.randint(0, M, (n,), device=z.device)
+            )
             new = z[pick].to(self.codebook.dtype)
         if _distributed():
             dist.broadcast(new, src=0)

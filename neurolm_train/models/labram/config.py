@@ -96,8 +96,16 @@ def labram_config(name: str, **overrides: Any) -> LaBraMConfig:
         return LaBraMConfig(name="base", **overrides)
     if name == "tiny":
         kw: dict[str, Any] = dict(
-            name="tiny", conv_chans=4, depth=4, n_head=4, n_chan_rows=140, vq_depth=2, vq_decoder_depth=1,
-            n_codes=512, code_dim=32, dead_code_steps=20,
+            name="tiny",
+            conv_chans=4,
+            depth=4,
+            n_head=4,
+            n_chan_rows=140,
+            vq_depth=2,
+            vq_decoder_depth=1,
+            n_codes=512,
+            code_dim=32,
+            dead_code_steps=20,
         )
         kw.update(overrides)
         return LaBraMConfig(**kw)

@@ -39,29 +39,46 @@ def load_classifier(path: str | Path, task: str, config: str | None = None) -> t
         if ck["stage"] != "finetune":
             raise ValueError(f"{path}: a LaBraM {ck['stage']!r} checkpoint cannot be scored (need finetune)")
         if config is not None:
-            raise ValueError(f"{path}: --config applies to official files only; this checkpoint stores its config")
+            raise ValueError(
+                f"{path}: --config applies to official files only; this checkpoint stores its config"
+            )
         model = NeuralTransformer(LaBraMConfig.from_dict(ck["model_config"]), n_classes=n_out)
         model.load_state_dict(ck["model"])
         meta = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "scheduler", "rng")}
     elif isinstance(ck, dict) and "stage" in ck:
         raise ValueError(f"{path} is a NeuroLM checkpoint: score it with `neurolm-train evaluate`")
     else:
-        k, model, info = official.load_official(path, like=None if config is None else
-                                                stage_config("finetune", config).model_config())
+        k, model, info = official.load_official(
+            path, like=None if config is None else stage_config("finetune", config).model_config()
+        )
         if k != "finetune":
             raise ValueError(f"{path} is an official {k!r} file: fine-tune it first (labram-finetune --init)")
         if model.head.out_features != n_out:
             raise ValueError(f"{path}: head has {model.head.out_features} outputs, task {task} needs {n_out}")
         cfg = stage_config("finetune", config or "base", init=str(path), data={"tasks": [task]})
-        meta = {"family": "labram", "stage": "official", "step": None, "config": cfg.to_dict(),
-                "config_hash": config_hash(cfg), "model_config": info["config"].to_dict(), "best": None,
-                "official": {"path": str(path), "sha256": sha256_file(official.resolve(path))}}
+        meta = {
+            "family": "labram",
+            "stage": "official",
+            "step": None,
+            "config": cfg.to_dict(),
+            "config_hash": config_hash(cfg),
+            "model_config": info["config"].to_dict(),
+            "best": None,
+            "official": {"path": str(path), "sha256": sha256_file(official.resolve(path))},
+        }
     return FinetuneStage(model.eval(), kind, n_classes, 0.0).eval(), meta
 
 
-def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Path,
-             splits: tuple[str, ...] = ("val", "test"), batch_size: int | None = None, limit: int | None = None,
-             config: str | None = None) -> dict:
+def evaluate(
+    ckpt_path: str | Path,
+    shards: str,
+    tasks: list[str],
+    out: str | Path,
+    splits: tuple[str, ...] = ("val", "test"),
+    batch_size: int | None = None,
+    limit: int | None = None,
+    config: str | None = None,
+) -> dict:
     """Score ``ckpt_path`` on ``splits`` of ``tasks`` (one task: a LaBraM head is per task) and write
     ``results.json`` + ``predictions.parquet`` into ``out``. Returns the results dict. Raises
     FileNotFoundError for missing shards or checkpoint, ValueError as ``load_classifier``."""
@@ -80,20 +97,33 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str], out: str | Pa
     for split in splits:
         found = discover(shards, tasks, split)
         manifests |= {t.name: t.manifest_hash for t in found}
-        rows = predict(stage, found, bs, cfg.data.max_tokens, device, lambda: autocast(cfg, device), rank, world,
-                       limit)
+        rows = predict(
+            stage, found, bs, cfg.data.max_tokens, device, lambda: autocast(cfg, device), rank, world, limit
+        )
         res_scores.setdefault(tasks[0], {})[split] = scores(rows, stage.kind)
         frames.append(pl.DataFrame(rows).with_columns(pl.lit(split).alias("split")))
     result = {
-        "family": "labram", "scores": res_scores, "checkpoint": str(ckpt_path), "stage": ck["stage"],
+        "family": "labram",
+        "scores": res_scores,
+        "checkpoint": str(ckpt_path),
+        "stage": ck["stage"],
         "step": ck["step"],
-        "selection": {"rule": "best val balanced accuracy during fine-tuning, ties broken by val AUROC (binary) / "
-                              "kappa (multiclass)" if ck["stage"] != "official" else
-                      "none: official file evaluated as given", "record": ck.get("best")},
+        "selection": {
+            "rule": "best val balanced accuracy during fine-tuning, ties broken by val AUROC (binary) / "
+            "kappa (multiclass)"
+            if ck["stage"] != "official"
+            else "none: official file evaluated as given",
+            "record": ck.get("best"),
+        },
         "official": ck.get("official"),
         "scoring": "sigmoid (1 logit) or softmax class probabilities",
-        "config": ck["config"], "config_hash": ck["config_hash"], "model_config": ck["model_config"],
-        "manifest_hashes": manifests, "code_version": code_version(), "seed": cfg.seed, "limit": limit,
+        "config": ck["config"],
+        "config_hash": ck["config_hash"],
+        "model_config": ck["model_config"],
+        "manifest_hashes": manifests,
+        "code_version": code_version(),
+        "seed": cfg.seed,
+        "limit": limit,
         "wall_s": time.perf_counter() - t0,
     }
     if rank == 0:

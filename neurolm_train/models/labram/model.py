@@ -112,8 +112,16 @@ class Block(nn.Module):
     """Pre-LN block (BEiT style): ``x + dp(γ1 · attn(norm1 x))``, ``x + dp(γ2 · mlp(norm2 x))``; LayerNorm eps
     1e-6; γ (LayerScale) only when ``init_values > 0``."""
 
-    def __init__(self, d: int, n_head: int, mlp_ratio: float, qkv_bias: bool, qk_norm: bool, init_values: float,
-                 drop_path: float) -> None:
+    def __init__(
+        self,
+        d: int,
+        n_head: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        qk_norm: bool,
+        init_values: float,
+        drop_path: float,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d, eps=1e-6)
         self.attn = Attention(d, n_head, qkv_bias, qk_norm)
@@ -161,24 +169,42 @@ class NeuralTransformer(nn.Module):
     the head multiplied by ``cfg.init_scale``.
     """
 
-    def __init__(self, cfg: LaBraMConfig, depth: int | None = None, *, in_dim: int | None = None,
-                 mask_token: bool = False, final: str = "fc_norm", n_classes: int = 0, drop_path: float = 0.0,
-                 qkv_bias: bool | None = None, qk_norm: bool | None = None,
-                 init_values: float | None = None) -> None:
+    def __init__(
+        self,
+        cfg: LaBraMConfig,
+        depth: int | None = None,
+        *,
+        in_dim: int | None = None,
+        mask_token: bool = False,
+        final: str = "fc_norm",
+        n_classes: int = 0,
+        drop_path: float = 0.0,
+        qkv_bias: bool | None = None,
+        qk_norm: bool | None = None,
+        init_values: float | None = None,
+    ) -> None:
         super().__init__()
         d = cfg.embed_dim
         depth = cfg.depth if depth is None else depth
         self.cfg, self.depth, self.final = cfg, depth, final
-        self.patch_embed = LaBraMTemporalConv(cfg.conv_chans, cfg.patch_norm) if in_dim is None else CodeEmbed(in_dim, d)
+        self.patch_embed = (
+            LaBraMTemporalConv(cfg.conv_chans, cfg.patch_norm) if in_dim is None else CodeEmbed(in_dim, d)
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d)) if mask_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.n_chan_rows, d))
         self.time_embed = nn.Parameter(torch.zeros(1, cfg.n_time_rows, d))
         dpr = torch.linspace(0, drop_path, depth).tolist() if depth else []
         self.blocks = nn.ModuleList(
-            Block(d, cfg.n_head, cfg.mlp_ratio, cfg.qkv_bias if qkv_bias is None else qkv_bias,
-                  cfg.qk_norm if qk_norm is None else qk_norm,
-                  cfg.init_values if init_values is None else init_values, dpr[i])
+            Block(
+                d,
+                cfg.n_head,
+                cfg.mlp_ratio,
+                cfg.qkv_bias if qkv_bias is None else qkv_bias,
+                cfg.qk_norm if qk_norm is None else qk_norm,
+                cfg.init_values if init_values is None else init_values,
+                dpr[i],
+            )
             for i in range(depth)
         )
         if final == "fc_norm":
@@ -222,13 +248,17 @@ class NeuralTransformer(nn.Module):
             raise ValueError(
                 f"channel(s) {names} (standard_1020 index {idx}) do not fit this model's {n_rows}-row channel "
                 f"table (row = index + 1; the official LaBraM table holds indices 0..{n_rows - 2}): use a "
-                "config with more n_chan_rows (tiny has 140) or drop those channels")
+                "config with more n_chan_rows (tiny has 140) or drop those channels"
+            )
         if bool((times[mask] >= self.time_embed.shape[1]).any()):
-            raise ValueError(f"window of {int(times[mask].max()) + 1} s exceeds the {self.time_embed.shape[1]}-s "
-                             "time table (official: 16 s); crop the window")
+            raise ValueError(
+                f"window of {int(times[mask].max()) + 1} s exceeds the {self.time_embed.shape[1]}-s "
+                "time table (official: 16 s); crop the window"
+            )
 
-    def forward_features(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor,
-                         masked: Tensor | None = None) -> Tensor:
+    def forward_features(
+        self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, masked: Tensor | None = None
+    ) -> Tensor:
         """All tokens after the blocks (and ``norm`` when ``final="norm"``): (B, 1 + N, d), CLS first.
 
         ``masked`` (B, N) bool: tokens whose patch embedding is replaced by ``mask_token`` before the channel
@@ -245,7 +275,9 @@ class NeuralTransformer(nn.Module):
         h = h + pos + self.time_embed[0, torch.where(mask, times, 0)]
         B = h.shape[0]
         cls = self.cls_token.expand(B, 1, -1)
-        if self.cfg.cls_pos == "first_patch":  # official MEM: the first patch's channel row (a bug, kept as option)
+        if (
+            self.cfg.cls_pos == "first_patch"
+        ):  # official MEM: the first patch's channel row (a bug, kept as option)
             cls = cls + pos[:, :1]
         else:
             cls = cls + self.pos_embed[:, :1]
@@ -307,8 +339,9 @@ class LaBraMVQNSP(nn.Module):
         opts = dict(qkv_bias=True, qk_norm=False, init_values=0.0)
         self.encoder = NeuralTransformer(cfg, cfg.vq_depth, **opts)
         self.decoder = NeuralTransformer(cfg, cfg.vq_decoder_depth, in_dim=cfg.code_dim, **opts)
-        self.quantize = NormEMAQuantizer(cfg.n_codes, cfg.code_dim, cfg.ema_decay, cfg.beta, cfg.kmeans_iters,
-                                         cfg.dead_code_steps)
+        self.quantize = NormEMAQuantizer(
+            cfg.n_codes, cfg.code_dim, cfg.ema_decay, cfg.beta, cfg.kmeans_iters, cfg.dead_code_steps
+        )
         self.encode_task_layer = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, cfg.code_dim))
         self.decode_task_layer = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, cfg.n_freq))
         self.decode_task_layer_angle = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, cfg.n_freq))
@@ -329,7 +362,9 @@ class LaBraMVQNSP(nn.Module):
         """Codes (B, N) int64 in [0, n_codes), -1 at padding (the MEM targets). Never updates the codebook.
         Raises RuntimeError when the codebook was never initialised."""
         if not self.quantize.is_initialized:
-            raise RuntimeError("the VQ-NSP codebook is not initialised: train the tokenizer or load vqnsp.pth")
+            raise RuntimeError(
+                "the VQ-NSP codebook is not initialised: train the tokenizer or load vqnsp.pth"
+            )
         z = self.quantizer_input(x, chans, times, mask)
         return self.quantize.codes(z).masked_fill(~mask, -1)
 
@@ -347,8 +382,13 @@ class LaBraMVQNSP(nn.Module):
         rec_amp = ((self.decode_task_layer(h).float() - amp) ** 2 * m).sum() / denom
         rec_phase = ((self.decode_task_layer_angle(h).float() - phase) ** 2 * m).sum() / denom
         used = (torch.bincount(codes[mask], minlength=self.cfg.n_codes) > 0).sum().float()
-        return {"loss": commit + rec_amp + rec_phase, "commit": commit, "rec_amp": rec_amp,
-                "rec_phase": rec_phase, "used_codes": used}
+        return {
+            "loss": commit + rec_amp + rec_phase,
+            "commit": commit,
+            "rec_amp": rec_amp,
+            "rec_phase": rec_phase,
+            "used_codes": used,
+        }
 
 
 class LaBraMMEM(nn.Module):
@@ -373,8 +413,15 @@ class LaBraMMEM(nn.Module):
         _trunc_(self.lm_head.weight)
         nn.init.zeros_(self.lm_head.bias)
 
-    def forward(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, codes: Tensor,
-                masks: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        x: Tensor,
+        chans: Tensor,
+        times: Tensor,
+        mask: Tensor,
+        codes: Tensor,
+        masks: tuple[Tensor, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
         """codes (B, N) int64 targets (-1 at padding); masks: (M, ¬M) or None (drawn by ``symmetric_masks``).
         Returns ``loss`` = CE(M) + CE(¬M), ``loss_m``, ``loss_sym``, ``acc``, ``acc_sym`` (token accuracy)."""
         m1, m2 = masks if masks is not None else symmetric_masks(mask)
@@ -412,8 +459,9 @@ def layer_scales(depth: int, layer_decay: float) -> list[float]:
     return [layer_decay ** (depth + 1 - g) for g in range(depth + 2)]
 
 
-def param_groups(model: NeuralTransformer, weight_decay: float, layer_decay: float = 1.0,
-                 time_embed: str = "rest") -> list[dict]:
+def param_groups(
+    model: NeuralTransformer, weight_decay: float, layer_decay: float = 1.0, time_embed: str = "rest"
+) -> list[dict]:
     """AdamW groups of a backbone with layer-wise lr decay (official ``optim_factory.get_parameter_groups``):
     one group per (layer id, decay or not); no weight decay for 1-D tensors, biases and ``NO_WEIGHT_DECAY``.
     Each group has ``params``, ``names``, ``weight_decay`` and ``lr_scale``; multiply the lr by ``lr_scale``."""
@@ -424,8 +472,15 @@ def param_groups(model: NeuralTransformer, weight_decay: float, layer_decay: flo
             continue
         no_decay = p.ndim == 1 or name.endswith(".bias") or name in NO_WEIGHT_DECAY
         g = layer_id(name, model.depth, time_embed)
-        grp = groups.setdefault((g, no_decay), {"params": [], "names": [], "lr_scale": scales[g],
-                                                "weight_decay": 0.0 if no_decay else weight_decay})
+        grp = groups.setdefault(
+            (g, no_decay),
+            {
+                "params": [],
+                "names": [],
+                "lr_scale": scales[g],
+                "weight_decay": 0.0 if no_decay else weight_decay,
+            },
+        )
         grp["params"].append(p)
         grp["names"].append(name)
     return [groups[k] for k in sorted(groups)]

@@ -47,10 +47,19 @@ from .config import LaBraMConfig
 from .model import LaBraMMEM, LaBraMVQNSP, NeuralTransformer
 
 GITHUB = "https://github.com/935963004/LaBraM/raw/main/checkpoints"
-_QUANT = {"codebook": "embedding.weight", "init_counts": "embedding.cluster_size",
-          "initted": "embedding.initted", "cluster_size": "cluster_size"}
+_QUANT = {
+    "codebook": "embedding.weight",
+    "init_counts": "embedding.cluster_size",
+    "initted": "embedding.initted",
+    "cluster_size": "cluster_size",
+}
 _QUANT_BACK = {v: k for k, v in _QUANT.items()}
-_UNUSED_MEM = ("student.lm_head.weight", "student.lm_head.bias", "projection_head.0.weight", "projection_head.0.bias")
+_UNUSED_MEM = (
+    "student.lm_head.weight",
+    "student.lm_head.bias",
+    "projection_head.0.weight",
+    "projection_head.0.bias",
+)
 _HEADS_BY_WIDTH = {200: 10, 400: 16, 800: 16}  # labram_base/large/huge registry functions
 
 
@@ -67,7 +76,8 @@ def resolve(path: str | Path) -> Path:
         return cached
     raise FileNotFoundError(
         f"{path}: no such file, nor in the torch hub cache ({cached.parent}); on a machine with internet run "
-        f"`curl -L -o {Path(path).name} {GITHUB}/{Path(path).name}` and pass the local path")
+        f"`curl -L -o {Path(path).name} {GITHUB}/{Path(path).name}` and pass the local path"
+    )
 
 
 def read_state(path: str | Path) -> dict[str, Tensor]:
@@ -90,8 +100,10 @@ def kind_of(sd: dict[str, Tensor]) -> str:
         return "vqnsp"
     if "cls_token" in sd and "blocks.0.norm1.weight" in sd:
         return "finetune"
-    raise OfficialCheckpointError("neither labram-base.pth (student.*), vqnsp.pth (encoder.*, quantize.*) nor a "
-                                  f"fine-tuned LaBraM (cls_token, blocks.*): first keys {list(sd)[:4]}")
+    raise OfficialCheckpointError(
+        "neither labram-base.pth (student.*), vqnsp.pth (encoder.*, quantize.*) nor a "
+        f"fine-tuned LaBraM (cls_token, blocks.*): first keys {list(sd)[:4]}"
+    )
 
 
 def _shape(sd: dict[str, Tensor], key: str) -> tuple[int, ...]:
@@ -125,11 +137,19 @@ def config_from_state(sd: dict[str, Tensor], like: LaBraMConfig | None = None) -
     kw.update(conv_chans=k, n_head=heads, n_chan_rows=rows, n_time_rows=_shape(sd, p + "time_embed")[1])
     if kind == "vqnsp":
         n_codes, code_dim = _shape(sd, "quantize.embedding.weight")
-        kw.update(vq_depth=_depth(sd, "encoder."), vq_decoder_depth=_depth(sd, "decoder."), n_codes=n_codes,
-                  code_dim=code_dim, n_freq=_shape(sd, "decode_task_layer.2.weight")[0])
+        kw.update(
+            vq_depth=_depth(sd, "encoder."),
+            vq_decoder_depth=_depth(sd, "decoder."),
+            n_codes=n_codes,
+            code_dim=code_dim,
+            n_freq=_shape(sd, "decode_task_layer.2.weight")[0],
+        )
     else:
-        kw.update(depth=_depth(sd, p), qk_norm=f"{p}blocks.0.attn.q_norm.weight" in sd,
-                  qkv_bias=f"{p}blocks.0.attn.q_bias" in sd)
+        kw.update(
+            depth=_depth(sd, p),
+            qk_norm=f"{p}blocks.0.attn.q_norm.weight" in sd,
+            qkv_bias=f"{p}blocks.0.attn.q_bias" in sd,
+        )
         if f"{p}blocks.0.gamma_1" not in sd:
             kw["init_values"] = 0.0
         elif not kw["init_values"]:
@@ -148,14 +168,20 @@ def _fresh_unused(d: int, n_codes: int) -> dict[str, Tensor]:
     g = torch.Generator().manual_seed(0)
     w1 = torch.randn(n_codes, d, generator=g).mul_(0.02).clamp_(-0.04, 0.04)
     w2 = torch.randn(d, d, generator=g).mul_(0.02).clamp_(-0.04, 0.04)
-    return {"student.lm_head.weight": w1, "student.lm_head.bias": torch.zeros(n_codes),
-            "projection_head.0.weight": w2, "projection_head.0.bias": torch.zeros(d)}
+    return {
+        "student.lm_head.weight": w1,
+        "student.lm_head.bias": torch.zeros(n_codes),
+        "projection_head.0.weight": w2,
+        "projection_head.0.bias": torch.zeros(d),
+    }
 
 
 def mem_to_official(mem: LaBraMMEM, unused: dict[str, Tensor] | None = None) -> OrderedDict[str, Tensor]:
     """``mem`` as the ``model`` entry of ``labram-base.pth``: ``student.*``, the two never-used heads (from
     ``unused``, e.g. ``info["unused"]`` of a loaded file, else fixed-seed stand-ins) and ``lm_head.*``."""
-    out: OrderedDict[str, Tensor] = OrderedDict(("student." + k, v) for k, v in mem.student.state_dict().items())
+    out: OrderedDict[str, Tensor] = OrderedDict(
+        ("student." + k, v) for k, v in mem.student.state_dict().items()
+    )
     extra = unused or _fresh_unused(mem.cfg.embed_dim, mem.cfg.n_codes)
     for k in _UNUSED_MEM[:2]:
         out[k] = extra[k]
@@ -198,8 +224,9 @@ def to_official(model: nn.Module, unused: dict[str, Tensor] | None = None) -> Or
     raise TypeError(f"no official LaBraM layout for {type(model).__name__}")
 
 
-def save_official(model: nn.Module, path: str | Path, unused: dict[str, Tensor] | None = None,
-                  epoch: int = 0) -> None:
+def save_official(
+    model: nn.Module, path: str | Path, unused: dict[str, Tensor] | None = None, epoch: int = 0
+) -> None:
     """Write ``model`` as an official file (``{"model": state dict, "epoch": epoch}``, as the official
     ``utils.save_model`` writes the weights) readable by the official scripts and by ``load_official``."""
     torch.save({"model": to_official(model, unused), "epoch": epoch}, path)
@@ -214,7 +241,9 @@ def _build(kind: str, cfg: LaBraMConfig, n_classes: int) -> nn.Module:
     return NeuralTransformer(cfg, n_classes=n_classes)
 
 
-def load_official(path: str | Path, like: LaBraMConfig | None = None) -> tuple[str, nn.Module, dict[str, Any]]:
+def load_official(
+    path: str | Path, like: LaBraMConfig | None = None
+) -> tuple[str, nn.Module, dict[str, Any]]:
     """Build the project model of an official file, checking every key and shape.
 
     Args:
@@ -240,10 +269,10 @@ def load_official(path: str | Path, like: LaBraMConfig | None = None) -> tuple[s
         if k in _UNUSED_MEM:
             continue
         if kind == "mem":
-            k = k[len("student."):] if k.startswith("student.") else k
+            k = k[len("student.") :] if k.startswith("student.") else k
             k = k if k.startswith("lm_head.") else "student." + k
         elif kind == "vqnsp" and k.startswith("quantize."):
-            rest = k[len("quantize."):]
+            rest = k[len("quantize.") :]
             if rest == "embedding.embed_avg":
                 continue
             k = "quantize." + _QUANT_BACK[rest]
@@ -252,8 +281,9 @@ def load_official(path: str | Path, like: LaBraMConfig | None = None) -> tuple[s
     return kind, model.eval(), {"config": cfg, "path": str(path), "unused": unused}
 
 
-def backbone_from_official(path: str | Path, cfg: LaBraMConfig, n_classes: int,
-                           drop_path: float = 0.0) -> tuple[NeuralTransformer, dict[str, Any]]:
+def backbone_from_official(
+    path: str | Path, cfg: LaBraMConfig, n_classes: int, drop_path: float = 0.0
+) -> tuple[NeuralTransformer, dict[str, Any]]:
     """The fine-tuning start from an official file (``--init labram-base.pth``): a ``NeuralTransformer`` of
     ``cfg`` with ``n_classes`` outputs, the file's backbone weights copied in.
 
@@ -265,13 +295,20 @@ def backbone_from_official(path: str | Path, cfg: LaBraMConfig, n_classes: int,
     """
     kind, src, info = load_official(path, like=cfg)
     if kind == "vqnsp":
-        raise OfficialCheckpointError(f"{path} is a VQ-NSP tokenizer: fine-tuning starts from labram-base.pth "
-                                      "(or a fine-tuned LaBraM)")
+        raise OfficialCheckpointError(
+            f"{path} is a VQ-NSP tokenizer: fine-tuning starts from labram-base.pth (or a fine-tuned LaBraM)"
+        )
     fc = info["config"]
     fields = ("conv_chans", "depth", "n_head", "qk_norm", "qkv_bias", "n_time_rows")
-    diff = [f"{f}: file {getattr(fc, f)} vs config {getattr(cfg, f)}" for f in fields if getattr(fc, f) != getattr(cfg, f)]
+    diff = [
+        f"{f}: file {getattr(fc, f)} vs config {getattr(cfg, f)}"
+        for f in fields
+        if getattr(fc, f) != getattr(cfg, f)
+    ]
     if (fc.init_values > 0) != (cfg.init_values > 0):
-        diff.append(f"LayerScale: file {'on' if fc.init_values > 0 else 'off'}, config init_values {cfg.init_values}")
+        diff.append(
+            f"LayerScale: file {'on' if fc.init_values > 0 else 'off'}, config init_values {cfg.init_values}"
+        )
     if cfg.n_chan_rows < fc.n_chan_rows:
         diff.append(f"n_chan_rows: file {fc.n_chan_rows} vs config {cfg.n_chan_rows}")
     if diff:

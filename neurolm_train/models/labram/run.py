@@ -85,8 +85,10 @@ class LaBraMRunConfig:
         if self.stage not in STAGES:
             raise ValueError(f"LaBraM stage {self.stage!r}: expected one of {STAGES}")
         if self.precision == "fp16":
-            raise ValueError("fp16 is refused: the official fp16 runs report NaN/inf losses (LaBraM issues #23, #52, "
-                             "#64); use bf16 (GPU) or fp32")
+            raise ValueError(
+                "fp16 is refused: the official fp16 runs report NaN/inf losses (LaBraM issues #23, #52, "
+                "#64); use bf16 (GPU) or fp32"
+            )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision {self.precision!r}: expected auto, bf16 or fp32")
         if self.time_embed_lr not in ("rest", "embed"):
@@ -124,10 +126,15 @@ def config_hash(cfg: LaBraMRunConfig) -> str:
 
 
 _OPTIM = {
-    "vq": OptimConfig(lr=5e-5, min_lr=1e-5, betas=(0.9, 0.99), weight_decay=1e-4, warmup=10 / 100, grad_clip=0.0),
-    "pretrain": OptimConfig(lr=5e-4, min_lr=1e-5, betas=(0.9, 0.98), weight_decay=0.05, warmup=5 / 50, grad_clip=3.0),
-    "finetune": OptimConfig(lr=5e-4, min_lr=1e-6, betas=(0.9, 0.999), weight_decay=0.05, warmup=5 / 50,
-                            grad_clip=0.0),
+    "vq": OptimConfig(
+        lr=5e-5, min_lr=1e-5, betas=(0.9, 0.99), weight_decay=1e-4, warmup=10 / 100, grad_clip=0.0
+    ),
+    "pretrain": OptimConfig(
+        lr=5e-4, min_lr=1e-5, betas=(0.9, 0.98), weight_decay=0.05, warmup=5 / 50, grad_clip=3.0
+    ),
+    "finetune": OptimConfig(
+        lr=5e-4, min_lr=1e-6, betas=(0.9, 0.999), weight_decay=0.05, warmup=5 / 50, grad_clip=0.0
+    ),
 }
 _EPOCHS = {"vq": 100, "pretrain": 50, "finetune": 50}
 _BATCH = {"vq": 128, "pretrain": 64, "finetune": 64}
@@ -147,7 +154,9 @@ def _merge(obj: Any, overrides: dict[str, Any]) -> Any:
     return obj
 
 
-def stage_config(stage: str, model: str = "tiny", lr_batch_scaling: bool = True, **overrides: Any) -> LaBraMRunConfig:
+def stage_config(
+    stage: str, model: str = "tiny", lr_batch_scaling: bool = True, **overrides: Any
+) -> LaBraMRunConfig:
     """The default config of LaBraM ``stage`` for ``model`` (``tiny`` | ``base``), then ``overrides`` (nested
     dicts for ``data``, ``optim``, ``model_overrides``). The fine-tune lr is scaled by ``batch / 512`` when
     ``lr_batch_scaling`` and ``optim.lr`` is not overridden. Raises ValueError for an unknown stage or field."""
@@ -162,12 +171,20 @@ def stage_config(stage: str, model: str = "tiny", lr_batch_scaling: bool = True,
     if model == "tiny":
         batch, epochs = 16, 1
         o.lr, o.min_lr = 1e-3, (1e-4 if stage == "vq" else 1e-5)
-    cfg = LaBraMRunConfig(stage=stage, model=model, data=DataConfig(tasks=tasks, batch_size=batch, max_tokens=1024),
-                          optim=o, epochs=epochs, **extra)
+    cfg = LaBraMRunConfig(
+        stage=stage,
+        model=model,
+        data=DataConfig(tasks=tasks, batch_size=batch, max_tokens=1024),
+        optim=o,
+        epochs=epochs,
+        **extra,
+    )
     lr_given = "lr" in (overrides.get("optim") or {})
     _merge(cfg, overrides)
     if stage == "finetune" and model != "tiny" and lr_batch_scaling and not lr_given:
-        scale = cfg.data.batch_size * cfg.grad_accum / OFFICIAL_BATCH  # per rank; world is applied by the trainer
+        scale = (
+            cfg.data.batch_size * cfg.grad_accum / OFFICIAL_BATCH
+        )  # per rank; world is applied by the trainer
         cfg.optim.lr *= scale
         cfg.optim.min_lr *= scale
     cfg.__post_init__()

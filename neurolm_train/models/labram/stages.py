@@ -154,7 +154,9 @@ def _tokenizer(path: str, mc: LaBraMConfig) -> LaBraMVQNSP:
     ck = load_file(path)
     if is_project(ck):
         if ck["stage"] != "vq":
-            raise ValueError(f"{path} is a LaBraM {ck['stage']!r} checkpoint: pretrain needs the vq tokenizer")
+            raise ValueError(
+                f"{path} is a LaBraM {ck['stage']!r} checkpoint: pretrain needs the vq tokenizer"
+            )
         vq = LaBraMVQNSP(LaBraMConfig.from_dict(ck["model_config"]))
         vq.load_state_dict(ck["model"])
     elif isinstance(ck, dict) and "stage" in ck:
@@ -162,10 +164,14 @@ def _tokenizer(path: str, mc: LaBraMConfig) -> LaBraMVQNSP:
     else:
         kind, vq, _ = official.load_official(path, like=mc)
         if kind != "vqnsp":
-            raise ValueError(f"{path} is an official {kind!r} file: pretrain needs vqnsp.pth (or a vq checkpoint)")
+            raise ValueError(
+                f"{path} is an official {kind!r} file: pretrain needs vqnsp.pth (or a vq checkpoint)"
+            )
     if vq.cfg.n_codes != mc.n_codes:
-        raise ValueError(f"{path}: tokenizer has {vq.cfg.n_codes} codes, the MEM model config {mc.n_codes} "
-                         "(set model_overrides.n_codes)")
+        raise ValueError(
+            f"{path}: tokenizer has {vq.cfg.n_codes} codes, the MEM model config {mc.n_codes} "
+            "(set model_overrides.n_codes)"
+        )
     if not vq.quantize.is_initialized:
         raise ValueError(f"{path}: the codebook is not initialised (initted = 0): no MEM targets")
     return vq.eval()
@@ -183,11 +189,13 @@ def _finetune_model(cfg: LaBraMRunConfig, mc: LaBraMConfig, n_out: int) -> tuple
         model, info = official.backbone_from_official(cfg.init, mc, n_out, cfg.drop_path)
         return model, {"init": "official", **info}
     if ck["stage"] not in ("pretrain", "finetune"):
-        raise ValueError(f"{cfg.init} is a LaBraM {ck['stage']!r} checkpoint: finetune starts from pretrain, "
-                         "finetune or an official file")
+        raise ValueError(
+            f"{cfg.init} is a LaBraM {ck['stage']!r} checkpoint: finetune starts from pretrain, "
+            "finetune or an official file"
+        )
     src = ck["model"]
     if ck["stage"] == "pretrain":
-        src = {k[len("student."):]: v for k, v in src.items() if k.startswith("student.")}
+        src = {k[len("student.") :]: v for k, v in src.items() if k.startswith("student.")}
     model = NeuralTransformer(mc, n_classes=n_out, drop_path=cfg.drop_path)
     own = model.state_dict()
     taken, unused = [], []
@@ -197,8 +205,10 @@ def _finetune_model(cfg: LaBraMRunConfig, mc: LaBraMConfig, n_out: int) -> tuple
             taken.append(k)
         elif k in own:
             if not k.startswith("head."):
-                raise ValueError(f"{cfg.init}: {k} has shape {tuple(v.shape)}, the model {tuple(own[k].shape)} "
-                                 f"(model config {mc.name})")
+                raise ValueError(
+                    f"{cfg.init}: {k} has shape {tuple(v.shape)}, the model {tuple(own[k].shape)} "
+                    f"(model config {mc.name})"
+                )
             unused.append(k)
         else:
             unused.append(k)
@@ -206,8 +216,12 @@ def _finetune_model(cfg: LaBraMRunConfig, mc: LaBraMConfig, n_out: int) -> tuple
     if missing:
         raise ValueError(f"{cfg.init}: no weights for {missing}")
     model.load_state_dict(own)
-    return model, {"init": ck["stage"], "path": cfg.init, "unused": unused,
-                   "new": [k for k in own if k not in taken]}
+    return model, {
+        "init": ck["stage"],
+        "path": cfg.init,
+        "unused": unused,
+        "new": [k for k in own if k not in taken],
+    }
 
 
 def build_stage(cfg: LaBraMRunConfig) -> tuple[nn.Module, nn.Module, LaBraMConfig, dict]:
@@ -239,8 +253,13 @@ def optimizer_groups(model: nn.Module, cfg: LaBraMRunConfig) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        skip = p.ndim == 1 or name.endswith(".bias") or name.rsplit(".", 1)[-1] in ("cls_token", "pos_embed",
-                                                                                    "time_embed")
+        skip = (
+            p.ndim == 1
+            or name.endswith(".bias")
+            or name.rsplit(".", 1)[-1] in ("cls_token", "pos_embed", "time_embed")
+        )
         (no if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_scale": 1.0},
-            {"params": no, "weight_decay": 0.0, "lr_scale": 1.0}]
+    return [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_scale": 1.0},
+        {"params": no, "weight_decay": 0.0, "lr_scale": 1.0},
+    ]

@@ -40,16 +40,25 @@ from .stages import FinetuneStage, build_stage, optimizer_groups
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
 
 
 def rng_state() -> dict:
     """python, numpy and torch RNG states in a form ``torch.load(weights_only=True)`` reads back."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    out = {"python": random.getstate(), "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
-                                                  "pos": int(pos), "has_gauss": int(has_gauss),
-                                                  "cached": float(cached)},
-           "torch": torch.get_rng_state()}
+    out = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         out["cuda"] = torch.cuda.get_rng_state_all()
     return out
@@ -60,7 +69,9 @@ def set_rng_state(s: dict) -> None:
     v, st, g = s["python"]
     random.setstate((v, tuple(st), g))
     n = s["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     torch.set_rng_state(s["torch"])
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
@@ -75,8 +86,17 @@ def _mean_over_ranks(sums: dict[str, float], n: int, device: torch.device) -> di
 
 
 @torch.no_grad()
-def predict(stage: FinetuneStage, tasks: list, batch_size: int, max_tokens: int, device: torch.device,
-            autocast_ctx, rank: int = 0, world: int = 1, limit: int | None = None) -> list[dict]:
+def predict(
+    stage: FinetuneStage,
+    tasks: list,
+    batch_size: int,
+    max_tokens: int,
+    device: torch.device,
+    autocast_ctx,
+    rank: int = 0,
+    world: int = 1,
+    limit: int | None = None,
+) -> list[dict]:
     """Rows ``key``, ``task``, ``label``, ``probs`` (K floats), ``pred`` over ``tasks``' windows (every rank's
     rows when distributed)."""
     was = stage.training
@@ -87,8 +107,10 @@ def predict(stage: FinetuneStage, tasks: list, batch_size: int, max_tokens: int,
         tname = next(t.name for t in tasks if t.tid == int(b["task"][0]))
         with autocast_ctx():
             p = stage.probs(to_device(b, device)).float().cpu().numpy()
-        rows += [{"key": k, "task": tname, "label": int(y), "probs": p[i].tolist(), "pred": int(p[i].argmax())}
-                 for i, (k, y) in enumerate(zip(keys, labels, strict=True))]
+        rows += [
+            {"key": k, "task": tname, "label": int(y), "probs": p[i].tolist(), "pred": int(p[i].argmax())}
+            for i, (k, y) in enumerate(zip(keys, labels, strict=True))
+        ]
     if dist.is_initialized():
         parts: list = [None] * dist.get_world_size()
         dist.all_gather_object(parts, rows)
@@ -104,13 +126,24 @@ def scores(rows: list[dict], kind: str) -> dict:
     return {"n": len(rows), **metrics(kind, y, probs)}
 
 
-def validate(stage: torch.nn.Module, cfg: LaBraMRunConfig, rank: int, world: int, device: torch.device) -> dict:
+def validate(
+    stage: torch.nn.Module, cfg: LaBraMRunConfig, rank: int, world: int, device: torch.device
+) -> dict:
     """``finetune``: score = val balanced accuracy, tiebreak = AUROC (binary) or kappa; vq/pretrain:
     score = -mean val loss over at most ``data.val_limit`` windows."""
     tasks = discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")
     if isinstance(stage, FinetuneStage):
-        rows = predict(stage, tasks, cfg.data.eval_batch_size, cfg.data.max_tokens, device,
-                       lambda: autocast(cfg, device), rank, world, cfg.data.val_limit)
+        rows = predict(
+            stage,
+            tasks,
+            cfg.data.eval_batch_size,
+            cfg.data.max_tokens,
+            device,
+            lambda: autocast(cfg, device),
+            rank,
+            world,
+            cfg.data.val_limit,
+        )
         m = scores(rows, stage.kind)
         tie = m.get("auroc", m.get("kappa", 0.0))
         return {"score": m["bacc"], "tiebreak": 0.0 if tie != tie else float(tie), "val": {tasks[0].name: m}}
@@ -119,8 +152,9 @@ def validate(stage: torch.nn.Module, cfg: LaBraMRunConfig, rank: int, world: int
     sums: dict[str, float] = {}
     n = 0
     with torch.no_grad(), autocast(cfg, device):
-        for b in eval_batches(tasks, cfg.data.eval_batch_size, world, rank, 0, cfg.data.max_tokens,
-                              cfg.data.val_limit):
+        for b in eval_batches(
+            tasks, cfg.data.eval_batch_size, world, rank, 0, cfg.data.max_tokens, cfg.data.val_limit
+        ):
             out = stage.val_step(to_device(b, device))
             k = len(b["key"])
             for name, v in out.items():
@@ -150,16 +184,33 @@ def train(cfg: LaBraMRunConfig) -> Path:
     if cfg.eval_every or cfg.stage == "finetune":
         discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")
     weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)
-    loader = TokenLoader(tasks, weights, cfg.data.batch_size, cfg.seed, cfg.data.batches_per_epoch, world, rank,
-                         cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens, device.type == "cuda")
+    loader = TokenLoader(
+        tasks,
+        weights,
+        cfg.data.batch_size,
+        cfg.seed,
+        cfg.data.batches_per_epoch,
+        world,
+        rank,
+        cfg.data.num_workers,
+        cfg.data.shuffle_buffer,
+        cfg.data.max_tokens,
+        device.type == "cuda",
+    )
     total = cfg.steps or max(1, cfg.epochs * loader.batches_per_epoch // cfg.grad_accum)
     groups = optimizer_groups(model, cfg)
     for g in groups:
         g["lr"] = cfg.optim.lr * g["lr_scale"]
-    opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in groups], lr=cfg.optim.lr,
-                            betas=cfg.optim.betas, eps=1e-8, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(
+        [{k: v for k, v in g.items() if k != "names"} for g in groups],
+        lr=cfg.optim.lr,
+        betas=cfg.optim.betas,
+        eps=1e-8,
+        fused=device.type == "cuda",
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, WarmupCosine(int(cfg.optim.warmup * total), total, cfg.optim.min_lr / cfg.optim.lr))
+        opt, WarmupCosine(int(cfg.optim.warmup * total), total, cfg.optim.min_lr / cfg.optim.lr)
+    )
     step, best = 0, None
     ckpt_path = out / "ckpt.pt"
     if cfg.resume:
@@ -167,7 +218,9 @@ def train(cfg: LaBraMRunConfig) -> Path:
             raise FileNotFoundError(f"checkpoint {ckpt_path} not found: nothing to resume")
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ck["config_hash"] != chash:
-            raise ValueError(f"config hash {chash} differs from the checkpoint's {ck['config_hash']}: cannot resume")
+            raise ValueError(
+                f"config hash {chash} differs from the checkpoint's {ck['config_hash']}: cannot resume"
+            )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -176,9 +229,18 @@ def train(cfg: LaBraMRunConfig) -> Path:
         set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
         step, best = ck["step"], ck.get("best")
     if rank == 0:
-        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": chash,
-                                                     "model_config": mc.to_dict(), "init": init_info}, indent=2,
-                                                    default=str))
+        (out / "config.json").write_text(
+            json.dumps(
+                {
+                    "config": cfg.to_dict(),
+                    "config_hash": chash,
+                    "model_config": mc.to_dict(),
+                    "init": init_info,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     ddp = DDP(stage, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else stage
     stage.train()
 
@@ -188,25 +250,44 @@ def train(cfg: LaBraMRunConfig) -> Path:
             rngs = [None] * world
             dist.all_gather_object(rngs, rng_state())
         if rank == 0:
-            checkpoint.atomic_save({
-                "family": "labram", "stage": cfg.stage, "step": step, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "loader": loader.state_dict(),
-                "rng": rngs, "config": cfg.to_dict(), "config_hash": chash, "model_config": mc.to_dict(),
-                "init": json.loads(json.dumps(init_info, default=str)), "best": best, "world": world}, path)
+            checkpoint.atomic_save(
+                {
+                    "family": "labram",
+                    "stage": cfg.stage,
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "loader": loader.state_dict(),
+                    "rng": rngs,
+                    "config": cfg.to_dict(),
+                    "config_hash": chash,
+                    "model_config": mc.to_dict(),
+                    "init": json.loads(json.dumps(init_info, default=str)),
+                    "best": best,
+                    "world": world,
+                },
+                path,
+            )
 
     def maybe_validate() -> None:
         nonlocal best
         rec = validate(stage, cfg, rank, world, device)
         logger.write({"step": step, "kind": "val", **rec})
         logger.print(f"step {step}: val score {rec['score']:.4f}")
-        if best is None or (rec["score"], rec.get("tiebreak", 0.0)) > (best["score"], best.get("tiebreak", 0.0)):
+        if best is None or (rec["score"], rec.get("tiebreak", 0.0)) > (
+            best["score"],
+            best.get("tiebreak", 0.0),
+        ):
             best = {"step": step, **rec}
             save(out / "best.pt")
 
     with Logger(out, rank, total, f"labram-{cfg.stage}") as logger:
         logger.progress.update(logger.task, completed=step)
-        logger.print(f"labram {cfg.stage}: model={cfg.model} world={world} device={device} steps={total} "
-                     f"batches/epoch={loader.batches_per_epoch} config_hash={chash}")
+        logger.print(
+            f"labram {cfg.stage}: model={cfg.model} world={world} device={device} steps={total} "
+            f"batches/epoch={loader.batches_per_epoch} config_hash={chash}"
+        )
         end = min(total, cfg.stop_at) if cfg.stop_at else total
         while step < end:
             t0 = time.perf_counter()
@@ -217,7 +298,7 @@ def train(cfg: LaBraMRunConfig) -> Path:
                 seen += 1
                 tokens += int(batch["mask"].sum())
                 sync = micro == cfg.grad_accum - 1 or world == 1
-                with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(cfg, device):
+                with contextlib.nullcontext() if sync else ddp.no_sync(), autocast(cfg, device):
                     res = ddp(batch, step / total)
                 (res["loss"] / cfg.grad_accum).backward()
                 for k, v in res.items():
@@ -235,8 +316,15 @@ def train(cfg: LaBraMRunConfig) -> Path:
                 t = torch.tensor([tokens], dtype=torch.int64, device=device)
                 dist.all_reduce(t)
                 tokens = int(t)
-            rec = {"step": step, "epoch": loader.epoch, "lr": lr, "tokens": tokens, "tok_per_s": tokens / dt,
-                   "dt": dt, **parts}
+            rec = {
+                "step": step,
+                "epoch": loader.epoch,
+                "lr": lr,
+                "tokens": tokens,
+                "tok_per_s": tokens / dt,
+                "dt": dt,
+                **parts,
+            }
             if gnorm is not None:
                 rec["grad_norm"] = gnorm
             if step % cfg.log_every == 0 or step == total:
@@ -249,8 +337,14 @@ def train(cfg: LaBraMRunConfig) -> Path:
         if step == total and (cfg.eval_every or cfg.stage == "finetune"):
             maybe_validate()
         save(ckpt_path)
-    summary = {"rank": rank, "world": world, "step": step, "loader": loader.state_dict(), "batches": seen,
-               "wall_s": time.perf_counter() - t_start}
+    summary = {
+        "rank": rank,
+        "world": world,
+        "step": step,
+        "loader": loader.state_dict(),
+        "batches": seen,
+        "wall_s": time.perf_counter() - t_start,
+    }
     (out / "ranks").mkdir(exist_ok=True)
     (out / "ranks" / f"rank{rank}.json").write_text(json.dumps(summary))
     if dist.is_initialized():

@@ -51,7 +51,9 @@ class UniMindConfig:
     encoder_init: str | None = None  # labram-base.pth (official MEM checkpoint) or None (random init)
     freeze_encoder: bool = False  # official: the encoder is trained (freeze_backbone False)
     encoder_drop_path: float = 0.0  # official 0.1
-    head_init_scale: float = 1.0  # official 0.001 (the LaBraM head init_scale applied to the 200 -> 1152 head)
+    head_init_scale: float = (
+        1.0  # official 0.001 (the LaBraM head init_scale applied to the 200 -> 1152 head)
+    )
     d_c: int = 64
     pool_size: int = 8
     top_k: int = 1
@@ -94,7 +96,9 @@ class UniMindConfig:
         if self.lm == "tiny" and self.gpt.vocab_size != TEXT_VOCAB:
             raise ValueError(f"the tiny LM reads GPT-2 BPE text: vocab_size must be {TEXT_VOCAB}")
         if self.lm == "hf" and (self.lm_path is None) == (self.lm_random is None):
-            raise ValueError("lm='hf' needs exactly one of lm_path (pre-trained weights) or lm_random (a random config)")
+            raise ValueError(
+                "lm='hf' needs exactly one of lm_path (pre-trained weights) or lm_random (a random config)"
+            )
 
     @property
     def queries_per_branch(self) -> int:
@@ -126,17 +130,37 @@ def unimind_config(name: str, **overrides: Any) -> UniMindConfig:
         return UniMindConfig(name="tiny", **overrides)
     if name == "small":
         kw: dict[str, Any] = dict(
-            name="small", encoder=labram_config("base"), encoder_drop_path=0.1, head_init_scale=0.001, d_c=256,
-            pool_size=16, n_heads=8, lm="hf", lm_path="gpt2", lora=True)
+            name="small",
+            encoder=labram_config("base"),
+            encoder_drop_path=0.1,
+            head_init_scale=0.001,
+            d_c=256,
+            pool_size=16,
+            n_heads=8,
+            lm="hf",
+            lm_path="gpt2",
+            lora=True,
+        )
         kw.update(overrides)
         return UniMindConfig(**kw)
     if name == "official":
         kw = dict(
-            name="official", encoder=labram_config("base", n_time_rows=32), encoder_drop_path=0.1,
-            head_init_scale=0.001, d_c=1152, pool_size=16, top_k=math.ceil(2 / 2), n_heads=8, lm="hf", lora=True)
+            name="official",
+            encoder=labram_config("base", n_time_rows=32),
+            encoder_drop_path=0.1,
+            head_init_scale=0.001,
+            d_c=1152,
+            pool_size=16,
+            top_k=math.ceil(2 / 2),
+            n_heads=8,
+            lm="hf",
+            lora=True,
+        )
         kw.update(overrides)
         if kw.get("lm_path") is None and kw.get("lm_random") is None:
-            raise ValueError("the official config needs lm_path: a local copy of InternVL2-8B's language model "
-                             "(or any causal LM)")
+            raise ValueError(
+                "the official config needs lm_path: a local copy of InternVL2-8B's language model "
+                "(or any causal LM)"
+            )
         return UniMindConfig(**kw)
     raise KeyError(f"unknown UniMind config {name!r}: expected tiny, small or official")

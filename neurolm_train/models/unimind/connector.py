@@ -34,7 +34,9 @@ class Router(nn.Module):
         return self.fc2(self.act(self.fc1(tokens))).mean(dim=1)  # (B, P)
 
 
-def select(scores: Tensor, pool: Tensor, k: int, mode: str, training: bool, tau: float = 1.0) -> tuple[Tensor, Tensor]:
+def select(
+    scores: Tensor, pool: Tensor, k: int, mode: str, training: bool, tau: float = 1.0
+) -> tuple[Tensor, Tensor]:
     """Pick k queries per sample from ``pool`` (P, d) by ``scores`` (B, P).
 
     Modes: ``hard`` (official: ``pool[topk]``, no gradient to the scores), ``st`` (the same value, gradient
@@ -66,7 +68,9 @@ class QuerySelector(nn.Module):
     of the router scores (B, P) and picks (B, k).
     """
 
-    def __init__(self, d: int, pool_size: int, top_k: int, n_tasks: int, mode: str = "st", tau: float = 1.0) -> None:
+    def __init__(
+        self, d: int, pool_size: int, top_k: int, n_tasks: int, mode: str = "st", tau: float = 1.0
+    ) -> None:
         super().__init__()
         if n_tasks < 1:
             raise ValueError("UniMind needs at least one task (one static query per task)")
@@ -113,9 +117,13 @@ class NeuroLanguageConnector(nn.Module):
         B, C, T, d = grid.shape
         Q = q_c.shape[1]
         keys_c = grid.transpose(1, 2).reshape(B * T, C, d)  # (B T, C, d): row b T + t = second t of sample b
-        s, _ = self.attn_c(tile_queries(q_c, T, self.pairing), keys_c, keys_c, need_weights=False)  # (B T, Q, d)
+        s, _ = self.attn_c(
+            tile_queries(q_c, T, self.pairing), keys_c, keys_c, need_weights=False
+        )  # (B T, Q, d)
         keys_t = grid.reshape(B * C, T, d)  # (B C, T, d): row b C + c = channel c of sample b
-        t, _ = self.attn_t(tile_queries(q_t, C, self.pairing), keys_t, keys_t, need_weights=False)  # (B C, Q, d)
+        t, _ = self.attn_t(
+            tile_queries(q_t, C, self.pairing), keys_t, keys_t, need_weights=False
+        )  # (B C, Q, d)
         return torch.cat((cls.unsqueeze(1), s.reshape(B, T * Q, d), t.reshape(B, C * Q, d)), dim=1)
 
 

@@ -52,7 +52,7 @@ class TinyGPTLM(nn.Module):
             raise ValueError(f"sequence of {S} tokens exceeds the LM's block_size={self.gpt.cfg.block_size}")
         pos = torch.arange(S, device=emb.device).unsqueeze(0)  # (1, S)
         h, _ = self.gpt(emb, pos, None)  # (B, S, d), causal
-        return self.gpt.lm_head(h if keep is None else h[:, S - keep:])  # (B, S', V)
+        return self.gpt.lm_head(h if keep is None else h[:, S - keep :])  # (B, S', V)
 
 
 class HFCausalLM(nn.Module):
@@ -103,7 +103,8 @@ def build_lm(cfg: UniMindConfig) -> nn.Module:
             raise LMWeightsMissing(
                 f"no weights for the language model {cfg.lm_path!r} on this machine (looked for a local "
                 f"directory and the Hugging Face cache; nothing is downloaded): {err}. Copy the model to a "
-                "folder and pass its path, or use the tiny config") from None
+                "folder and pass its path, or use the tiny config"
+            ) from None
         pretrained = True
     else:
         hf_cfg = AutoConfig.for_model(**cfg.lm_random)
@@ -112,12 +113,19 @@ def build_lm(cfg: UniMindConfig) -> nn.Module:
     lora = None
     if cfg.lora:
         if not pretrained and not cfg.force_random_lora:
-            raise ValueError("LoRA on a randomly initialised language model adapts weights that encode nothing: "
-                             "refused. Give lm_path with pre-trained weights, or set force_random_lora=True "
-                             "to test the mechanics only")
+            raise ValueError(
+                "LoRA on a randomly initialised language model adapts weights that encode nothing: "
+                "refused. Give lm_path with pre-trained weights, or set force_random_lora=True "
+                "to test the mechanics only"
+            )
         targets = cfg.lora_targets if isinstance(cfg.lora_targets, str) else list(cfg.lora_targets)
-        lora = dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
-                    fan_in_fan_out=model.config.model_type == "gpt2")  # GPT-2's Conv1D stores (in, out)
+        lora = dict(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets,
+            fan_in_fan_out=model.config.model_type == "gpt2",
+        )  # GPT-2's Conv1D stores (in, out)
     elif pretrained:
         log.warning("language model %s without LoRA: all of its weights are trained", cfg.lm_path)
     return HFCausalLM(model, pretrained, lora)

@@ -37,8 +37,14 @@ class LaBraMEncoder(nn.Module):
     ``labram-base.pth`` by ``labram.official.backbone_from_official``).
     """
 
-    def __init__(self, cfg: LaBraMConfig, d_c: int, drop_path: float = 0.0, head_init_scale: float = 1.0,
-                 backbone: NeuralTransformer | None = None) -> None:
+    def __init__(
+        self,
+        cfg: LaBraMConfig,
+        d_c: int,
+        drop_path: float = 0.0,
+        head_init_scale: float = 1.0,
+        backbone: NeuralTransformer | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone if backbone is not None else NeuralTransformer(cfg, drop_path=drop_path)
         self.head = nn.Linear(cfg.embed_dim, d_c)
@@ -47,13 +53,17 @@ class LaBraMEncoder(nn.Module):
         with torch.no_grad():
             self.head.weight.mul_(head_init_scale)
 
-    def forward(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor
+    ) -> tuple[Tensor, Tensor]:
         B, N = mask.shape
         C = int(n_chans[0])
         n_valid = mask.sum(1)
         if bool((n_chans != C).any()) or bool((n_valid != n_valid[0]).any()) or int(n_valid[0]) % C:
-            raise ValueError("UniMind batches need one window shape: every sample the same channels and seconds "
-                             f"(got n_chans {n_chans.tolist()}, tokens {n_valid.tolist()})")
+            raise ValueError(
+                "UniMind batches need one window shape: every sample the same channels and seconds "
+                f"(got n_chans {n_chans.tolist()}, tokens {n_valid.tolist()})"
+            )
         T = int(n_valid[0]) // C
         h = self.backbone.forward_features(x, chans, times, mask)  # (B, 1+N, d)
         h = self.head(self.backbone.fc_norm(h[:, : 1 + C * T]))  # (B, 1+C T, d_c)
@@ -65,7 +75,9 @@ class UniMind(nn.Module):
     """The whole model (see the module docstring). ``encoder`` and ``lm`` may be given; otherwise they are
     built from ``cfg`` (``build_lm``; LaBraM from ``cfg.encoder``, or ``cfg.encoder_init``)."""
 
-    def __init__(self, cfg: UniMindConfig, encoder: nn.Module | None = None, lm: nn.Module | None = None) -> None:
+    def __init__(
+        self, cfg: UniMindConfig, encoder: nn.Module | None = None, lm: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         if encoder is None:
@@ -74,10 +86,13 @@ class UniMind(nn.Module):
                 from ..labram.official import backbone_from_official
 
                 backbone, _ = backbone_from_official(cfg.encoder_init, cfg.encoder, 0, cfg.encoder_drop_path)
-            encoder = LaBraMEncoder(cfg.encoder, cfg.d_c, cfg.encoder_drop_path, cfg.head_init_scale, backbone)
+            encoder = LaBraMEncoder(
+                cfg.encoder, cfg.d_c, cfg.encoder_drop_path, cfg.head_init_scale, backbone
+            )
         self.encoder = encoder
-        self.selector = QuerySelector(cfg.d_c, cfg.pool_size, cfg.top_k, max(1, len(cfg.tasks)), cfg.selection,
-                                      cfg.gumbel_tau)
+        self.selector = QuerySelector(
+            cfg.d_c, cfg.pool_size, cfg.top_k, max(1, len(cfg.tasks)), cfg.selection, cfg.gumbel_tau
+        )
         self.connector = NeuroLanguageConnector(cfg.d_c, cfg.n_heads, cfg.query_pairing)
         self.lm = lm if lm is not None else build_lm(cfg)
         self.projector = Projector(cfg.d_c, self.lm.d_model)
@@ -95,17 +110,21 @@ class UniMind(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     # ---------------------------------------------------------------------------------------------- EEG side
-    def connector_tokens(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor,
-                         task: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def connector_tokens(
+        self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor, task: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Connector output (B, 1 + Q T + Q C, d_c) before the projector, and the selector's scores and picks."""
         cls, grid = self.encoder(x, chans, times, mask, n_chans)  # (B, d_c), (B, C, T, d_c)
         B, C, T, d = grid.shape
-        tokens = torch.cat((cls.unsqueeze(1), grid.transpose(1, 2).reshape(B, T * C, d)), dim=1)  # (B, 1+TC, d)
+        tokens = torch.cat(
+            (cls.unsqueeze(1), grid.transpose(1, 2).reshape(B, T * C, d)), dim=1
+        )  # (B, 1+TC, d)
         q_c, q_t, info = self.selector(tokens, task)
         return self.connector(cls, grid, q_c, q_t), info
 
-    def eeg_tokens(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor,
-                   task: Tensor) -> Tensor:
+    def eeg_tokens(
+        self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor, task: Tensor
+    ) -> Tensor:
         """Projected EEG tokens (B, M, d_model), M = 1 + Q T + Q C."""
         return self.projector(self.connector_tokens(x, chans, times, mask, n_chans, task)[0])
 
@@ -114,31 +133,58 @@ class UniMind(nn.Module):
         Raises ValueError when a row does not hold exactly M placeholder positions."""
         per_row = eeg_pos.sum(1)
         if bool((per_row != eeg.shape[1]).any()):
-            raise ValueError(f"{eeg.shape[1]} EEG tokens per sample but placeholders per row {per_row.tolist()}")
+            raise ValueError(
+                f"{eeg.shape[1]} EEG tokens per sample but placeholders per row {per_row.tolist()}"
+            )
         emb = self.lm.embed(ids)  # (B, S, d_model)
         return emb.masked_scatter(eeg_pos.unsqueeze(-1), eeg.to(emb.dtype))
 
     # -------------------------------------------------------------------------------------------- training
-    def forward(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor, task: Tensor,
-                ids: Tensor, eeg_pos: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self,
+        x: Tensor,
+        chans: Tensor,
+        times: Tensor,
+        mask: Tensor,
+        n_chans: Tensor,
+        task: Tensor,
+        ids: Tensor,
+        eeg_pos: Tensor,
+        targets: Tensor,
+    ) -> dict[str, Tensor]:
         """Causal-LM cross-entropy on the supervised (answer) positions: ``loss`` (mean over them), ``acc``
         (next-token accuracy there, detached), ``n_targets``."""
         emb = self.splice(ids, eeg_pos, self.eeg_tokens(x, chans, times, mask, n_chans, task))
         sup = (targets >= 0).any(0).nonzero()
         first = int(sup[0]) if len(sup) else targets.shape[1] - 1
-        logits = self.lm(emb, keep=targets.shape[1] - first)  # (B, S - first, V): from the first supervised position
+        logits = self.lm(
+            emb, keep=targets.shape[1] - first
+        )  # (B, S - first, V): from the first supervised position
         targets = targets[:, first:]
         sel = targets >= 0
         lg = logits[sel].float()  # (n, V)
         tg = targets[sel]
         loss = F.cross_entropy(lg, tg)
-        return {"loss": loss, "acc": (lg.argmax(-1) == tg).float().mean().detach(),
-                "n_targets": sel.sum().detach().float()}
+        return {
+            "loss": loss,
+            "acc": (lg.argmax(-1) == tg).float().mean().detach(),
+            "n_targets": sel.sum().detach().float(),
+        }
 
     # ------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def answer_logprobs(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor,
-                        task: Tensor, prefix: Tensor, eeg_pos: Tensor, candidates: list[list[int]]) -> Tensor:
+    def answer_logprobs(
+        self,
+        x: Tensor,
+        chans: Tensor,
+        times: Tensor,
+        mask: Tensor,
+        n_chans: Tensor,
+        task: Tensor,
+        prefix: Tensor,
+        eeg_pos: Tensor,
+        candidates: list[list[int]],
+    ) -> Tensor:
         """Summed token log-likelihood of each candidate answer after the prefix: (B, K) float32.
 
         ``prefix`` (B, P) ids and ``eeg_pos`` (B, P) placeholders (no padding: every row of a one-task batch has
@@ -156,15 +202,30 @@ class UniMind(nn.Module):
             cand[k, : len(c)] = torch.tensor(c, dtype=torch.long)
             valid[k, : len(c)] = True
         cand_emb = self.lm.embed(cand)  # (K, L, d)
-        seq = torch.cat((emb.unsqueeze(1).expand(B, K, P, -1), cand_emb.unsqueeze(0).expand(B, K, L, -1)), dim=2)
-        logits = self.lm(seq.reshape(B * K, P + L, -1), keep=L + 1)[:, :L].float()  # (B K, L, V) at P-1 .. P+L-2
+        seq = torch.cat(
+            (emb.unsqueeze(1).expand(B, K, P, -1), cand_emb.unsqueeze(0).expand(B, K, L, -1)), dim=2
+        )
+        logits = self.lm(seq.reshape(B * K, P + L, -1), keep=L + 1)[
+            :, :L
+        ].float()  # (B K, L, V) at P-1 .. P+L-2
         lp = logits.log_softmax(-1).gather(-1, cand.repeat(B, 1).unsqueeze(-1)).squeeze(-1)  # (B K, L)
         return (lp * valid.repeat(B, 1)).sum(-1).view(B, K)
 
     @torch.no_grad()
-    def beam_search(self, x: Tensor, chans: Tensor, times: Tensor, mask: Tensor, n_chans: Tensor, task: Tensor,
-                    prefix: Tensor, eeg_pos: Tensor, num_beams: int = 5, max_new_tokens: int = 10,
-                    eos: int = 50256) -> list[list[int]]:
+    def beam_search(
+        self,
+        x: Tensor,
+        chans: Tensor,
+        times: Tensor,
+        mask: Tensor,
+        n_chans: Tensor,
+        task: Tensor,
+        prefix: Tensor,
+        eeg_pos: Tensor,
+        num_beams: int = 5,
+        max_new_tokens: int = 10,
+        eos: int = 50256,
+    ) -> list[list[int]]:
         """The released evaluation's decoding: beam search (``num_beams`` 5, ``max_new_tokens`` 10, no sampling;
         a beam ends at ``eos``; the final choice is the best summed log-probability, with no length penalty
         on finished beams). Returns per sample the generated ids (without ``eos``)."""
@@ -174,8 +235,10 @@ class UniMind(nn.Module):
             beams: list[tuple[float, list[int]]] = [(0.0, [])]
             done: list[tuple[float, list[int]]] = []
             for _ in range(max_new_tokens):
-                seqs = [torch.cat((emb[b], self.lm.embed(torch.tensor(t, dtype=torch.long, device=emb.device))))
-                        for _, t in beams]
+                seqs = [
+                    torch.cat((emb[b], self.lm.embed(torch.tensor(t, dtype=torch.long, device=emb.device))))
+                    for _, t in beams
+                ]
                 lp = self.lm(torch.stack(seqs), keep=1)[:, -1].float().log_softmax(-1)  # (n_beams, V)
                 cand = []
                 for (s, t), row in zip(beams, lp, strict=True):

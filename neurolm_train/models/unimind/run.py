@@ -65,9 +65,14 @@ class UniMindRunConfig:
 
     model: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    data: DataConfig = field(default_factory=lambda: DataConfig(tasks=["workload"], batch_size=16, eval_batch_size=64))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        lr=3e-3, min_lr=3e-4, betas=(0.9, 0.999), weight_decay=0.01, warmup=0.03, grad_clip=1.0))
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(tasks=["workload"], batch_size=16, eval_batch_size=64)
+    )
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=3e-3, min_lr=3e-4, betas=(0.9, 0.999), weight_decay=0.01, warmup=0.03, grad_clip=1.0
+        )
+    )
     epochs: int = 10
     steps: int | None = None
     seed: int = 0
@@ -173,8 +178,16 @@ def closest_answer(text: str, answers: tuple[str, ...]) -> tuple[int, bool]:
 
 
 @torch.no_grad()
-def predict(model: UniMind, tasks: list[TaskShards], cfg: UniMindRunConfig, device: torch.device, rank: int = 0,
-            world: int = 1, beam: bool = False, limit: int | None = None) -> list[dict]:
+def predict(
+    model: UniMind,
+    tasks: list[TaskShards],
+    cfg: UniMindRunConfig,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+    beam: bool = False,
+    limit: int | None = None,
+) -> list[dict]:
     """Per-window rows ``key``, ``task``, ``label``, ``probs`` (K), ``pred``; with ``beam`` also ``gen_text``,
     ``gen_pred`` (closest answer) and ``gen_exact`` (the text was an answer). All ranks' rows when distributed."""
     mc = model.cfg
@@ -191,12 +204,19 @@ def predict(model: UniMind, tasks: list[TaskShards], cfg: UniMindRunConfig, devi
         P = torch.tensor(p, device=device).expand(n, -1)
         pos_t = torch.tensor(pos, device=device).expand(n, -1)
         with autocast(cfg, device):
-            lp = model.answer_logprobs(*eeg_args(mc, b), P, pos_t, [list(a) for a in answer_ids(tid, cfg.tokenizer)])
+            lp = model.answer_logprobs(
+                *eeg_args(mc, b), P, pos_t, [list(a) for a in answer_ids(tid, cfg.tokenizer)]
+            )
             gen = model.beam_search(*eeg_args(mc, b), P, pos_t) if beam else None
         probs = torch.softmax(lp.float(), dim=1).cpu().numpy()
         for i in range(n):
-            row = {"key": b["key"][i], "task": TASKS[tid].name, "label": int(b["label"][i]),
-                   "probs": probs[i].tolist(), "pred": int(probs[i].argmax())}
+            row = {
+                "key": b["key"][i],
+                "task": TASKS[tid].name,
+                "label": int(b["label"][i]),
+                "probs": probs[i].tolist(),
+                "pred": int(probs[i].argmax()),
+            }
             if gen is not None:
                 text = enc.decode([t for t in gen[i] if t < 50256])
                 row["gen_text"] = text
@@ -220,8 +240,12 @@ def scores(rows: list[dict]) -> dict[str, dict]:
         rs = [r for r in rows if r["task"] == name]
         if rs and "gen_pred" in rs[0]:
             task = TASKS[task_id(name)]
-            g = hard_label_metrics(task.kind, np.array([r["label"] for r in rs]),
-                                   np.array([r["gen_pred"] for r in rs]), task.n_classes)
+            g = hard_label_metrics(
+                task.kind,
+                np.array([r["label"] for r in rs]),
+                np.array([r["gen_pred"] for r in rs]),
+                task.n_classes,
+            )
             g["parse_failure_rate"] = float(np.mean([not r["gen_exact"] for r in rs]))
             m["generation"] = g
     return out
@@ -250,17 +274,25 @@ def saved_state(model: UniMind) -> dict[str, torch.Tensor]:
 def load_state(model: UniMind, sd: dict[str, torch.Tensor]) -> None:
     """Inverse of ``saved_state``: only frozen pre-trained LM weights may be missing. Raises ValueError."""
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    frozen = {f"lm.{n}" for n, p in model.lm.named_parameters() if not p.requires_grad} if model.lm.pretrained else set()
+    frozen = (
+        {f"lm.{n}" for n, p in model.lm.named_parameters() if not p.requires_grad}
+        if model.lm.pretrained
+        else set()
+    )
     bad = [k for k in missing if k not in frozen]
     if bad or unexpected:
-        raise ValueError(f"checkpoint does not fit the model: missing {bad[:5]}, unexpected {list(unexpected)[:5]}")
+        raise ValueError(
+            f"checkpoint does not fit the model: missing {bad[:5]}, unexpected {list(unexpected)[:5]}"
+        )
 
 
 def make_optimizer(model: UniMind, cfg: UniMindRunConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, weight decay on >= 2-D tensors only, one learning rate."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, fused=device.type == "cuda")
 
 
@@ -283,21 +315,37 @@ def train(cfg: UniMindRunConfig) -> Path:
     tasks = discover(cfg.data.shards, cfg.data.tasks, "train")
     discover(cfg.data.shards, cfg.data.val_tasks or cfg.data.tasks, "val")  # fail now, not after training
     weights = mixing_weights([t.n_windows for t in tasks], cfg.data.mixing, cfg.data.temperature)
-    loaders = [TokenLoader([t], np.ones(1), cfg.data.batch_size, _task_seed(cfg.seed, t.name), None, world, rank,
-                           cfg.data.num_workers, cfg.data.shuffle_buffer, cfg.data.max_tokens, device.type == "cuda")
-               for t in tasks]
+    loaders = [
+        TokenLoader(
+            [t],
+            np.ones(1),
+            cfg.data.batch_size,
+            _task_seed(cfg.seed, t.name),
+            None,
+            world,
+            rank,
+            cfg.data.num_workers,
+            cfg.data.shuffle_buffer,
+            cfg.data.max_tokens,
+            device.type == "cuda",
+        )
+        for t in tasks
+    ]
     per_epoch = sum(ld.batches_per_epoch for ld in loaders)
     total = cfg.steps or max(1, cfg.epochs * per_epoch)
     eval_every = per_epoch if cfg.eval_every is None else cfg.eval_every
     opt = make_optimizer(model, cfg, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(int(cfg.optim.warmup * total), total,
-                                                                cfg.optim.min_lr / cfg.optim.lr))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, WarmupCosine(int(cfg.optim.warmup * total), total, cfg.optim.min_lr / cfg.optim.lr)
+    )
     step, best = 0, None
     ckpt_path = out / "ckpt.pt"
     if cfg.resume:
         ck = checkpoint.load(ckpt_path)
         if ck["config_hash"] != chash:
-            raise ValueError(f"config hash {chash} differs from the checkpoint's {ck['config_hash']}: cannot resume")
+            raise ValueError(
+                f"config hash {chash} differs from the checkpoint's {ck['config_hash']}: cannot resume"
+            )
         load_state(model, ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -307,11 +355,21 @@ def train(cfg: UniMindRunConfig) -> Path:
         checkpoint.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
         step, best = ck["step"], ck.get("best")
     if rank == 0:
-        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": chash,
-                                                     "model_config": mc.to_dict()}, indent=2, default=str))
+        (out / "config.json").write_text(
+            json.dumps(
+                {"config": cfg.to_dict(), "config_hash": chash, "model_config": mc.to_dict()},
+                indent=2,
+                default=str,
+            )
+        )
     unused = mc.selection == "hard"  # the released selection gives its routers no gradient
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-              find_unused_parameters=unused) if world > 1 else model
+    ddp = (
+        DDP(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused
+        )
+        if world > 1
+        else model
+    )
     model.train()
 
     def save(path: Path) -> None:
@@ -320,11 +378,23 @@ def train(cfg: UniMindRunConfig) -> Path:
             rngs = [None] * world
             dist.all_gather_object(rngs, checkpoint.rng_state())
         if rank == 0:
-            checkpoint.atomic_save({
-                "stage": "unimind", "step": step, "model": saved_state(model), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "loader": [ld.state_dict() for ld in loaders], "rng": rngs,
-                "config": cfg.to_dict(), "config_hash": chash, "model_config": mc.to_dict(), "best": best,
-                "world": world}, path)
+            checkpoint.atomic_save(
+                {
+                    "stage": "unimind",
+                    "step": step,
+                    "model": saved_state(model),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "loader": [ld.state_dict() for ld in loaders],
+                    "rng": rngs,
+                    "config": cfg.to_dict(),
+                    "config_hash": chash,
+                    "model_config": mc.to_dict(),
+                    "best": best,
+                    "world": world,
+                },
+                path,
+            )
 
     def maybe_validate() -> None:
         nonlocal best
@@ -337,9 +407,11 @@ def train(cfg: UniMindRunConfig) -> Path:
 
     with Logger(out, rank, total, "unimind") as logger:
         logger.progress.update(logger.task, completed=step)
-        logger.print(f"unimind: model={cfg.model} tasks={cfg.data.tasks} weights={np.round(weights, 3).tolist()} "
-                     f"world={world} device={device} steps={total} steps/epoch={per_epoch} "
-                     f"trainable={model.num_trainable()} config_hash={chash}")
+        logger.print(
+            f"unimind: model={cfg.model} tasks={cfg.data.tasks} weights={np.round(weights, 3).tolist()} "
+            f"world={world} device={device} steps={total} steps/epoch={per_epoch} "
+            f"trainable={model.num_trainable()} config_hash={chash}"
+        )
         end = min(total, cfg.stop_at) if cfg.stop_at else total
         while step < end:
             t0 = time.perf_counter()
@@ -358,8 +430,13 @@ def train(cfg: UniMindRunConfig) -> Path:
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            rec = {"step": step, "task": tasks[ti].name, "lr": lr, "dt": time.perf_counter() - t0,
-                   **{k: float(v.detach()) for k, v in res.items()}}
+            rec = {
+                "step": step,
+                "task": tasks[ti].name,
+                "lr": lr,
+                "dt": time.perf_counter() - t0,
+                **{k: float(v.detach()) for k, v in res.items()},
+            }
             if gnorm is not None:
                 rec["grad_norm"] = gnorm
             if step % cfg.log_every == 0 or step == total:
@@ -372,8 +449,14 @@ def train(cfg: UniMindRunConfig) -> Path:
         if step == total:
             maybe_validate()
         save(ckpt_path)
-    summary = {"rank": rank, "world": world, "step": step, "loader": [ld.state_dict() for ld in loaders],
-               "batches": seen, "wall_s": time.perf_counter() - t_start}
+    summary = {
+        "rank": rank,
+        "world": world,
+        "step": step,
+        "loader": [ld.state_dict() for ld in loaders],
+        "batches": seen,
+        "wall_s": time.perf_counter() - t_start,
+    }
     (out / "ranks").mkdir(exist_ok=True)
     (out / "ranks" / f"rank{rank}.json").write_text(json.dumps(summary))
     if dist.is_initialized():
@@ -394,9 +477,16 @@ def load_model(path: str | Path, device: torch.device) -> tuple[UniMind, dict]:
     return model.to(device).eval(), ck
 
 
-def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str] | None, out: str | Path,
-             splits: tuple[str, ...] = ("val", "test"), beam: bool = False, batch_size: int | None = None,
-             limit: int | None = None) -> dict:
+def evaluate(
+    ckpt_path: str | Path,
+    shards: str,
+    tasks: list[str] | None,
+    out: str | Path,
+    splits: tuple[str, ...] = ("val", "test"),
+    beam: bool = False,
+    batch_size: int | None = None,
+    limit: int | None = None,
+) -> dict:
     """Score a UniMind checkpoint per task on ``splits``; write ``results.json`` and ``predictions.parquet``
     into ``out``. ``tasks`` None = the tasks the model was trained on. Returns the results dict."""
     t0 = time.perf_counter()
@@ -417,14 +507,26 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str] | None, out: s
             res_scores.setdefault(name, {})[split] = m
         frames.append(pl.DataFrame(rows).with_columns(pl.lit(split).alias("split")))
     result = {
-        "scores": res_scores, "checkpoint": str(ckpt_path), "checkpoint_sha256": sha256_file(ckpt_path),
-        "stage": "unimind", "step": ck["step"], "tasks_trained": model.cfg.tasks,
-        "selection": {"rule": "best mean val balanced accuracy over the trained tasks, ties broken by mean val "
-                              "AUROC (binary) / kappa (multiclass)", "record": ck.get("best")},
+        "scores": res_scores,
+        "checkpoint": str(ckpt_path),
+        "checkpoint_sha256": sha256_file(ckpt_path),
+        "stage": "unimind",
+        "step": ck["step"],
+        "tasks_trained": model.cfg.tasks,
+        "selection": {
+            "rule": "best mean val balanced accuracy over the trained tasks, ties broken by mean val "
+            "AUROC (binary) / kappa (multiclass)",
+            "record": ck.get("best"),
+        },
         "scoring": "candidate answers by summed token log-likelihood -> softmax probabilities"
-                   + (" + beam search 5 with closest-answer matching" if beam else ""),
-        "config": ck["config"], "config_hash": ck["config_hash"], "model_config": model.cfg.to_dict(),
-        "manifest_hashes": manifests, "code_version": code_version(), "seed": cfg.seed, "limit": limit,
+        + (" + beam search 5 with closest-answer matching" if beam else ""),
+        "config": ck["config"],
+        "config_hash": ck["config_hash"],
+        "model_config": model.cfg.to_dict(),
+        "manifest_hashes": manifests,
+        "code_version": code_version(),
+        "seed": cfg.seed,
+        "limit": limit,
         "wall_s": time.perf_counter() - t0,
     }
     if rank == 0:
@@ -439,5 +541,16 @@ def evaluate(ckpt_path: str | Path, shards: str, tasks: list[str] | None, out: s
     return result
 
 
-__all__ = ["UniMindRunConfig", "closest_answer", "config_hash", "evaluate", "load_model", "predict", "run_config",
-           "scores", "step_task", "train", "validate"]
+__all__ = [
+    "UniMindRunConfig",
+    "closest_answer",
+    "config_hash",
+    "evaluate",
+    "load_model",
+    "predict",
+    "run_config",
+    "scores",
+    "step_task",
+    "train",
+    "validate",
+]

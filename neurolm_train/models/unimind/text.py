@@ -37,8 +37,9 @@ def prefix(tid: int, n_eeg: int, tokenizer: str | None = None) -> tuple[tuple[in
     return ids, (False,) * len(head) + (True,) * n_eeg + (False,) * len(tail)
 
 
-def instruction_batch(tid: int, labels: np.ndarray, n_eeg: int, tokenizer: str | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def instruction_batch(
+    tid: int, labels: np.ndarray, n_eeg: int, tokenizer: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training text of a one-task batch: ``ids`` (B, S) int64 (right-padded with 50256), ``eeg_pos`` (B, S)
     bool, ``targets`` (B, S) int64 (-1 except ``targets[i] = ids[i+1]`` over the answer and terminator).
     Raises ValueError on a label outside the task's classes."""
@@ -55,5 +56,5 @@ def instruction_batch(tid: int, labels: np.ndarray, n_eeg: int, tokenizer: str |
         seq = p + answers[y]
         ids[i, : len(seq)] = seq
         eeg[i, : len(p)] = pos
-        tgt[i, len(p) - 1: len(seq) - 1] = seq[len(p):]
+        tgt[i, len(p) - 1 : len(seq) - 1] = seq[len(p) :]
     return ids, eeg, tgt
