@@ -641,6 +641,7 @@ def evaluate_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from neurolm_data.lock import OutputLockedError
     from neurolm_train.evaluate import evaluate
 
     console = Console()
@@ -657,7 +658,7 @@ def evaluate_cmd(
             limit,
             config,
         )
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, OutputLockedError) as e:
         raise _fail(console, "evaluate", e) from None
     table = Table(title=f"{checkpoint} (step {res['step']}, config {res['config_hash']})")
     for col in ("task", "split", "n", "metrics"):

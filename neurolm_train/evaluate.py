@@ -329,11 +329,16 @@ def evaluate(
         "limit": limit,
         "wall_s": time.perf_counter() - t0,
     }
-    if rank == 0:
+    if rank == 0:  # OUT is locked while written (a second evaluate into it is refused, naming the holder)
+        from neurolm_data.lock import output_lock
+
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        pl.concat(frames, how="diagonal").write_parquet(out / "predictions.parquet")
-        tmp = out / "results.json.tmp"
-        tmp.write_text(json.dumps(_finite(result), indent=2, default=str, allow_nan=False))
-        tmp.replace(out / "results.json")
+        with output_lock(out, f"neurolm-train evaluate --out {out}"):
+            tmp = out / "predictions.parquet.tmp"
+            pl.concat(frames, how="diagonal").write_parquet(tmp)
+            tmp.replace(out / "predictions.parquet")
+            tmp = out / "results.json.tmp"
+            tmp.write_text(json.dumps(_finite(result), indent=2, default=str, allow_nan=False))
+            tmp.replace(out / "results.json")
     return result

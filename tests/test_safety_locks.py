@@ -146,3 +146,45 @@ def test_split_is_locked_too(workload_out: Path, tmp_path: Path, stage_args):
     finally:
         release(holder)
     assert run(stage_args[0], str(out), *stage_args[1:]).returncode == 0
+
+
+def test_evaluate_out_is_locked_too(workload_out: Path, tmp_path: Path):
+    """``neurolm-train evaluate --out E`` while another process writes E: refused naming the holder, nothing
+    written; once released, the same command writes its results."""
+    import torch
+    from fixtures_trainer import random_tiny_neurolm
+
+    from neurolm_train.official import save_official_neurolm, save_official_vq
+
+    model, tok = random_tiny_neurolm("instruct")
+    save_official_vq(tok, tmp_path / "VQ.pt", torch.randn(50257, model.cfg.vq.n_embd))
+    save_official_neurolm(model, tmp_path / "NeuroLM-T.pt")
+    out = tmp_path / "e"
+    out.mkdir()
+    args = [
+        "-c",
+        "from cli import train_app; train_app()",
+        "evaluate",
+        "--checkpoint",
+        f"{tmp_path / 'VQ.pt'},{tmp_path / 'NeuroLM-T.pt'}",
+        "--config",
+        "tiny",
+        "--shards",
+        str(workload_out / "shards"),
+        "--tasks",
+        "workload",
+        "--limit",
+        "8",
+        "--out",
+        str(out),
+    ]
+    holder = hold(out, "neurolm-train evaluate --out other")
+    try:
+        res = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+        refused(res, out, holder.pid, "neurolm-train evaluate --out other")
+        assert not (out / "results.json").exists()
+    finally:
+        release(holder)
+    res = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (out / "results.json").is_file() and (out / "predictions.parquet").is_file()
