@@ -40,6 +40,20 @@ def _fail(console, what: str, e: BaseException) -> typer.Exit:
     return typer.Exit(EXIT_DATA if type(e).__name__ in data_problems else EXIT_INPUT)
 
 
+def _csv(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (comma-separated task or split lists on the command line)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _print_scores(console, res: dict, out: str) -> None:
+    """One line per (task, split) of a results dict (``task split n=N  metric value ...``) and where it went."""
+    for task, per in res["scores"].items():
+        for split, m in per.items():
+            vals = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
+            console.print(f"{task} {split} n={m['n']}  {vals}")
+    console.print(f"results: {out}/results.json, predictions: {out}/predictions.parquet")
+
+
 def _version_callback(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
@@ -573,7 +587,7 @@ def _stage_command(stage: str):
             batch_size=batch_size,
             num_workers=workers,
             mixing=mixing,
-            tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+            tasks=_csv(tasks) if tasks else None,
         )
         over = {k: v for k, v in flat.items() if v is not None}
         over["data"] = {k: v for k, v in data.items() if v is not None}
@@ -649,9 +663,9 @@ def evaluate_cmd(
         res = evaluate(
             checkpoint,
             os.pathsep.join(shards),
-            [t.strip() for t in tasks.split(",") if t.strip()],
+            _csv(tasks),
             out,
-            tuple(s.strip() for s in splits.split(",") if s.strip()),
+            tuple(_csv(splits)),
             generate,
             hard_label,
             batch_size,
@@ -921,7 +935,7 @@ def unimind_train_cmd(
         batch_size=batch_size,
         mixing=mixing,
         num_workers=workers,
-        tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+        tasks=_csv(tasks),
     )
     over = {k: v for k, v in flat.items() if v is not None}
     over["data"] = {k: v for k, v in data.items() if v is not None}
@@ -969,20 +983,16 @@ def unimind_evaluate_cmd(
         res = evaluate(
             checkpoint,
             os.pathsep.join(shards),
-            [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+            _csv(tasks) if tasks else None,
             out,
-            tuple(s.strip() for s in splits.split(",") if s.strip()),
+            tuple(_csv(splits)),
             beam,
             batch_size,
             limit,
         )
     except (FileNotFoundError, LMWeightsMissing, ValueError, KeyError) as e:
         raise _fail(console, "unimind-evaluate", e) from None
-    for task, per in res["scores"].items():
-        for split, m in per.items():
-            vals = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
-            console.print(f"{task} {split} n={m['n']}  {vals}")
-    console.print(f"results: {out}/results.json, predictions: {out}/predictions.parquet")
+    _print_scores(console, res, out)
 
 
 # ---------------------------------------------------------------- neurolm-train FAMILY-STAGE (model families)
@@ -1063,7 +1073,7 @@ def _family_stage_command(fam_name: str, stage: str):
             batch_size=batch_size,
             num_workers=workers,
             mixing=mixing,
-            tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+            tasks=_csv(tasks) if tasks else None,
         )
         over = {k: v for k, v in flat.items() if v is not None}
         over["data"] = {k: v for k, v in data.items() if v is not None}
@@ -1111,22 +1121,16 @@ def _family_evaluate_command(fam_name: str):
             res = fam.evaluate(
                 checkpoint,
                 os.pathsep.join(shards),
-                [t.strip() for t in tasks.split(",") if t.strip()],
+                _csv(tasks),
                 out,
-                tuple(s.strip() for s in splits.split(",") if s.strip()),
+                tuple(_csv(splits)),
                 batch_size,
                 limit,
                 config,
             )
         except (FileNotFoundError, ValueError, KeyError) as e:
             raise _fail(console, f"{fam.cli_prefix}evaluate", e) from None
-        for task, per in res["scores"].items():
-            for split, m in per.items():
-                console.print(
-                    f"{task} {split} n={m['n']}  "
-                    + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
-                )
-        console.print(f"results: {out}/results.json, predictions: {out}/predictions.parquet")
+        _print_scores(console, res, out)
 
     return cmd
 

@@ -11,6 +11,7 @@ The same inputs give byte-identical files.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,7 @@ class Assignment:
     folds: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-class Splitter:
+class Splitter(ABC):
     """A split rule as a small object with one ``split`` method (as MOABB's evaluation splitters).
 
     ``split(rec, pairs)`` gets the protocol's recordings (``recordings.parquet`` rows of its source) and the
@@ -128,8 +129,9 @@ class Splitter:
     def __init__(self, protocol: Protocol):
         self.protocol = protocol
 
-    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def split(self, rec: pl.DataFrame, pairs: list[tuple[str, str]]) -> Assignment:
+        """The assignment of every ``(source, subject)`` pair of ``pairs`` (one subclass per rule)."""
 
 
 class ExplicitSplitter(Splitter):
